@@ -1,0 +1,3 @@
+from modise.cli import main
+
+main()

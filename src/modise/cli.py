@@ -1,0 +1,63 @@
+"""The ``modise`` command line: a thin shell over the parts' own command modules.
+
+Each part registers its commands (``register(app)``) and keeps heavy imports (torch,
+diffusers) inside the command bodies, so ``modise --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from modise.errors import ModiseError
+
+app = typer.Typer(
+    name="modise",
+    help="M-ODISE breast-lesion panoptic segmentation and MAM-E mammogram synthesis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register_all() -> None:
+    from modise.app import cli as app_cli
+    from modise.data import cli as data_cli
+    from modise.engine import eval_cli, train_cli
+    from modise.model import cli as model_cli
+    from modise.synthesis import cli as synthesis_cli
+
+    for module in (data_cli, eval_cli, model_cli, train_cli, synthesis_cli, app_cli):
+        module.register(app)
+
+
+_register_all()
+
+
+@app.command("version")
+def version() -> None:
+    """Print the modise version."""
+    from modise import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one sentence and exit 1."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except ModiseError as e:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

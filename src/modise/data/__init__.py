@@ -1,0 +1,1 @@
+"""Datasets: converters to the canonical COCO panoptic layout, readers, phantoms."""

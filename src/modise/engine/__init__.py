@@ -1,0 +1,1 @@
+"""modise.engine"""
