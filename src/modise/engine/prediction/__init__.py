@@ -1,0 +1,1 @@
+"""Prediction on new mammograms: input discovery, the predictor, DICOM SEG and overlays."""

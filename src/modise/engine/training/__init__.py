@@ -1,0 +1,1 @@
+"""Training on Lightning: augmentation, data module, module, schedule, train and cross-validation."""

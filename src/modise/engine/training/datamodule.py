@@ -1,0 +1,97 @@
+"""Lightning DataModule over a canonical panoptic dataset with fold K held out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from modise.errors import ModiseError
+
+from .augment import ResizePad, build_train_transform
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack same-size samples: ``images`` FloatTensor[B, 3, S, S] (grey x3) and Mask2Former targets."""
+    images = torch.stack([b["image"] for b in batch]).expand(-1, 3, -1, -1).contiguous()
+    targets = [{"labels": b["labels"].long(), "masks": b["masks"].float()} for b in batch]
+    return {"images": images, "targets": targets, "image_ids": [int(b["image_id"]) for b in batch]}
+
+
+class _Repeat(Dataset):
+    """A tiny training set repeated so one epoch has at least ``min_len`` samples (less epoch overhead)."""
+
+    def __init__(self, ds: Dataset, min_len: int) -> None:
+        self.ds, self.n = ds, len(ds)
+        self.times = max(1, -(-min_len // max(1, self.n)))
+
+    def __len__(self) -> int:
+        return self.n * self.times
+
+    def __getitem__(self, i: int):
+        return self.ds[i % self.n]
+
+
+def split_fold(root: str | Path, fold: int | None) -> tuple[list[int], list[int]]:
+    """(train ids, held-out ids) for ``fold`` of ``root/folds.json``; ``None`` trains on all."""
+    from modise.data.dataset import load_folds
+    from modise.data.panoptic import load_panoptic_json
+
+    all_ids = [int(im["id"]) for im in load_panoptic_json(root)["images"]]
+    if fold is None:
+        return all_ids, []
+    folds = load_folds(root)
+    if not 0 <= fold < len(folds):
+        raise ModiseError(f"{Path(root) / 'folds.json'}: fold {fold} requested but it defines {len(folds)} folds.")
+    held = [int(i) for i in folds[fold]]
+    held_set = set(held)
+    return [i for i in all_ids if i not in held_set], held
+
+
+class PanopticDataModule(L.LightningDataModule):
+    """Training split with LSJ + intensity jitter; the held-out split resized/padded to ``image_size``."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        fold: int | None,
+        image_size: int = 512,
+        batch_size: int = 2,
+        num_workers: int = 0,
+        min_scale: float = 0.1,
+        max_scale: float = 2.0,
+        intensity: bool = True,
+        seed: int = 0,
+        min_epoch_len: int = 64,
+    ) -> None:
+        super().__init__()
+        self.root, self.fold = Path(root), fold
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.aug = dict(min_scale=min_scale, max_scale=max_scale, intensity=intensity)
+        self.seed, self.min_epoch_len = seed, min_epoch_len
+        self.train_ids, self.val_ids = split_fold(self.root, fold)
+        if not self.train_ids:
+            raise ModiseError(f"{self.root}: no training images left after holding out fold {fold}.")
+
+    def setup(self, stage: str | None = None) -> None:
+        from modise.data.dataset import PanopticDataset
+
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        tf = build_train_transform(self.image_size, seed=self.seed * 1000 + rank, **self.aug)
+        self.train_set = PanopticDataset(self.root, image_ids=self.train_ids, transform=tf)
+        self.val_set = PanopticDataset(self.root, image_ids=self.val_ids, transform=ResizePad(self.image_size)) if self.val_ids else None
+        self.categories = self.train_set.categories
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            _Repeat(self.train_set, self.min_epoch_len),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_set) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate,
+        )

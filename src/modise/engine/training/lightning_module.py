@@ -1,0 +1,101 @@
+"""The LightningModule: M-ODISE's losses, the ODISE optimiser recipe, trainable-only checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from torch.optim.lr_scheduler import LambdaLR
+
+from .schedule import warmup_step_decay
+
+
+class ModiseLightning(L.LightningModule):
+    """Wraps a ``modise.model`` model (injected) for training.
+
+    Checkpoints hold only the trainable weights (frozen diffusion / encoder weights are
+    rebuilt from their source), plus Lightning's optimiser, scheduler and loop state, so
+    ``--resume`` continues with the same step count and AdamW moments.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float = 1e-4,
+        weight_decay: float = 0.05,
+        max_steps: int = 1000,
+        warmup_steps: int = 250,
+        milestones: tuple[float, float] = (0.889, 0.963),
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr, self.weight_decay = lr, weight_decay
+        self.max_steps, self.warmup_steps, self.milestones = max_steps, warmup_steps, tuple(milestones)
+        self.strict_loading = False  # frozen weights are not in the checkpoint
+        self._trainable_keys = {f"model.{k}" for k in model.trainable_state_dict()}
+
+    def forward(self, images: torch.Tensor) -> dict[str, Any]:
+        return self.model(images)
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning calls .train() on everything; frozen parts must stay in eval mode.
+        self.model.train()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        out = self.model(batch["images"])
+        losses = self.model.loss(out, batch["targets"])
+        bs = batch["images"].shape[0]
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        for k, v in losses.items():
+            if k != "loss" and torch.is_tensor(v) and v.numel() == 1:
+                self.log(f"train/{k}", v.detach().float(), batch_size=bs)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
+        return losses["loss"]
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.trainable_parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        # the lambda reads self.max_steps at each step, so a time budget may shorten the run
+        sched = LambdaLR(opt, lambda s: warmup_step_decay(s, self.max_steps, self.warmup_steps, self.milestones))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in self._trainable_keys}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        missing = self._trainable_keys - set(checkpoint["state_dict"])
+        if missing:
+            from modise.errors import ModiseError
+
+            raise ModiseError(
+                f"Checkpoint does not match this model: {len(missing)} trainable tensors missing "
+                f"(e.g. {sorted(missing)[0]}); was it written by another preset or size?"
+            )
+
+
+class TimeBudget(L.Callback):
+    """Fit the run into ``seconds``: after ``probe`` steps, measure the step time and cut
+    ``max_steps`` (trainer and schedule, so the step decay still lands near the end)."""
+
+    def __init__(self, seconds: float, probe: int = 5) -> None:
+        self.seconds, self.probe = seconds, probe
+        self._t0: float | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import time
+
+        self._t0, self._s0 = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+
+        done = trainer.global_step - self._s0
+        if done != self.probe:
+            return
+        per_step = (time.perf_counter() - self._t0) / done
+        fit = trainer.global_step + int(max(0.0, self.seconds - (time.perf_counter() - self._t0)) / per_step)
+        new = max(trainer.global_step + 1, min(trainer.max_steps if trainer.max_steps > 0 else fit, fit))
+        trainer.fit_loop.epoch_loop.max_steps = new
+        pl_module.max_steps = new

@@ -1,0 +1,123 @@
+"""Prediction I/O: input discovery, DICOM SEG written from a real mammogram and read back, overlays."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modise.data.panoptic import Category
+from modise.errors import ModiseError
+
+CATS = [Category(1, "benign", 1, ["benign lesion"]), Category(2, "malignant", 1, ["malignant lesion"])]
+
+
+def write_mammogram_dicom(path: Path, pixels_u8: np.ndarray, monochrome1: bool = False, spacing: bool = True) -> Path:
+    """A real-looking MG DICOM (12-bit, window, laterality/view) from 8-bit pixels."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    px = pixels_u8.astype(np.uint16) * 16
+    if monochrome1:
+        px = 4095 - px
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray (presentation)
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "P150", "Sample^Patient", "", "F"
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = "20240101", "120000", "", "", "1"
+    ds.SeriesNumber, ds.InstanceNumber, ds.Modality, ds.Manufacturer = 1, 1, "MG", "TEST"
+    ds.Rows, ds.Columns = px.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.ImageLaterality, ds.ViewPosition = "L", "CC"
+    if spacing:
+        ds.ImagerPixelSpacing = [0.1, 0.1]
+    ds.PixelData = px.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_discover_inputs(tmp_path, sample_images):
+    import shutil
+
+    (tmp_path / "sub").mkdir()
+    shutil.copy(sample_images[0], tmp_path / "a.jpg")
+    shutil.copy(sample_images[1], tmp_path / "sub" / "a.jpg")
+    (tmp_path / "notes.txt").write_text("x")
+    from modise.engine.prediction.inputs import discover_inputs, unique_stems
+
+    found = discover_inputs([tmp_path, tmp_path / "a.jpg"])
+    assert [p.name for p in found] == ["a.jpg", "a.jpg"]
+    assert unique_stems(found) == ["a", "a_1"]
+    with pytest.raises(ModiseError, match="does not exist"):
+        discover_inputs([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModiseError, match="No PNG"):
+        discover_inputs([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize("spacing", [True, False])
+def test_dicom_seg_from_real_mammogram_reads_back(tmp_path, sample_dir, sample_images, spacing):
+    import highdicom as hd
+    import pydicom
+    from PIL import Image
+
+    from modise.data.imageio import read_image
+    from modise.engine.prediction.dicom_seg import write_dicom_seg
+
+    name = sample_images[0].name
+    img = np.asarray(Image.open(sample_images[0]).convert("L"))
+    lesion = np.asarray(Image.open(sample_dir / "masks" / name).convert("L")) >= 128
+    src = read_image(write_mammogram_dicom(tmp_path / "mg.dcm", img, spacing=spacing))
+    masks = np.stack([lesion, np.zeros_like(lesion)])  # class 0: the radiologist mask, class 1: empty
+    seg_path = write_dicom_seg(tmp_path / "seg.dcm", src.dataset, masks, CATS)
+
+    raw = pydicom.dcmread(seg_path)
+    assert raw.Modality == "SEG" and raw.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    assert raw.StudyInstanceUID == src.dataset.StudyInstanceUID and raw.PatientID == "P150"
+    assert [s.SegmentLabel for s in raw.SegmentSequence] == ["benign", "malignant"]
+    seg = hd.seg.segread(seg_path)
+    refs = [r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence]
+    assert refs == [src.dataset.SOPInstanceUID]
+    arr = seg.get_pixels_by_source_instance([src.dataset.SOPInstanceUID], combine_segments=False)
+    assert arr.shape == (1, *img.shape, 2)
+    assert np.array_equal(arr[0, ..., 0].astype(bool), lesion) and not arr[0, ..., 1].any()
+
+
+def test_dicom_seg_rejects_wrong_shape(tmp_path, sample_images):
+    from PIL import Image
+
+    from modise.data.imageio import read_image
+    from modise.engine.prediction.dicom_seg import build_dicom_seg
+
+    img = np.asarray(Image.open(sample_images[0]).convert("L"))
+    src = read_image(write_mammogram_dicom(tmp_path / "mg.dcm", img))
+    with pytest.raises(ValueError, match="mask shape"):
+        build_dicom_seg(src.dataset, np.zeros((2, 10, 10), bool), CATS)
+
+
+def test_figure2_overlay_panels():
+    import torch
+
+    from modise.engine.prediction.overlays import figure2
+
+    px = np.random.default_rng(0).random((100, 80)).astype(np.float32)
+    ids = np.zeros((100, 80), np.int64)
+    ids[10:40, 10:40] = 3
+    masks = torch.from_numpy(ids == 3)[None]
+    sem = torch.zeros(2, 100, 80)
+    sem[0][masks[0]] = 0.9
+    res = {
+        "panoptic_seg": (torch.from_numpy(ids), [{"id": 3, "category_id": 1, "score": 0.9, "isthing": 1}]),
+        "instances": {"masks": masks, "labels": torch.tensor([0]), "scores": torch.tensor([0.9])},
+        "sem_seg": sem,
+    }
+    fig = np.asarray(figure2(px, res, CATS, gt=(ids, [{"id": 3, "category_id": 1}])))
+    assert fig.shape == (116, 80 * 5 + 16, 3)
+    panoptic = fig[16:, 2 * 84 : 2 * 84 + 80]
+    assert (panoptic[25, 25, 0] > panoptic[25, 25, 2]) and np.allclose(panoptic[80, 60], panoptic[80, 60, 0])  # red lesion, grey elsewhere
