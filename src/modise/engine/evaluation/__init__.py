@@ -1,0 +1,28 @@
+"""The paper's evaluation protocol (DESIGN section 4): PQ/RQ/SQ swept over IoU thresholds
+with MONAI's matching rule, COCO AP at the best threshold, Dice; plus tables and figures."""
+
+from .evaluator import DEFAULT_THRESHOLDS, PanopticEvaluator, check_thresholds, parse_thresholds
+from .matching import ImageResult, match_image
+
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "ImageResult",
+    "PanopticEvaluator",
+    "check_thresholds",
+    "evaluate_folders",
+    "match_image",
+    "parse_thresholds",
+    "write_report",
+]
+
+
+def __getattr__(name):  # lazy: folder IO / report pull in more modules
+    if name == "evaluate_folders":
+        from .folders import evaluate_folders
+
+        return evaluate_folders
+    if name == "write_report":
+        from .report import write_report
+
+        return write_report
+    raise AttributeError(name)

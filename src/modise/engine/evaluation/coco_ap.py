@@ -1,0 +1,58 @@
+"""COCO segm AP at one IoU threshold, identical to pycocotools' ``COCOeval`` (accumulate +
+summarize: 101 recall points, maxDets 100, area 'all').
+
+Input comes from :mod:`matching` (per-image greedy matches already made for every
+threshold), so no mask is re-read or re-encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+
+
+def class_precision(scores: Sequence[np.ndarray], matched: Sequence[np.ndarray], n_gt: int) -> np.ndarray | None:
+    """Interpolated precision at the 101 recall points for one class and threshold.
+
+    ``scores``/``matched``: per image (in ascending image-id order), the detections in COCO
+    order and their TP flags. Returns None when the class has no GT (COCO's -1).
+    """
+    if n_gt == 0:
+        return None
+    q = np.zeros(REC_THRS.size)
+    if not scores:
+        return q
+    dt_scores = np.concatenate(scores)
+    inds = np.argsort(-dt_scores, kind="mergesort")
+    tps = np.concatenate(matched)[inds]
+    tp = np.cumsum(tps).astype(float)
+    fp = np.cumsum(~tps).astype(float)
+    nd = tp.size
+    if nd == 0:
+        return q
+    rc = tp / n_gt
+    pr = (tp / (fp + tp + np.spacing(1))).tolist()
+    for i in range(nd - 1, 0, -1):  # same monotone envelope as COCOeval
+        if pr[i] > pr[i - 1]:
+            pr[i - 1] = pr[i]
+    idx = np.searchsorted(rc, REC_THRS, side="left")
+    q = q.tolist()
+    for ri, pi in enumerate(idx):
+        if pi >= nd:
+            break
+        q[ri] = pr[pi]
+    return np.array(q)
+
+
+def mean_ap(per_class: Sequence[np.ndarray | None]) -> float | None:
+    """COCO summarize: mean over all recall points of classes with GT; None if none has GT."""
+    cols = [np.full(REC_THRS.size, -1.0) if p is None else p for p in per_class]
+    if not cols:
+        return None
+    s = np.stack(cols, axis=1)[None]  # (T=1, R, K) as COCOeval's precision[:, :, :, a, m]
+    if not (s > -1).any():
+        return None
+    return float(np.mean(s[s > -1]))

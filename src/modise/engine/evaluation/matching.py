@@ -1,0 +1,212 @@
+"""Per-image overlap statistics and segment matching for every IoU threshold at once.
+
+One pass over the pixels (a ``bincount`` of the combined GT/prediction index) gives the
+whole intersection matrix of an image; every threshold is then swept from it. The
+matching rules reproduce the reference implementations bit for bit:
+
+* PQ (MONAI ``compute_panoptic_quality``): IoU in float32, compared with the threshold
+  in float32; for t >= 0.5 every pair with IoU > t, for t < 0.5 the summed-IoU
+  Hungarian assignment (``linear_sum_assignment`` on the same float32 matrix, rows =
+  GT ids ascending, columns = predicted ids ascending) keeping pairs with IoU > t.
+  The assignment does not depend on t, so it is solved once per image and class.
+* AP (pycocotools ``COCOeval.evaluateImg``): float64 IoU; detections by descending
+  score (stable), at most 100; each takes the still-free GT with the largest IoU
+  (the last one on ties) if that IoU >= min(t, 1 - 1e-10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modise.errors import ModiseError
+
+MAX_DETS = 100  # COCO maxDets[-1]
+_LUT_MAX_ID = 1 << 22  # ids below this are mapped with a lookup table (fast path)
+
+
+@dataclass
+class ImageResult:
+    """Everything the dataset-level metrics need from one image (small, picklable).
+
+    Shapes: T thresholds, C categories (in the evaluator's category order).
+    """
+
+    image_id: object
+    tp: np.ndarray  # (T, C) int64 matched pairs
+    iou_sum: np.ndarray  # (T, C) float64 sum of matched IoUs (float32 values, as MONAI)
+    n_gt: np.ndarray  # (C,) int64 GT segments
+    n_pred: np.ndarray  # (C,) int64 predicted segments
+    inter: np.ndarray  # (C,) int64 pixels predicted c that are GT c (Dice)
+    gt_area: np.ndarray  # (C,) int64
+    pred_area: np.ndarray  # (C,) int64
+    # COCO: per category index, detection scores (COCO order) and matched flags (T, D)
+    det_scores: dict[int, np.ndarray] = field(default_factory=dict)
+    det_matched: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Map a segment-id map to 0 (background) / 1..S (index into ``seg_ids``) + areas.
+
+    Raises when the map holds an id the segment list lacks, or a listed id has no pixel.
+    Returns (index map (H*W,) int64, areas (S,) int64).
+    """
+    flat = ids.ravel()
+    if flat.size and (flat.min() < 0):
+        raise ModiseError(f"{where}: the {what} map has negative segment ids.")
+    top = int(flat.max()) if flat.size else 0
+    if seg_ids.size and seg_ids.min() <= 0:
+        raise ModiseError(f"{where}: {what} segments_info lists segment id {int(seg_ids.min())}; ids must be >= 1 (0 is background).")
+    if top < _LUT_MAX_ID and (seg_ids.size == 0 or seg_ids.max() < _LUT_MAX_ID):
+        counts = np.bincount(flat, minlength=max(top, int(seg_ids.max()) if seg_ids.size else 0) + 1)
+        present = np.flatnonzero(counts)
+        lut = np.zeros(counts.size, dtype=np.int64)
+        lut[seg_ids] = np.arange(1, seg_ids.size + 1)
+        index = lut[flat]
+        seg_counts = counts[seg_ids]
+    else:  # huge ids (e.g. colour-derived): sort-based path
+        present, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+        pos = np.searchsorted(seg_ids, present) if seg_ids.size else np.zeros(present.size, dtype=np.int64)
+        known = (pos < seg_ids.size) & (seg_ids[np.minimum(pos, max(seg_ids.size - 1, 0))] == present) if seg_ids.size else np.zeros(present.size, bool)
+        lut = np.where(known, pos + 1, 0)
+        index = lut[inverse.ravel()]
+        seg_counts = np.zeros(seg_ids.size, dtype=np.int64)
+        seg_counts[pos[known]] = counts[known]
+    unknown = np.setdiff1d(present[present != 0], seg_ids)
+    if unknown.size:
+        raise ModiseError(f"{where}: the {what} PNG has segment id {int(unknown[0])} that segments_info does not list.")
+    if seg_ids.size and (seg_counts == 0).any():
+        missing = int(seg_ids[np.flatnonzero(seg_counts == 0)[0]])
+        raise ModiseError(f"{where}: {what} segments_info lists segment id {missing} but the PNG has no pixel with that id.")
+    return index, seg_counts.astype(np.int64)
+
+
+def _segment_table(segments: Sequence[dict], cat_index: dict[int, int], where: str, what: str, need_score: bool):
+    """segments_info -> (ids ascending, category index per id, scores, listing order)."""
+    ids, cats, scores = [], [], []
+    for s in segments:
+        try:
+            sid = int(s["id"])
+            cid = int(s["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise ModiseError(f"{where}: a {what} segment lacks an integer 'id' or 'category_id' ({s!r}).") from None
+        if cid not in cat_index:
+            raise ModiseError(f"{where}: {what} segment {sid} has unknown category_id {cid}.")
+        if need_score:
+            sc = s.get("score")
+            if sc is None or isinstance(sc, bool):
+                raise ModiseError(f"{where}: predicted segment {sid} has no 'score'.")
+            try:
+                sc = float(sc)
+            except (TypeError, ValueError):
+                raise ModiseError(f"{where}: predicted segment {sid} has a non-numeric score {sc!r}.") from None
+            if not np.isfinite(sc):
+                raise ModiseError(f"{where}: predicted segment {sid} has a non-finite score {sc}.")
+            scores.append(sc)
+        ids.append(sid)
+        cats.append(cat_index[cid])
+    ids_a = np.asarray(ids, dtype=np.int64)
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ModiseError(f"{where}: {what} segments_info lists segment id {dup} twice.")
+    order = np.argsort(ids_a, kind="stable")  # position in ascending-id order -> listing index
+    return ids_a[order], np.asarray(cats, dtype=np.int64)[order], np.asarray(scores, dtype=np.float64)[order] if need_score else None, order
+
+
+def match_image(
+    image_id: object,
+    gt_ids: np.ndarray,
+    gt_segments: Sequence[dict],
+    pred_ids: np.ndarray,
+    pred_segments: Sequence[dict],
+    cat_index: dict[int, int],
+    thresholds: np.ndarray,
+    where: str | None = None,
+) -> ImageResult:
+    """Match one image for all thresholds. ``gt_ids``/``pred_ids``: (H, W) int segment ids."""
+    where = where or f"image {image_id}"
+    gt_ids = np.asarray(gt_ids)
+    pred_ids = np.asarray(pred_ids)
+    if gt_ids.shape != pred_ids.shape:
+        raise ModiseError(f"{where}: ground truth is {'x'.join(map(str, gt_ids.shape))} but the prediction is {'x'.join(map(str, pred_ids.shape))}.")
+    n_cls, n_thr = len(cat_index), len(thresholds)
+    g_sid, g_cat, _, g_order = _segment_table(gt_segments, cat_index, where, "ground-truth", need_score=False)
+    p_sid, p_cat, p_score, p_order = _segment_table(pred_segments, cat_index, where, "predicted", need_score=True)
+    g_idx, g_area = _compact_ids(gt_ids.astype(np.int64, copy=False), g_sid, where, "ground-truth")
+    p_idx, p_area = _compact_ids(pred_ids.astype(np.int64, copy=False), p_sid, where, "predicted")
+    ng, npd = g_sid.size, p_sid.size
+    joint = np.bincount(g_idx * (npd + 1) + p_idx, minlength=(ng + 1) * (npd + 1)).reshape(ng + 1, npd + 1)
+    inter = joint[1:, 1:]  # (G, P) pixel intersections, ids ascending
+    union = g_area[:, None] + p_area[None, :] - inter
+    # MONAI: int / int in torch -> float32 division; COCO: double division
+    iou32 = np.where(inter > 0, inter.astype(np.float32) / np.maximum(union, 1).astype(np.float32), np.float32(0))
+    iou64 = np.where(inter > 0, inter / np.maximum(union, 1), 0.0)
+
+    thr32 = thresholds.astype(np.float32)
+    hi = thresholds >= 0.5
+    tp = np.zeros((n_thr, n_cls), dtype=np.int64)
+    iou_sum = np.zeros((n_thr, n_cls), dtype=np.float64)
+    res = ImageResult(
+        image_id=image_id, tp=tp, iou_sum=iou_sum,
+        n_gt=np.bincount(g_cat, minlength=n_cls).astype(np.int64),
+        n_pred=np.bincount(p_cat, minlength=n_cls).astype(np.int64),
+        inter=np.zeros(n_cls, dtype=np.int64),
+        gt_area=np.bincount(g_cat, weights=g_area, minlength=n_cls).astype(np.int64),
+        pred_area=np.bincount(p_cat, weights=p_area, minlength=n_cls).astype(np.int64),
+    )
+    coco_thr = np.minimum(thresholds, 1 - 1e-10)
+    for c in np.union1d(g_cat, p_cat):
+        gr = np.flatnonzero(g_cat == c)
+        pc = np.flatnonzero(p_cat == c)
+        if gr.size and pc.size:
+            m32 = iou32[np.ix_(gr, pc)]
+            res.inter[c] = int(inter[np.ix_(gr, pc)].sum())
+            _pq_sweep(m32, thr32, hi, tp[:, c], iou_sum[:, c])
+        if pc.size:
+            # COCO: GT in listing order, detections by descending score (stable over listing order)
+            g_list = gr[np.argsort(g_order[gr], kind="stable")]
+            p_list = pc[np.argsort(p_order[pc], kind="stable")]
+            p_list = p_list[np.argsort(-p_score[p_list], kind="mergesort")][:MAX_DETS]
+            res.det_scores[int(c)] = p_score[p_list]
+            res.det_matched[int(c)] = _coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
+    return res
+
+
+def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.ndarray, iou_out: np.ndarray) -> None:
+    """Fill TP count and IoU sum per threshold for one class of one image (MONAI rule)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if hi.any():
+        vals = m32[m32 > 0]
+        sel = vals[None, :] > thr32[hi, None]
+        tp_out[hi] = sel.sum(1)
+        iou_out[hi] = (sel * vals[None, :].astype(np.float64)).sum(1)
+    lo = ~hi
+    if lo.any():
+        rows, cols = linear_sum_assignment(-m32)
+        vals = m32[rows, cols]
+        sel = vals[None, :] > thr32[lo, None]
+        tp_out[lo] = sel.sum(1)
+        iou_out[lo] = (sel * vals[None, :].astype(np.float64)).sum(1)
+
+
+def _coco_greedy(ious: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """COCO's greedy matching for all thresholds. ``ious``: (D, G) float64, dets by score.
+
+    Returns (T, D) bool: detection d is a true positive at threshold t.
+    """
+    n_det, n_gt = ious.shape
+    matched = np.zeros((thr.size, n_det), dtype=bool)
+    if n_gt == 0:
+        return matched
+    taken = np.zeros((thr.size, n_gt), dtype=bool)
+    rows = np.arange(thr.size)
+    for d in range(n_det):
+        cand = np.where(taken, -np.inf, ious[d][None, :])
+        best = n_gt - 1 - np.argmax(cand[:, ::-1], axis=1)  # last index among equal maxima
+        ok = cand[rows, best] >= thr
+        matched[ok, d] = True
+        taken[rows[ok], best[ok]] = True
+    return matched

@@ -1,0 +1,34 @@
+"""Dataset-level PQ / RQ / SQ from summed per-class counts (DESIGN section 4).
+
+RQ_c = TP / (TP + FP/2 + FN/2), SQ_c = IoU sum / TP, PQ_c = RQ_c * SQ_c, then the mean
+over classes that occur in the ground truth or the prediction. No smoothing term (MONAI
+adds 1e-6; here an undefined value is simply absent).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pq_per_class(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, iou_sum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, C) counts -> (T, C) PQ, RQ, SQ as fractions; NaN where a class does not occur."""
+    tp = tp.astype(np.float64)
+    denom = tp + 0.5 * fp + 0.5 * fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rq = np.where(denom > 0, tp / denom, np.nan)
+        sq = np.where(tp > 0, iou_sum / np.where(tp > 0, tp, 1), np.where(denom > 0, 0.0, np.nan))
+    return rq * sq, rq, sq
+
+
+def class_mean(values: np.ndarray, occurs: np.ndarray) -> np.ndarray:
+    """(T, C) per-class values -> (T,) mean over occurring classes (NaN if none occurs)."""
+    if not occurs.any():
+        return np.full(values.shape[0], np.nan)
+    return values[:, occurs].mean(axis=1)
+
+
+def best_index(pq: np.ndarray) -> int:
+    """Index of the best PQ; the smallest threshold on ties (thresholds ascending)."""
+    if np.all(np.isnan(pq)):
+        return 0
+    return int(np.nanargmax(pq))  # argmax returns the first maximum
