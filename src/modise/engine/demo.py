@@ -56,7 +56,8 @@ def _sweep_figure(metrics: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
     for key in ("pq", "rq", "sq"):
-        ax.plot(metrics["thresholds"], metrics[key], marker="o", ms=3, label=key.upper())
+        ys = [float("nan") if v is None else v for v in metrics[key]]
+        ax.plot(metrics["thresholds"], ys, marker="o", ms=3, label=key.upper())
     best = metrics["best"]
     ax.axvline(best["threshold"], color="grey", ls="--", lw=0.8)
     ax.set_xlabel("IoU threshold")
