@@ -1,0 +1,146 @@
+"""Typed model configuration and the YAML presets of the paper's Table 1.
+
+A preset file (``modise/presets/<name>.yaml``) names the parts (``parts:``) and the
+per-size dimensions (``full:`` / ``tiny:``); :func:`load_preset` deep-merges
+``parts`` <- ``<size>`` <- user ``overrides`` and validates the result, refusing
+unknown keys with one clear sentence.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from modise.errors import ModiseError
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+PRESETS = ("m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise")
+SIZES = ("full", "tiny")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DiffusionConfig(_Strict):
+    """Feature backbone: a frozen SD-1.x-style diffusion model (``sd``) or a Swin (``swin``)."""
+
+    kind: Literal["sd", "swin"] = "sd"
+    model_id: str = "Likalto4/fusion_healthy"  # diffusers repo id or local folder (vae/, unet/, text_encoder/)
+    projection_dim: int = 512  # common width of the per-tap bottleneck projections
+    window_size: int = 512  # sliding-window size (px) for larger inputs
+    window_overlap: float = 0.25  # fraction of the window shared by neighbours
+    trainable: bool = False  # only for ``swin``: fine-tune the backbone like Mask2Former
+
+
+class CaptionerConfig(_Strict):
+    """Implicit captioner: frozen image encoder -> trainable prefix added to the empty prompt."""
+
+    encoder: Literal["none", "clip", "biomedclip"] = "biomedclip"
+    model_id: str | None = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+    time_embedding: bool = False  # also add a learned map of the image embedding to the UNet time embedding
+
+
+class ClassHeadConfig(_Strict):
+    """Open-vocabulary head (frozen text encoder) or a plain linear classifier (m2f-*)."""
+
+    kind: Literal["linear", "clip", "biomedclip"] = "biomedclip"
+    model_id: str | None = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+    prompt_template: str = "a mammogram showing {}"
+    init_logit_scale: float = 2.659  # log(1/0.07), CLIP's temperature
+
+
+class LossConfig(_Strict):
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    void_weight: float = 0.1
+    num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
+    deep_supervision: bool = True
+
+
+class InferenceConfig(_Strict):
+    object_mask_threshold: float = 0.8
+    overlap_threshold: float = 0.8
+    instances_per_image: int = 100
+
+
+class ModelConfig(_Strict):
+    """Everything needed to rebuild a model (saved as ``config.yaml`` next to its weights)."""
+
+    preset: str = "m-odise"
+    size: Literal["full", "tiny"] = "full"
+    random_weights: bool = False  # build frozen parts with seeded random weights (offline architectures)
+    diffusion: DiffusionConfig = DiffusionConfig()
+    captioner: CaptionerConfig = CaptionerConfig()
+    class_head: ClassHeadConfig = ClassHeadConfig()
+    num_queries: int = 100
+    hidden_dim: int = 256
+    dec_layers: int = 9  # masked-attention decoder layers (transformers' decoder_layers = this + 1)
+    enc_layers: int = 6  # deformable-attention layers of the pixel decoder
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    enc_feedforward: int = 1024
+    input_size: int = 512  # training crop size (LSJ)
+    noise_seed: int = 0  # generator seed of the t=0 diffusion noise
+    seed: int = 0  # seed of random frozen weights (random_weights / tiny)
+    loss: LossConfig = LossConfig()
+    inference: InferenceConfig = InferenceConfig()
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ModiseError(f"{path}: invalid YAML ({e}).") from None
+    if not isinstance(data, dict):
+        raise ModiseError(f"{path}: expected a mapping at the top level.")
+    return data
+
+
+def preset_path(name: str) -> Path:
+    """The YAML file of a named preset, or ``name`` itself if it is a YAML file path."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.is_file():
+        return p
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ModiseError(f"Unknown preset '{name}'; choose one of {', '.join(PRESETS)} or pass a preset YAML file.")
+    return path
+
+
+def validate_config(data: dict[str, Any], source: str = "config") -> ModelConfig:
+    """Validate a plain dict, turning pydantic's report into one sentence."""
+    try:
+        return ModelConfig.model_validate(data)
+    except ValidationError as e:
+        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ModiseError(f"{source}: invalid model configuration ({errs}).") from None
+
+
+def load_preset(name: str = "m-odise", size: str = "tiny", overrides: dict[str, Any] | None = None) -> ModelConfig:
+    """Validated config of preset ``name`` at ``size`` (``full``|``tiny``) with ``overrides`` deep-merged."""
+    if size not in SIZES:
+        raise ModiseError(f"Unknown size '{size}'; choose 'full' or 'tiny'.")
+    path = preset_path(name)
+    data = _read_yaml(path)
+    unknown = set(data) - {"description", "parts", *SIZES}
+    if unknown:
+        raise ModiseError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected description, parts, full, tiny.")
+    merged = _deep_merge(data.get("parts") or {}, data.get(size) or {})
+    merged = _deep_merge(merged, {"preset": data.get("parts", {}).get("preset", Path(name).stem), "size": size})
+    merged = _deep_merge(merged, overrides or {})
+    return validate_config(merged, source=str(path))

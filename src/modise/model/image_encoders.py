@@ -1,0 +1,119 @@
+"""Frozen open_clip towers shared by the implicit captioner (image side) and the class head (text side).
+
+``clip``: OpenAI CLIP ViT-L/14 (``ViT-L-14/openai``: architecture/tag, an ``hf-hub:`` id or a local
+folder). ``biomedclip``: BiomedCLIP (timm ViT-B/16 + PubMedBERT, 512-d joint space, context 256).
+Random-weight builds use open_clip's own architecture configs and the BERT configs shipped in
+``modise/presets/text`` (no download); tiny builds are 2-layer towers of width 32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modise.model.loading import freeze, pretrained_or_missing, seeded
+
+TEXT_DIR = Path(__file__).resolve().parents[1] / "presets" / "text"
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class ClipBundle:
+    """An open_clip model with its tokenizer and image normalisation."""
+
+    model: nn.Module
+    tokenizer: Any
+    image_size: int
+    mean: tuple[float, ...] = OPENAI_MEAN
+    std: tuple[float, ...] = OPENAI_STD
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[-1]) if hasattr(self.model, "text_projection") and isinstance(
+            getattr(self.model, "text_projection"), torch.Tensor) else int(self._probe_dim())
+
+    def _probe_dim(self) -> int:
+        with torch.no_grad():
+            return self.model.encode_text(self.tokenizer(["a"])).shape[-1]
+
+
+def _tiny_bert_text_cfg(model_dir: Path, context_length: int) -> dict[str, Any]:
+    tok = str(TEXT_DIR / "tiny-bert")
+    return dict(hf_model_name=str(model_dir), hf_tokenizer_name=tok, hf_proj_type="mlp",
+                hf_pooler_type="cls_last_hidden_state_pooler", hf_model_pretrained=False, context_length=context_length)
+
+
+def _local_or_hub(model_id: str) -> str:
+    p = Path(model_id)
+    return f"local-dir:{p}" if p.is_dir() else model_id
+
+
+def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights: bool, seed: int = 0) -> ClipBundle:
+    """Build a frozen open_clip model of ``kind`` (clip|biomedclip) at ``size`` (full|tiny)."""
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+
+    if size == "tiny":
+        vision = dict(image_size=64, layers=2, width=32, patch_size=16, head_width=16)
+        with seeded(seed):
+            if kind == "clip":
+                text = dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2)
+                model, tok = open_clip.CLIP(embed_dim=32, vision_cfg=vision, text_cfg=text), SimpleTokenizer(77)
+            else:
+                model = open_clip.CustomTextCLIP(32, vision, _tiny_bert_text_cfg(TEXT_DIR / "tiny-bert", 64))
+                tok = HFTokenizer(str(TEXT_DIR / "tiny-bert"), context_length=64)
+        return ClipBundle(freeze(model), tok, 64)
+
+    if random_weights:
+        with seeded(seed):
+            if kind == "clip":
+                arch = (model_id or "ViT-L-14/openai").split("/")[0] if not str(model_id).startswith(("hf-hub:", "/")) else "ViT-L-14"
+                model = open_clip.create_model(arch, pretrained=None)
+                tok = SimpleTokenizer(77)
+            else:
+                vision = dict(timm_model_name="vit_base_patch16_224", timm_model_pretrained=False, timm_pool="",
+                              timm_proj="linear", image_size=224)
+                model = open_clip.CustomTextCLIP(512, vision, _tiny_bert_text_cfg(TEXT_DIR / "pubmedbert-base", 256))
+                # Random weights carry no meaning, so the shipped small WordPiece vocabulary stands in.
+                tok = HFTokenizer(str(TEXT_DIR / "tiny-bert"), context_length=256)
+        return ClipBundle(freeze(model), tok, 224)
+
+    assert model_id is not None
+
+    def load():
+        if model_id.startswith("hf-hub:") or Path(model_id).is_dir():
+            name = _local_or_hub(model_id)
+            model, _ = open_clip.create_model_from_pretrained(name)
+            return model, open_clip.get_tokenizer(name)
+        arch, _, tag = model_id.partition("/")
+        return open_clip.create_model(arch, pretrained=tag or "openai", require_pretrained=True), open_clip.get_tokenizer(arch)
+
+    model, tok = pretrained_or_missing(model_id, load, "the image/text encoder")
+    size_px = model.visual.image_size
+    size_px = size_px[0] if isinstance(size_px, (tuple, list)) else size_px
+    cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
+    return ClipBundle(freeze(model), tok, int(size_px), tuple(cfg.get("mean", OPENAI_MEAN)), tuple(cfg.get("std", OPENAI_STD)))
+
+
+class ImageEncoder(nn.Module):
+    """Frozen image tower: images [B,3,H,W] in [0,1] -> embeddings [B,E] (resized + normalised inside)."""
+
+    def __init__(self, bundle: ClipBundle) -> None:
+        super().__init__()
+        self.visual = bundle.model.visual
+        self.image_size = bundle.image_size
+        self.register_buffer("mean", torch.tensor(bundle.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(bundle.std).view(1, 3, 1, 1), persistent=False)
+        with torch.no_grad():
+            self.embed_dim = int(self.visual(torch.zeros(1, 3, self.image_size, self.image_size)).shape[-1])
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return self.visual((x - self.mean) / self.std)

@@ -1,0 +1,94 @@
+"""Mask2Former's semantic / panoptic / instance inference (ported, not transformers' post-processors).
+
+Masks are upsampled to the padded input, padding is cropped, and only then are results resized
+to the original size: the panoptic id map with nearest, probabilities and instance logits bilinearly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from modise.data.panoptic import Category
+
+
+def semantic_inference(cls: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """cls [Q,K+1] logits, masks [Q,H,W] logits -> per-class probability maps [K,H,W]."""
+    return torch.einsum("qc,qhw->chw", cls.softmax(-1)[..., :-1], masks.sigmoid())
+
+
+def panoptic_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[Category], object_mask_threshold: float,
+                       overlap_threshold: float) -> tuple[torch.Tensor, list[dict]]:
+    """-> (segment ids [H,W], 0 = background; segments_info). Stuff of one class is merged."""
+    k = cls.shape[-1] - 1
+    scores, labels = cls.softmax(-1).max(-1)
+    mask_prob = masks.sigmoid()
+    keep = labels.ne(k) & (scores > object_mask_threshold)
+    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], mask_prob[keep]
+    h, w = masks.shape[-2:]
+    panoptic = torch.zeros((h, w), dtype=torch.long, device=masks.device)
+    segments: list[dict] = []
+    if cur_masks.shape[0] == 0:
+        return panoptic, segments
+    mask_ids = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
+    stuff_ids: dict[int, int] = {}
+    for q in range(cur_classes.shape[0]):
+        label = int(cur_classes[q])
+        isthing = bool(categories[label].isthing)
+        area = int((mask_ids == q).sum())
+        original_area = int((cur_masks[q] >= 0.5).sum())
+        mask = (mask_ids == q) & (cur_masks[q] >= 0.5)
+        if area == 0 or original_area == 0 or int(mask.sum()) == 0:
+            continue
+        if area / original_area < overlap_threshold:
+            continue
+        if not isthing and label in stuff_ids:
+            panoptic[mask] = stuff_ids[label]
+            continue
+        seg_id = len(segments) + 1
+        if not isthing:
+            stuff_ids[label] = seg_id
+        panoptic[mask] = seg_id
+        segments.append(dict(id=seg_id, category_id=categories[label].id, label=label, score=float(cur_scores[q]),
+                             area=0, isthing=isthing))
+    return panoptic, segments
+
+
+def instance_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[Category], topk: int,
+                       output_size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Top-k (query, class) pairs scored by class prob x mask quality; masks resized to ``output_size``."""
+    q, k = cls.shape[0], cls.shape[-1] - 1
+    scores = cls.softmax(-1)[:, :-1]
+    labels = torch.arange(k, device=cls.device).unsqueeze(0).repeat(q, 1).flatten(0, 1)
+    top_scores, top_idx = scores.flatten(0, 1).topk(min(topk, q * k), sorted=False)
+    labels = labels[top_idx]
+    qi = top_idx // k
+    thing = torch.tensor([bool(categories[int(l)].isthing) for l in labels], dtype=torch.bool, device=cls.device)
+    top_scores, labels, qi = top_scores[thing], labels[thing], qi[thing]
+    m = masks[qi]
+    binm = (m > 0).float()
+    mask_scores = (m.sigmoid() * binm).flatten(1).sum(1) / (binm.flatten(1).sum(1) + 1e-6)
+    if m.shape[-2:] != tuple(output_size) and m.shape[0]:
+        m = F.interpolate(m[None], size=output_size, mode="bilinear", align_corners=False)[0]
+    order = (top_scores * mask_scores).argsort(descending=True)
+    out_masks = (m > 0)[order] if m.shape[0] else torch.zeros((0, *output_size), dtype=torch.bool, device=cls.device)
+    return {"masks": out_masks, "labels": labels[order], "scores": (top_scores * mask_scores)[order]}
+
+
+def postprocess(cls: torch.Tensor, masks: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int],
+                output_size: tuple[int, int], categories: list[Category], object_mask_threshold: float,
+                overlap_threshold: float, topk: int) -> dict:
+    """One image: cls [Q,K+1], masks [Q,h/4,w/4] -> the contract's result dict at ``output_size``."""
+    masks = F.interpolate(masks[None].float(), size=padded_size, mode="bilinear", align_corners=False)[0]
+    masks = masks[:, : image_size[0], : image_size[1]]  # crop padding first
+    cls = cls.float()
+    sem = semantic_inference(cls, masks)
+    pan, segs = panoptic_inference(cls, masks, categories, object_mask_threshold, overlap_threshold)
+    if tuple(output_size) != tuple(image_size):
+        sem = F.interpolate(sem[None], size=output_size, mode="bilinear", align_corners=False)[0]
+        pan = F.interpolate(pan[None, None].float(), size=output_size, mode="nearest")[0, 0].long()
+    for s in segs:
+        s["area"] = int((pan == s["id"]).sum())
+    segs = [s for s in segs if s["area"] > 0]
+    inst = instance_inference(cls, masks, categories, topk, output_size)
+    return {"sem_seg": sem, "panoptic_seg": (pan, segs), "instances": inst}

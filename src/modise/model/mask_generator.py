@@ -1,0 +1,93 @@
+"""Mask generator: transformers' Mask2Former pixel decoder + masked-attention transformer decoder.
+
+Built standalone (outside ``Mask2FormerPreTrainedModel``) these modules miss two initialisations:
+the pixel decoder's ``level_embed`` is uninitialised memory (``torch.Tensor(n, d)``) and the
+deformable attention's sampling-offset grid is never set. :func:`init_mask_generator` sets both
+(normal(0,1) level embeddings; offsets bias = per-head direction grid scaled by point index,
+weight 0; attention weights 0; xavier value/output projections), as Deformable DETR does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def mask2former_config(hidden_dim: int, num_queries: int, dec_layers: int, enc_layers: int, nheads: int,
+                       dim_feedforward: int, enc_feedforward: int):
+    from transformers import Mask2FormerConfig
+
+    return Mask2FormerConfig(
+        feature_size=hidden_dim, mask_feature_size=hidden_dim, hidden_dim=hidden_dim, num_queries=num_queries,
+        decoder_layers=dec_layers + 1,  # transformers counts the initial prediction as a layer
+        encoder_layers=enc_layers, num_attention_heads=nheads, dim_feedforward=dim_feedforward,
+        encoder_feedforward_dim=enc_feedforward, dropout=0.0,  # dropout doubles as layer-drop there: keep 0
+        feature_strides=[4, 8, 16, 32], common_stride=4, pre_norm=False, enforce_input_projection=False,
+    )
+
+
+@torch.no_grad()
+def init_deformable_attention(module: nn.Module) -> None:
+    """Deformable-DETR init: offsets start on a ring of directions per head, growing with point index."""
+    nn.init.constant_(module.sampling_offsets.weight, 0.0)
+    thetas = torch.arange(module.n_heads, dtype=torch.float32) * (2.0 * math.pi / module.n_heads)
+    grid = torch.stack([thetas.cos(), thetas.sin()], -1)
+    grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(module.n_heads, 1, 1, 2)
+    grid = grid.repeat(1, module.n_levels, module.n_points, 1)
+    for i in range(module.n_points):
+        grid[:, :, i, :] *= i + 1
+    module.sampling_offsets.bias.copy_(grid.view(-1))
+    nn.init.constant_(module.attention_weights.weight, 0.0)
+    nn.init.constant_(module.attention_weights.bias, 0.0)
+    nn.init.xavier_uniform_(module.value_proj.weight)
+    nn.init.constant_(module.value_proj.bias, 0.0)
+    nn.init.xavier_uniform_(module.output_proj.weight)
+    nn.init.constant_(module.output_proj.bias, 0.0)
+
+
+@torch.no_grad()
+def init_mask_generator(pixel_decoder: nn.Module, transformer: nn.Module) -> None:
+    from transformers.models.mask2former.modeling_mask2former import (
+        Mask2FormerMaskedAttentionDecoderLayer,
+        Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention,
+    )
+
+    nn.init.normal_(pixel_decoder.level_embed, std=1.0)
+    for m in pixel_decoder.modules():
+        if isinstance(m, Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention):
+            init_deformable_attention(m)
+    for m in transformer.modules():
+        if isinstance(m, Mask2FormerMaskedAttentionDecoderLayer):
+            for p in m.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+            nn.init.zeros_(m.cross_attn.in_proj_bias)
+    nn.init.normal_(transformer.level_embed.weight, std=1.0)
+    nn.init.normal_(transformer.queries_embedder.weight, std=1.0)
+    nn.init.normal_(transformer.queries_features.weight, std=1.0)
+
+
+class MaskGenerator(nn.Module):
+    """4 maps (strides 4, 8, 16, 32; channels ``feature_channels``) -> per decoder layer
+    (initial prediction included): mask logits [B,Q,H/4,W/4] and query embeddings [B,Q,D]."""
+
+    def __init__(self, feature_channels: list[int], hidden_dim: int = 256, num_queries: int = 100, dec_layers: int = 9,
+                 enc_layers: int = 6, nheads: int = 8, dim_feedforward: int = 2048, enc_feedforward: int = 1024) -> None:
+        super().__init__()
+        from transformers.models.mask2former.modeling_mask2former import (
+            Mask2FormerPixelDecoder,
+            Mask2FormerTransformerModule,
+        )
+
+        cfg = mask2former_config(hidden_dim, num_queries, dec_layers, enc_layers, nheads, dim_feedforward, enc_feedforward)
+        self.pixel_decoder = Mask2FormerPixelDecoder(cfg, feature_channels=list(feature_channels))
+        self.transformer = Mask2FormerTransformerModule(in_features=hidden_dim, config=cfg)
+        init_mask_generator(self.pixel_decoder, self.transformer)
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        pix = self.pixel_decoder(features, return_dict=True)
+        out = self.transformer(list(pix.multi_scale_features), pix.mask_features)
+        queries = [h.transpose(0, 1) for h in out.intermediate_hidden_states]  # [Q,B,D] -> [B,Q,D]
+        return list(out.masks_queries_logits), queries

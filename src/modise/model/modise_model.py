@@ -1,0 +1,178 @@
+"""The composed M-ODISE model (Fig. 1): backbone features -> Mask2Former -> text/linear class head."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modise.data.panoptic import Category
+from modise.errors import ModiseError
+from modise.model.config import ModelConfig
+from modise.model.criterion import SetCriterion
+from modise.model.diffusion_features import DiffusionFeatureExtractor, slide
+from modise.model.feature_projection import FeatureProjection
+from modise.model.implicit_captioner import ImplicitCaptioner
+from modise.model.inference import postprocess
+from modise.model.mask_generator import MaskGenerator
+
+CONFIG_FILE, CATEGORIES_FILE, WEIGHTS_FILE = "config.yaml", "categories.json", "model.safetensors"
+
+
+class MODISE(nn.Module):
+    """Panoptic segmenter on frozen diffusion (or Swin) features; parts are injected by :func:`build_model`.
+
+    ``forward(images [B,3,H,W] in [0,1], H, W multiples of 32)`` returns
+    ``{"pred_logits" [B,Q,K+1], "pred_masks" [B,Q,H/4,W/4], "aux_outputs": [...]}``.
+    """
+
+    def __init__(self, config: ModelConfig, categories: list[Category], backbone: nn.Module,
+                 projection: FeatureProjection | None, captioner: ImplicitCaptioner | None,
+                 mask_generator: MaskGenerator, class_head: nn.Module, extras: dict[str, nn.Module] | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.categories = list(categories)
+        self.backbone = backbone
+        self.projection = projection
+        self.captioner = captioner
+        self.mask_generator = mask_generator
+        self.class_head = class_head
+        self.criterion = SetCriterion(len(categories), config.loss)
+        self.extras = nn.ModuleDict(extras or {})  # frozen parts kept only for accounting (e.g. the text tower)
+
+    # ------------------------------------------------------------------ features
+    def _diffusion_maps(self, crop: torch.Tensor) -> list[torch.Tensor]:
+        cond = time_extra = None
+        if self.captioner is not None:
+            cond, time_extra = self.captioner(crop, self.backbone.empty_embeds)
+        taps = self.backbone(crop, cond, time_extra)
+        return self.projection(taps, crop.shape[-2:])
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images [B,3,H,W] in [0,1] -> 4 maps at strides 4, 8, 16, 32 (sliding windows for SD backbones)."""
+        if isinstance(self.backbone, DiffusionFeatureExtractor):
+            d = self.config.diffusion
+            return slide(self._diffusion_maps, images, d.window_size, d.window_overlap)
+        maps = self.backbone(images)
+        return self.projection(maps, images.shape[-2:]) if self.projection is not None else maps
+
+    def forward(self, images: torch.Tensor) -> dict:
+        h, w = images.shape[-2:]
+        if h % 32 or w % 32:
+            raise ValueError(f"image size {h}x{w} must be a multiple of 32 (inference() pads for you)")
+        masks, queries = self.mask_generator(self.features(images))
+        logits = [self.class_head(q) for q in queries]
+        out = {"pred_logits": logits[-1], "pred_masks": masks[-1]}
+        out["aux_outputs"] = [{"pred_logits": l, "pred_masks": m} for l, m in zip(logits[:-1], masks[:-1])]
+        return out
+
+    def loss(self, outputs: dict, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Weighted set criterion with deep supervision; ``"loss"`` is the total to backpropagate."""
+        return self.criterion(outputs, targets)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def inference(self, images: torch.Tensor, image_sizes: list[tuple[int, int]] | None = None,
+                  output_sizes: list[tuple[int, int]] | None = None, object_mask_threshold: float | None = None,
+                  overlap_threshold: float | None = None) -> list[dict]:
+        """Any-size images [B,3,H,W] in [0,1] -> per image sem_seg / panoptic_seg / instances (see README)."""
+        b, _, h, w = images.shape
+        image_sizes = [tuple(s) for s in (image_sizes or [(h, w)] * b)]
+        output_sizes = [tuple(s) for s in (output_sizes or image_sizes)]
+        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
+        padded = F.pad(images, (0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else images
+        was_training = self.training
+        self.eval()
+        try:
+            out = self(padded)
+        finally:
+            self.train(was_training)
+        ic = self.config.inference
+        omt = ic.object_mask_threshold if object_mask_threshold is None else object_mask_threshold
+        ovt = ic.overlap_threshold if overlap_threshold is None else overlap_threshold
+        return [
+            postprocess(out["pred_logits"][i], out["pred_masks"][i], (ph, pw), image_sizes[i], output_sizes[i],
+                        self.categories, omt, ovt, ic.instances_per_image)
+            for i in range(b)
+        ]
+
+    # ------------------------------------------------------------------ trainable / frozen
+    def frozen_modules(self) -> list[nn.Module]:
+        mods: list[nn.Module] = list(self.extras.values())
+        if isinstance(self.backbone, DiffusionFeatureExtractor) or not self.config.diffusion.trainable:
+            mods.append(self.backbone)
+        if self.captioner is not None:
+            mods.append(self.captioner.image_encoder)
+        return mods
+
+    def train(self, mode: bool = True) -> "MODISE":
+        super().train(mode)
+        for m in self.frozen_modules():
+            m.eval()  # frozen parts stay in eval mode (no dropout, fixed norms)
+        return self
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        own = dict(self.named_parameters())
+        expected = {n for n, p in own.items() if p.requires_grad}
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise ModiseError(f"checkpoint does not fit this model: {len(missing)} missing and {len(unexpected)} "
+                              f"unexpected weights (e.g. {sorted(missing or unexpected)[0]}).")
+        with torch.no_grad():
+            for n, v in state.items():
+                if own[n].shape != v.shape:
+                    raise ModiseError(f"checkpoint weight {n} has shape {tuple(v.shape)}, the model {tuple(own[n].shape)}.")
+                own[n].copy_(v)
+
+    def parameter_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        return {"total": total, "trainable": trainable, "frozen": total - trainable}
+
+    # ------------------------------------------------------------------ save / load
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.yaml + categories.json + model.safetensors (trainable weights only), atomically per file."""
+        import yaml
+        from safetensors.torch import save
+
+        from modise.outputs import write_bytes_atomic, write_json_atomic
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(d / CONFIG_FILE, yaml.safe_dump(self.config.model_dump(), sort_keys=False).encode())
+        write_json_atomic(d / CATEGORIES_FILE, [c.to_json() for c in self.categories])
+        state = {k: v.contiguous() for k, v in self.trainable_state_dict().items()}
+        write_bytes_atomic(d / WEIGHTS_FILE, save(state, metadata={"format": "pt", "preset": self.config.preset}))
+        return d
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, random_weights: bool | None = None) -> "MODISE":
+        """Rebuild frozen parts from the saved config's ids (or random, as saved) and load the trainable weights."""
+        import yaml
+        from safetensors.torch import load_file
+
+        from modise.model.build import build_from_config
+        from modise.model.config import validate_config
+
+        d = Path(directory)
+        for name in (CONFIG_FILE, CATEGORIES_FILE, WEIGHTS_FILE):
+            if not (d / name).is_file():
+                raise ModiseError(f"{d / name}: not found; is '{d}' a folder written by save_pretrained?")
+        data = yaml.safe_load((d / CONFIG_FILE).read_text())
+        if random_weights is not None:
+            data["random_weights"] = random_weights
+        config = validate_config(data, source=str(d / CONFIG_FILE))
+        categories = [Category.from_json(c) for c in json.loads((d / CATEGORIES_FILE).read_text())]
+        model = build_from_config(config, categories)
+        model.load_trainable_state_dict(load_file(str(d / WEIGHTS_FILE)))
+        return model

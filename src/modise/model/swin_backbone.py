@@ -1,0 +1,44 @@
+"""Swin backbone for the ``m2f-swinl`` baseline (transformers' ``SwinBackbone``; Mask2Former's Swin-L)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from modise.model.loading import pretrained_or_missing, seeded
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SWIN_L = dict(embed_dim=192, depths=[2, 2, 18, 2], num_heads=[6, 12, 24, 48], window_size=12, image_size=384)
+SWIN_TINY = dict(embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], window_size=7, image_size=224)
+OUT = ["stage1", "stage2", "stage3", "stage4"]
+
+
+def build_swin(model_id: str | None, size: str, random_weights: bool, seed: int = 0) -> nn.Module:
+    """Swin backbone with 4 outputs (strides 4/8/16/32): random ``size`` architecture or a Mask2Former checkpoint's."""
+    from transformers import SwinBackbone, SwinConfig
+
+    if random_weights or size == "tiny":
+        with seeded(seed):
+            return SwinBackbone(SwinConfig(**(SWIN_L if size == "full" else SWIN_TINY), out_features=OUT))
+
+    def load():
+        from transformers import Mask2FormerModel
+
+        return Mask2FormerModel.from_pretrained(model_id).pixel_level_module.encoder
+
+    return pretrained_or_missing(str(model_id), load, "the Swin backbone")
+
+
+class SwinFeatures(nn.Module):
+    """images [B,3,H,W] in [0,1] -> 4 maps [B,C_s,H/s,W/s], s = 4, 8, 16, 32."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.channels = list(backbone.num_features[1:]) if hasattr(backbone, "num_features") else list(backbone.channels)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.backbone((images - self.mean) / self.std).feature_maps)

@@ -1,0 +1,44 @@
+"""Frozen text tower: category prompts -> normalised embeddings (computed once, cached by the class head)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modise.data.panoptic import Category
+from modise.model.image_encoders import ClipBundle
+
+
+class TextEncoder(nn.Module):
+    """Wraps an open_clip model's text side; ``encode(list[str]) -> [N,E]`` unit vectors."""
+
+    def __init__(self, bundle: ClipBundle) -> None:
+        super().__init__()
+        self.clip = bundle.model  # shared with the image encoder; frozen
+        self.tokenizer = bundle.tokenizer
+
+    @torch.no_grad()
+    def encode(self, prompts: list[str]) -> torch.Tensor:
+        return F.normalize(self.clip.encode_text(self.tokenizer(prompts)).float(), dim=-1)
+
+
+def category_prompts(categories: list[Category], template: str) -> list[list[str]]:
+    """Synonym prompts per category: its own ``prompts`` if given, else ``template`` filled with its name."""
+    return [list(c.prompts) if c.prompts else [template.format(c.name)] for c in categories]
+
+
+def encode_categories(encoder: TextEncoder, categories: list[Category], template: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (embeddings [K,S,E], valid [K,S]) with S = most synonyms of any category (padded, masked)."""
+    prompts = category_prompts(categories, template)
+    flat = [p for ps in prompts for p in ps]
+    emb = encoder.encode(flat)
+    s = max(len(ps) for ps in prompts)
+    out = emb.new_zeros(len(prompts), s, emb.shape[-1])
+    valid = torch.zeros(len(prompts), s, dtype=torch.bool)
+    i = 0
+    for k, ps in enumerate(prompts):
+        out[k, : len(ps)] = emb[i : i + len(ps)]
+        valid[k, : len(ps)] = True
+        i += len(ps)
+    return out, valid
