@@ -1,7 +1,56 @@
-"""Command registration for this part (filled in by its issue)."""
+"""``modise evaluate`` and ``modise report`` (heavy imports stay inside the commands)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to the ``modise`` app."""
+    """Add ``evaluate`` and ``report`` to the ``modise`` app."""
+
+    @app.command("evaluate")
+    def evaluate(
+        gt: Path = typer.Option(..., "--gt", "--root", help="Ground-truth dataset (canonical panoptic layout)."),
+        pred: Path = typer.Option(..., "--pred", "--input", help="Predictions (panoptic layout, segments with 'score')."),
+        out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, metrics.md, threshold_sweep.png, overlays/."),
+        thresholds: Optional[str] = typer.Option(None, "--thresholds", help="IoU thresholds: start:stop:step or a comma list (default 0.05:0.9:0.05)."),
+        overlays: int = typer.Option(0, "--overlays", help="Write N image | GT | prediction PNGs."),
+        images: Optional[Path] = typer.Option(None, "--images", help="Image folder for overlays (default GT/images)."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+        as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
+    ) -> None:
+        """Score panoptic predictions: PQ/RQ/SQ over IoU thresholds, AP and Dice at the best one."""
+        from modise.engine.evaluation import evaluate_folders, parse_thresholds
+        from modise.engine.evaluation.folders import metrics_table_row
+
+        thr = parse_thresholds(thresholds)
+        m = evaluate_folders(gt, pred, out, thresholds=thr, overlays=overlays, overwrite=overwrite,
+                             images_root=images, workers=workers, progress=not as_json)
+        if as_json:
+            typer.echo(json.dumps(m))
+        else:
+            typer.echo(metrics_table_row(m, pred.resolve().name), nl=False)
+            typer.echo(f"written to {out}")
+
+    @app.command("report")
+    def report(
+        runs: list[Path] = typer.Argument(..., help="Training runs, CV folders (fold*/) or folders with metrics.json."),
+        out: Path = typer.Option(..., "--out", help="Output folder: report.md, report.csv, report.json, pq_threshold.png."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+        as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
+    ) -> None:
+        """Table 1 / Table 2: one row per variant, mean ± std over folds, best per column marked."""
+        from modise.engine.evaluation import write_report
+        from modise.engine.evaluation.report import table_markdown
+
+        result = write_report(runs, out, overwrite=overwrite)
+        if as_json:
+            typer.echo(json.dumps(result))
+        else:
+            typer.echo(table_markdown(result["variants"]), nl=False)
+            typer.echo(f"written to {out}")

@@ -1,0 +1,192 @@
+"""``write_report``: the paper's Table 1 / Table 2 from many evaluations.
+
+A run is a training run (``RUN/config.yaml`` with ``preset``, metrics in
+``RUN/metrics.json``), a cross-validation folder holding ``fold*/`` runs, a bare folder
+with ``metrics.json`` (or the file itself). Runs of the same variant (preset, else folder
+name; a bare ``foldK`` folder takes its parent's name) are folds: mean ± sample std.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modise.errors import ModiseError
+from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
+
+COLUMNS = (("RQ_t", "rq"), ("SQ_t", "sq"), ("PQ_t", "pq"), ("AP_t", "ap"), ("Dice", "dice"))
+_FOLD = re.compile(r"^fold[_-]?\d+$", re.IGNORECASE)
+
+
+def _read_metrics(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise ModiseError(f"{path}: cannot read ({e.strerror}).") from None
+    except ValueError as e:
+        raise ModiseError(f"{path}: invalid JSON ({e}).") from None
+    stack = [data]
+    while stack:  # the evaluation dict may be nested (e.g. under 'val')
+        d = stack.pop(0)
+        if isinstance(d, dict):
+            if isinstance(d.get("best"), dict) and "thresholds" in d and "pq" in d:
+                return d
+            stack.extend(v for v in d.values() if isinstance(v, dict))
+    return None
+
+
+def _preset(run: Path) -> str | None:
+    cfg = run / "config.yaml"
+    if not cfg.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(cfg.read_text())
+    except yaml.YAMLError:
+        raise ModiseError(f"{cfg}: invalid YAML.") from None
+    preset = data.get("preset") if isinstance(data, dict) else None
+    return str(preset) if preset else None
+
+
+def collect_runs(runs: Sequence[Path]) -> tuple[dict[str, list[tuple[Path, dict]]], list[str]]:
+    """Variant name -> [(metrics path, metrics)], plus warnings about skipped runs."""
+    variants: dict[str, list[tuple[Path, dict]]] = {}
+    warnings: list[str] = []
+
+    def add(run_dir: Path, metrics_path: Path, fallback_name: str) -> None:
+        m = _read_metrics(metrics_path)
+        if m is None:
+            warnings.append(f"{metrics_path}: holds no evaluation metrics (no held-out fold?); skipped.")
+            return
+        name = _preset(run_dir) or fallback_name
+        variants.setdefault(name, []).append((metrics_path, m))
+
+    for run in map(Path, runs):
+        if run.is_file():
+            add(run.parent, run, run.parent.name)
+        elif not run.is_dir():
+            raise ModiseError(f"Run '{run}' does not exist.")
+        elif (run / "metrics.json").is_file():
+            parent_name = run.resolve().parent.name if _FOLD.match(run.name) else run.resolve().name
+            add(run, run / "metrics.json", _preset(run.resolve().parent) or parent_name)
+        else:
+            folds = sorted(p for p in run.iterdir() if p.is_dir() and _FOLD.match(p.name))
+            if not folds:
+                raise ModiseError(f"Run '{run}' has neither a metrics.json nor fold*/ runs.")
+            name = _preset(run) or run.resolve().name
+            for f in folds:
+                if (f / "metrics.json").is_file():
+                    add(f, f / "metrics.json", name)
+                else:
+                    warnings.append(f"{f}: no metrics.json (unfinished fold?); skipped.")
+    if not variants:
+        raise ModiseError("No run with evaluation metrics found among: " + ", ".join(map(str, runs)) + ".")
+    return variants, warnings
+
+
+def _stats(values: list[float | None]) -> tuple[float | None, float | None, int]:
+    v = np.array([x for x in values if x is not None], dtype=float)
+    if v.size == 0:
+        return None, None, 0
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
+
+
+def summarise(variants: dict[str, list[tuple[Path, dict]]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, items in variants.items():
+        ms = [m for _, m in items]
+        row: dict[str, Any] = {"variant": name, "folds": len(ms), "runs": [str(p) for p, _ in items]}
+        row["thresholds_t"] = [m["best"]["threshold"] for m in ms]
+        for col, key in COLUMNS:
+            vals = [m["dice"] if key == "dice" else m["best"].get(key) for m in ms]
+            row[col] = dict(zip(("mean", "std", "n"), _stats(vals)))
+        rows.append(row)
+    for col, _ in COLUMNS:  # best value per column (ties all marked)
+        means = [r[col]["mean"] for r in rows if r[col]["mean"] is not None]
+        top = max(means) if means else None
+        for r in rows:
+            r[col]["best"] = bool(top is not None and r[col]["mean"] is not None and abs(r[col]["mean"] - top) <= 1e-9)
+    return rows
+
+
+def _fmt(cell: dict[str, Any], md: bool) -> str:
+    if cell["mean"] is None:
+        return "n/a"
+    s = f"{cell['mean']:.1f} ± {cell['std']:.1f}" if cell["n"] > 1 else f"{cell['mean']:.1f}"
+    return (f"**{s}**" if md else s + " *") if cell["best"] else s
+
+
+def _t_text(ts: list[float]) -> str:
+    u = sorted(set(ts))
+    return "/".join(f"{t:.2f}" for t in u)
+
+
+def table_markdown(rows: list[dict[str, Any]]) -> str:
+    head = "| variant | folds | t | " + " | ".join(c for c, _ in COLUMNS) + " |\n"
+    head += "|---" * (3 + len(COLUMNS)) + "|\n"
+    body = "".join(
+        f"| {r['variant']} | {r['folds']} | {_t_text(r['thresholds_t'])} | " + " | ".join(_fmt(r[c], True) for c, _ in COLUMNS) + " |\n"
+        for r in rows
+    )
+    return head + body
+
+
+def table_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["variant", "folds", "t"] + [f"{c}_{s}" for c, _ in COLUMNS for s in ("mean", "std")] + ["best_in"])
+    for r in rows:
+        nums = []
+        for c, _ in COLUMNS:
+            nums += ["" if r[c]["mean"] is None else f"{r[c]['mean']:.4f}", "" if r[c]["std"] is None else f"{r[c]['std']:.4f}"]
+        w.writerow([r["variant"], r["folds"], _t_text(r["thresholds_t"])] + nums + [";".join(c for c, _ in COLUMNS if r[c]["best"])])
+    return buf.getvalue()
+
+
+def _pq_curves(variants: dict[str, list[tuple[Path, dict]]], warnings: list[str]) -> dict[str, tuple]:
+    curves = {}
+    for name, items in variants.items():
+        ts = [tuple(m["thresholds"]) for _, m in items]
+        if len(set(ts)) != 1:
+            warnings.append(f"{name}: folds were evaluated at different thresholds; left out of the PQ figure.")
+            continue
+        pq = np.array([[np.nan if v is None else v for v in m["pq"]] for _, m in items], dtype=float)
+        std = np.nanstd(pq, axis=0, ddof=1) if len(items) > 1 else np.zeros(pq.shape[1])
+        curves[name] = (np.array(ts[0]), np.nanmean(pq, axis=0), np.nan_to_num(std))
+    return curves
+
+
+def write_report(runs: list[Path], out: Path, overwrite: bool = False) -> dict[str, Any]:
+    """Aggregate runs into ``out``/{report.md, report.csv, report.json, pq_threshold.png}."""
+    import warnings as _w
+
+    from .figures import pq_by_variant_figure
+
+    variants, warnings = collect_runs(runs)
+    rows = summarise(variants)
+    md = "# Results (mean ± std over folds, %; best per column in bold)\n\n" + table_markdown(rows)
+    with output_dir(out, overwrite) as stage, _w.catch_warnings():
+        _w.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of undefined PQ
+        curves = _pq_curves(variants, warnings)
+        if warnings:
+            md += "\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
+        write_bytes_atomic(stage / "report.md", md.encode())
+        write_bytes_atomic(stage / "report.csv", table_csv(rows).encode())
+        result = {"variants": rows, "warnings": warnings}
+        write_json_atomic(stage / "report.json", result)
+        pq_by_variant_figure(curves, stage / "pq_threshold.png")
+    if warnings:
+        from rich.console import Console
+
+        con = Console(stderr=True)
+        for w in warnings:
+            con.print(f"[yellow]warning:[/] {w}", highlight=False)
+    return result
