@@ -21,9 +21,9 @@ def trained(tmp_path_factory):
     from modise.engine.training.train import TrainConfig, train
 
     root = tmp_path_factory.mktemp("pred")
-    prepare_synthetic(root / "data", n=10, seed=2, size=64, k=5, quiet=True)
+    prepare_synthetic(root / "data", n=10, seed=2, size=128, k=5, quiet=True)
     cfg = TrainConfig(preset="m-odise", size="tiny", data=str(root / "data"), fold=0, random_weights=True,
-                      image_size=64, batch_size=2, max_steps=2, accelerator="cpu", devices=1,
+                      image_size=128, batch_size=2, max_steps=2, accelerator="cpu", devices=1,
                       object_mask_threshold=0.0, overlap_threshold=0.0)  # keep segments of an untrained model
     train(cfg, root / "run", progress=False)
     return root

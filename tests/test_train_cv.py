@@ -14,8 +14,8 @@ def test_cv_two_folds_writes_table_and_resumes(tmp_path):
     from modise.engine.training.cv import cross_validate
     from modise.engine.training.train import TrainConfig
 
-    prepare_synthetic(tmp_path / "data", n=8, seed=3, size=64, k=2, quiet=True)
-    cfg = TrainConfig(preset="m-odise", size="tiny", data=str(tmp_path / "data"), random_weights=True, image_size=64,
+    prepare_synthetic(tmp_path / "data", n=8, seed=3, size=128, k=2, quiet=True)
+    cfg = TrainConfig(preset="m-odise", size="tiny", data=str(tmp_path / "data"), random_weights=True, image_size=128,
                       batch_size=2, max_steps=1, accelerator="cpu", devices=1)
     out = tmp_path / "cv"
     report = cross_validate(cfg, out, folds=2, progress=False)

@@ -32,8 +32,8 @@ def _mask_count_worker(rank: int, world: int, port: int, result_dir: str) -> Non
         labels = [torch.zeros(1 + 2 * rank, dtype=torch.long)]
         n = float(counters[0].get_num_masks(labels, torch.device("cpu")))
         # and a real loss runs under the process group
-        images = torch.rand(1, 3, 64, 64)
-        masks = torch.zeros(1 + 2 * rank, 64, 64)
+        images = torch.rand(1, 3, 128, 128)
+        masks = torch.zeros(1 + 2 * rank, 128, 128)
         masks[:, 8:24, 8:24] = 1
         loss = model.loss(model(images), [{"labels": labels[0], "masks": masks}])["loss"]
         Path(result_dir, f"rank{rank}.json").write_text(json.dumps({"num_masks": n, "loss": float(loss)}))
@@ -62,12 +62,12 @@ def test_cli_ddp_two_cpu_processes(tmp_path):
     from modise.data.phantoms import prepare_synthetic
 
     data = tmp_path / "data"
-    prepare_synthetic(data, n=10, seed=1, size=64, k=5, quiet=True)
+    prepare_synthetic(data, n=10, seed=1, size=128, k=5, quiet=True)
     run = tmp_path / "run"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "modise", "train", "--preset", "m-odise", "--size", "tiny", "--random-weights",
            "--data", str(data), "--fold", "0", "--out", str(run), "--accelerator", "cpu", "--devices", "2",
-           "--strategy", "ddp", "--max-steps", "2", "--batch-size", "1", "--image-size", "64", "--json"]
+           "--strategy", "ddp", "--max-steps", "2", "--batch-size", "1", "--image-size", "128", "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())

@@ -14,14 +14,14 @@ def phantoms(tmp_path_factory) -> Path:
     from modise.data.phantoms import prepare_synthetic
 
     out = tmp_path_factory.mktemp("ph") / "data"
-    prepare_synthetic(out, n=10, seed=0, size=64, k=5, quiet=True)
+    prepare_synthetic(out, n=10, seed=0, size=128, k=5, quiet=True)
     return out
 
 
 def tiny_cfg(data: Path, **kw):
     from modise.engine.training.train import TrainConfig
 
-    base = dict(preset="m-odise", size="tiny", data=str(data), fold=0, random_weights=True, image_size=64,
+    base = dict(preset="m-odise", size="tiny", data=str(data), fold=0, random_weights=True, image_size=128,
                 batch_size=2, max_steps=4, checkpoint_every=1, lr=1e-3, warmup_steps=1, accelerator="cpu", devices=1)
     return TrainConfig(**{**base, **kw})
 
@@ -38,7 +38,7 @@ def test_train_interrupt_and_resume(phantoms, tmp_path):
 
     class KillAt(L.Callback):
         def on_train_batch_end(self, trainer, *a):
-            if trainer.global_step == 2:
+            if trainer.global_step == 3:  # killed after step 3, before its checkpoint
                 raise Crash("simulated kill")
 
     run = tmp_path / "run"
@@ -64,7 +64,7 @@ def test_train_interrupt_and_resume(phantoms, tmp_path):
     # only trainable weights in the checkpoint; frozen UNet / VAE / encoders are rebuilt from source
     from modise.model import build_model
 
-    from modise.data.dataset import load_categories
+    from modise.engine.training.data_compat import load_categories
 
     model = build_model("m-odise", "tiny", random_weights=True, categories=load_categories(phantoms))
     trainable = {f"model.{k}" for k in model.trainable_state_dict()}
@@ -74,10 +74,10 @@ def test_train_interrupt_and_resume(phantoms, tmp_path):
     assert n_ckpt < n_all
 
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert cfg["preset"] == "m-odise" and cfg["fold"] == 0 and cfg["training"]["image_size"] == 64
+    assert cfg["preset"] == "m-odise" and cfg["fold"] == 0 and cfg["training"]["image_size"] == 128
     assert (run / "model").is_dir() and any((run / "model").iterdir())
-    assert (run / "logs" / "metrics.csv").is_file()
-    assert list((run / "logs").glob("events.out.tfevents*"))
+    assert len(list((run / "logs").glob("version_*/metrics.csv"))) == 2  # first start + resume
+    assert list((run / "logs").glob("version_*/events.out.tfevents*"))
     assert 0.0 < metrics["best"]["threshold"] <= 0.9 and "pq" in metrics and "dice" in metrics
 
 

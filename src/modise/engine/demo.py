@@ -77,12 +77,12 @@ def _curve_figure(run: Path, path: Path) -> list[tuple[int, float]]:
     import matplotlib.pyplot as plt
 
     points = []
-    csv_path = run / "logs" / "metrics.csv"
-    if csv_path.is_file():
+    for csv_path in sorted((run / "logs").glob("version_*/metrics.csv")):
         with open(csv_path) as f:
             for row in csv.DictReader(f):
                 if row.get("train/loss"):
                     points.append((int(row["step"]), float(row["train/loss"])))
+    points.sort()
     fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
     if points:
         xs, ys = zip(*points)
@@ -102,7 +102,7 @@ def _curve_figure(run: Path, path: Path) -> list[tuple[int, float]]:
 
 def _overlays(stage: Path, run: Path, n: int = 4) -> list[str]:
     """Fig. 2 views (image | ground truth | panoptic | instances | heatmap) for held-out phantoms."""
-    from modise.data.dataset import PanopticDataset
+    from modise.engine.training.data_compat import PanopticDataset
     from modise.engine.prediction.overlays import figure2
     from modise.engine.prediction.predictor import Predictor, gt_from_sample
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modise.data.panoptic import IMAGES_DIR, PANOPTIC_DIR, Category, load_panoptic_json, read_id_png
+from modise.data.panoptic import IMAGES_DIR, PANOPTIC_DIR, Category, load_panoptic_json
 from modise.errors import ModiseError
 from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
 
@@ -97,7 +97,7 @@ def _read(path: Path, where: str, what: str) -> np.ndarray:
     if not path.is_file():
         raise ModiseError(f"{where}: {what} PNG '{path}' not found.")
     try:
-        return read_id_png(path)
+        return read_ids(path)
     except Exception as e:  # PIL raises several types for broken files
         raise ModiseError(f"{where}: cannot read {what} PNG '{path}' ({e}).") from None
 
@@ -110,6 +110,18 @@ def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray, str]:
         raise ModiseError(f"{where}: the ground-truth PNG is {gt.shape[0]}x{gt.shape[1]} but panoptic.json says {pair.height}x{pair.width}.")
     pred = np.zeros_like(gt) if pair.pred_png is None else _read(pair.pred_png, where, "predicted")
     return gt, pred, where
+
+
+def read_ids(path: Path) -> np.ndarray:
+    """Panoptic PNG -> (H, W) segment ids (R + 256 G + 256^2 B), as ``read_id_png`` but with a
+    uint8 fast path when every id is below 256 (G = B = 0), the usual case for lesions."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    if not rgb[..., 1:].any():
+        return rgb[..., 0].copy()
+    return rgb[..., 0].astype(np.int32) | (rgb[..., 1].astype(np.int32) << 8) | (rgb[..., 2].astype(np.int32) << 16)
 
 
 _WORKER: dict[str, Any] = {}

@@ -54,27 +54,31 @@ def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str) ->
     Returns (index map (H*W,) int64, areas (S,) int64).
     """
     flat = ids.ravel()
-    if flat.size and (flat.min() < 0):
+    if flat.dtype.kind not in "ui":
+        raise ModiseError(f"{where}: the {what} map is not an integer array.")
+    if flat.dtype == np.uint64:
+        flat = flat.astype(np.int64)
+    if flat.dtype.kind == "i" and flat.size and flat.min() < 0:
         raise ModiseError(f"{where}: the {what} map has negative segment ids.")
     top = int(flat.max()) if flat.size else 0
     if seg_ids.size and seg_ids.min() <= 0:
         raise ModiseError(f"{where}: {what} segments_info lists segment id {int(seg_ids.min())}; ids must be >= 1 (0 is background).")
     if top < _LUT_MAX_ID and (seg_ids.size == 0 or seg_ids.max() < _LUT_MAX_ID):
         counts = np.bincount(flat, minlength=max(top, int(seg_ids.max()) if seg_ids.size else 0) + 1)
-        present = np.flatnonzero(counts)
-        lut = np.zeros(counts.size, dtype=np.int64)
+        lut = np.zeros(counts.size, dtype=np.intp)
         lut[seg_ids] = np.arange(1, seg_ids.size + 1)
+        unknown = np.flatnonzero((counts > 0) & (lut == 0))
+        unknown = unknown[unknown != 0]
         index = lut[flat]
         seg_counts = counts[seg_ids]
     else:  # huge ids (e.g. colour-derived): sort-based path
         present, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
-        pos = np.searchsorted(seg_ids, present) if seg_ids.size else np.zeros(present.size, dtype=np.int64)
-        known = (pos < seg_ids.size) & (seg_ids[np.minimum(pos, max(seg_ids.size - 1, 0))] == present) if seg_ids.size else np.zeros(present.size, bool)
-        lut = np.where(known, pos + 1, 0)
-        index = lut[inverse.ravel()]
+        pos = np.minimum(np.searchsorted(seg_ids, present), max(seg_ids.size - 1, 0))
+        known = (seg_ids[pos] == present) if seg_ids.size else np.zeros(present.size, bool)
+        index = np.where(known, pos + 1, 0)[inverse.ravel()]
         seg_counts = np.zeros(seg_ids.size, dtype=np.int64)
         seg_counts[pos[known]] = counts[known]
-    unknown = np.setdiff1d(present[present != 0], seg_ids)
+        unknown = present[~known & (present != 0)]
     if unknown.size:
         raise ModiseError(f"{where}: the {what} PNG has segment id {int(unknown[0])} that segments_info does not list.")
     if seg_ids.size and (seg_counts == 0).any():
@@ -134,8 +138,8 @@ def match_image(
     n_cls, n_thr = len(cat_index), len(thresholds)
     g_sid, g_cat, _, g_order = _segment_table(gt_segments, cat_index, where, "ground-truth", need_score=False)
     p_sid, p_cat, p_score, p_order = _segment_table(pred_segments, cat_index, where, "predicted", need_score=True)
-    g_idx, g_area = _compact_ids(gt_ids.astype(np.int64, copy=False), g_sid, where, "ground-truth")
-    p_idx, p_area = _compact_ids(pred_ids.astype(np.int64, copy=False), p_sid, where, "predicted")
+    g_idx, g_area = _compact_ids(gt_ids, g_sid, where, "ground-truth")
+    p_idx, p_area = _compact_ids(pred_ids, p_sid, where, "predicted")
     ng, npd = g_sid.size, p_sid.size
     joint = np.bincount(g_idx * (npd + 1) + p_idx, minlength=(ng + 1) * (npd + 1)).reshape(ng + 1, npd + 1)
     inter = joint[1:, 1:]  # (G, P) pixel intersections, ids ascending

@@ -137,7 +137,8 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
         accumulate_grad_batches=cfg.accumulate,
         gradient_clip_val=cfg.grad_clip if cfg.grad_clip > 0 else None,
         gradient_clip_algorithm="norm",
-        logger=[TensorBoardLogger(out, name="logs", version=""), CSVLogger(out, name="logs", version="")],
+        # one version_N folder per (re)start, so a resumed run keeps its earlier curve
+        logger=[TensorBoardLogger(out, name="logs"), CSVLogger(out, name="logs")],
         callbacks=cbs,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -167,7 +168,7 @@ def train(
         cfg.data, cfg.fold, image_size=size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
         min_scale=cfg.min_scale, max_scale=cfg.max_scale, intensity=cfg.intensity_jitter, seed=cfg.seed,
     )
-    from modise.data.dataset import load_categories
+    from modise.engine.training.data_compat import load_categories
 
     categories = load_categories(cfg.data)
     model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=cfg.model_overrides or None)
