@@ -1,7 +1,231 @@
-"""Command registration for this part (filled in by its issue)."""
+"""``modise generate``, ``modise inpaint``, ``modise augment`` and ``modise mame prepare|train``.
+
+Heavy imports (torch, diffusers) stay inside the command bodies so ``modise --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
+
+from modise.errors import ModiseError
+
+Size = typer.Option("full", "--size", help="Architecture size for --random-weights: full (SD 1.5) or tiny.")
+RandomWeights = typer.Option(False, "--random-weights", help="Random-weight architecture, offline (no download).")
+Out = typer.Option(..., "--out", help="Output folder (refused if not empty unless --overwrite).")
+Overwrite = typer.Option(False, "--overwrite", help="Replace a non-empty output folder.")
+Seed = typer.Option(0, "--seed", help="Random seed; image i uses seed+i.")
+Json = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
+
+
+def _warn(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+
+
+def _check_size(size: str) -> None:
+    if size not in ("full", "tiny"):
+        raise ModiseError(f"--size must be full or tiny, not '{size}'.")
+
+
+def _report(summary: dict, as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(summary) if as_json else text)
+
+
+def generate(
+    vendor: Optional[str] = typer.Option(None, "--vendor", help="siemens | hologic"),
+    view: Optional[str] = typer.Option(None, "--view", help="CC | MLO"),
+    density: Optional[str] = typer.Option(None, "--density", help="very low | low | high | very high, or BI-RADS A-D"),
+    area: Optional[str] = typer.Option(None, "--area", help="small | medium | big"),
+    density_first: bool = typer.Option(False, "--density-first", help="Put density before area in the prompt."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Free prompt text (overrides the parts above)."),
+    print_prompt: bool = typer.Option(False, "--print-prompt", help="Print the prompt and exit."),
+    n: int = typer.Option(1, "--n", min=1, help="Number of images."),
+    seed: int = Seed,
+    steps: int = typer.Option(24, "--steps", min=1, help="DPM-Solver steps."),
+    guidance: float = typer.Option(5.0, "--guidance", help="Classifier-free guidance scale (MAM-E: 4-6)."),
+    laterality: str = typer.Option("L", "--laterality", help="L (as generated) or R (mirrored)."),
+    guidance_sweep: bool = typer.Option(False, "--guidance-sweep", help="Grid image: prompts x guidance 4..14."),
+    sweep_values: str = typer.Option("4,6,8,10,12,14", "--sweep-values", help="Guidance values of the sweep."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Image side (default: the model's, 512)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or pipeline folder [Likalto4/fusion_healthy]."),
+    size: str = Size,
+    random_weights: bool = RandomWeights,
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (refused if not empty unless --overwrite)."),
+    overwrite: bool = Overwrite,
+    as_json: bool = Json,
+) -> None:
+    """Generate mammograms from MAM-E prompts (greyscale PNGs + metadata.jsonl)."""
+    from modise.synthesis.prompts import DENSITIES, build_prompt
+
+    text = prompt if prompt else build_prompt(vendor, view, density, area, density_first)
+    if print_prompt:
+        typer.echo(text)
+        raise typer.Exit(0)
+    if out is None:
+        raise ModiseError("Missing --out (the output folder).")
+    _check_size(size)
+    try:
+        guidances = [float(v) for v in sweep_values.split(",") if v.strip()]
+    except ValueError:
+        raise ModiseError(f"--sweep-values must be comma-separated numbers, not '{sweep_values}'.") from None
+    from modise.outputs import check_output_dir, output_dir
+    from modise.synthesis.augment import write_metadata_jsonl
+    from modise.synthesis.generate import generate_images, guidance_sweep as sweep
+    from modise.synthesis.pipelines import load_text2img, native_resolution
+    from modise.synthesis.progress import step_progress
+
+    check_output_dir(out, overwrite)  # fail before loading a model
+    pipe = load_text2img(model, size=size, random_weights=random_weights, seed=seed)
+    side = resolution or native_resolution(pipe)
+    common = dict(
+        steps=steps, laterality=laterality.upper(), resolution=side,
+        model=f"random-{size}" if random_weights else (model or "Likalto4/fusion_healthy"),
+        random_weights=random_weights, size=size if random_weights else None,
+    )
+    with output_dir(out, overwrite) as stage:
+        if guidance_sweep:
+            if prompt or density:
+                prompts = [text]
+            else:
+                prompts = [build_prompt(vendor, view, d, area, density_first) for d in DENSITIES]
+            with step_progress(len(prompts) * len(guidances) * steps, "guidance sweep") as cb:
+                grid, cells = sweep(pipe, prompts, guidances, seed, steps, laterality, side, cb)
+            grid.save(stage / "guidance_sweep.png")
+            records = [dict(c, file_name="guidance_sweep.png", **common) for c in cells]
+            files = ["guidance_sweep.png"]
+        else:
+            with step_progress(n * steps, "generating") as cb:
+                images = generate_images(pipe, text, n, seed, steps, guidance, laterality, side, cb)
+            records, files = [], []
+            for i, im in enumerate(images):
+                name = f"mame_{i:04d}_seed{seed + i}.png"
+                im.save(stage / name)
+                files.append(name)
+                records.append(dict(file_name=name, prompt=text, seed=seed + i, guidance=guidance, **common))
+        write_metadata_jsonl(stage / "metadata.jsonl", records)
+    summary = {"out": str(out), "prompt": text, "files": files}
+    _report(summary, as_json, f"wrote {len(files)} image(s) to {out} (prompt: {text})")
+
+
+def _read_mask(path: Path, shape: tuple[int, int]):
+    import numpy as np
+
+    from modise.data.imageio import read_image
+
+    m = read_image(path).pixels >= 0.5
+    if m.shape != shape:
+        raise ModiseError(f"{path}: mask is {m.shape[1]}x{m.shape[0]} px but the image is {shape[1]}x{shape[0]} px.")
+    if not m.any():
+        raise ModiseError(f"{path}: the mask is empty.")
+    return np.asarray(m, bool)
+
+
+def inpaint(
+    image: Path = typer.Option(..., "--image", help="Mammogram (PNG/JPEG/TIFF/DICOM)."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Lesion mask image (white = inpaint)."),
+    auto_box: bool = typer.Option(False, "--auto-box", help="Draw a lesion box inside the breast."),
+    n: int = typer.Option(1, "--n", min=1, help="Number of variants (seed+i; a new box each with --auto-box)."),
+    seed: int = Seed,
+    steps: int = typer.Option(24, "--steps", min=1, help="DPM-Solver steps."),
+    guidance: float = typer.Option(3.5, "--guidance", help="Guidance scale (MAM-E inpainting: 3-4)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt [a mammogram with a lesion]."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Inpainting window side (default: the model's, 512)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder [Likalto4/vindr_lesion-inpainting]."),
+    size: str = Size,
+    random_weights: bool = RandomWeights,
+    out: Path = Out,
+    overwrite: bool = Overwrite,
+    as_json: bool = Json,
+) -> None:
+    """Inpaint a lesion into a mammogram; writes the result and the lesion mask PNGs."""
+    if (mask is None) == (not auto_box):
+        raise ModiseError("Give exactly one of --mask or --auto-box.")
+    _check_size(size)
+    from PIL import Image
+
+    from modise.data.imageio import read_image, to_uint8
+    from modise.outputs import check_output_dir, output_dir
+    from modise.synthesis.augment import write_metadata_jsonl
+    from modise.synthesis.inpaint import inpaint_lesion
+    from modise.synthesis.pipelines import MAME_INPAINT, load_inpaint
+    from modise.synthesis.prompts import INPAINT_PROMPT
+
+    check_output_dir(out, overwrite)
+    grey = to_uint8(read_image(image).pixels)
+    lesion = _read_mask(mask, grey.shape) if mask is not None else None
+    pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
+    text = prompt or INPAINT_PROMPT
+    from modise.synthesis.progress import step_progress
+
+    records, files = [], []
+    with output_dir(out, overwrite) as stage, step_progress(n * steps, "inpainting") as cb:
+        for i in range(n):
+            result, region = inpaint_lesion(
+                pipe, grey, lesion, auto_box=auto_box, seed=seed + i, steps=steps, guidance=guidance,
+                prompt=text, crop=crop, callback=cb,
+            )
+            name, mname = f"{image.stem}_inpainted_{i:03d}.png", f"{image.stem}_mask_{i:03d}.png"
+            result.save(stage / name)
+            Image.fromarray(region.astype("uint8") * 255).save(stage / mname)
+            files += [name, mname]
+            records.append(
+                dict(file_name=name, mask_file=mname, source=str(image), prompt=text, seed=seed + i, steps=steps,
+                     guidance=guidance, auto_box=auto_box, random_weights=random_weights,
+                     model=f"random-{size}" if random_weights else (model or MAME_INPAINT))
+            )
+        write_metadata_jsonl(stage / "metadata.jsonl", records)
+    _report({"out": str(out), "files": files}, as_json, f"wrote {n} inpainted image(s) and mask(s) to {out}")
+
+
+def augment(
+    healthy: Path = typer.Option(..., "--healthy", help="Folder of healthy mammograms (PNG/JPEG/TIFF/DICOM)."),
+    n: int = typer.Option(..., "--n", min=1, help="Number of synthetic lesion images."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Panoptic dataset to merge with (kept as it is)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated lesion classes to draw from."),
+    seed: int = Seed,
+    steps: int = typer.Option(24, "--steps", min=1, help="DPM-Solver steps."),
+    guidance: float = typer.Option(3.5, "--guidance", help="Guidance scale."),
+    crop: Optional[int] = typer.Option(None, "--crop", help="Inpainting window side (default: the model's)."),
+    sigma: float = typer.Option(7.0, "--sigma", help="Pseudo-mask blur sigma (px)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder [Likalto4/vindr_lesion-inpainting]."),
+    size: str = Size,
+    random_weights: bool = RandomWeights,
+    out: Path = Out,
+    overwrite: bool = Overwrite,
+    as_json: bool = Json,
+) -> None:
+    """Inpaint lesions into healthy mammograms and write a panoptic training dataset."""
+    _check_size(size)
+    from modise.outputs import check_output_dir, output_dir
+    from modise.synthesis.augment import augment_dataset, list_healthy
+    from modise.synthesis.pipelines import load_inpaint
+    from modise.synthesis.progress import step_progress
+
+    check_output_dir(out, overwrite)
+    files = list_healthy(healthy)
+    if data is not None and not (data / "panoptic.json").is_file():
+        raise ModiseError(f"{data / 'panoptic.json'}: not found; --data must be a canonical panoptic dataset.")
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
+    with output_dir(out, overwrite) as stage, step_progress(n * steps, "augmenting") as cb:
+        result = augment_dataset(
+            pipe, files, n, stage, data, names, seed, steps, guidance, crop, sigma, callback=cb, warn=_warn
+        )
+    synth = sum(1 for im in result["images"] if im.get("synthetic"))
+    summary = {"out": str(out), "images": len(result["images"]), "synthetic": synth}
+    _report(summary, as_json, f"wrote {synth} synthetic + {len(result['images']) - synth} original image(s) to {out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``modise`` app."""
+    app.command("generate")(generate)
+    app.command("inpaint")(inpaint)
+    app.command("augment")(augment)
+    from modise.synthesis.mame_cli import mame_app
+
+    app.add_typer(mame_app, name="mame")
