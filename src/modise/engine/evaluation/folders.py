@@ -146,6 +146,8 @@ def score_pairs(pairs: Sequence[Pair], cat_index: dict[int, int], thresholds: np
         return
     import multiprocessing as mp
 
+    import scipy.optimize  # noqa: F401  imported once here, inherited by the forked workers
+
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(cat_index, thresholds)) as pool:
         yield from pool.imap(_score_pair, pairs, chunksize=max(1, min(32, len(pairs) // (4 * workers))))

@@ -180,8 +180,6 @@ def match_image(
 
 def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.ndarray, iou_out: np.ndarray) -> None:
     """Fill TP count and IoU sum per threshold for one class of one image (MONAI rule)."""
-    from scipy.optimize import linear_sum_assignment
-
     if hi.any():
         vals = m32[m32 > 0]
         sel = vals[None, :] > thr32[hi, None]
@@ -189,8 +187,16 @@ def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.nda
         iou_out[hi] = (sel * vals[None, :].astype(np.float64)).sum(1)
     lo = ~hi
     if lo.any():
-        rows, cols = linear_sum_assignment(-m32)
-        vals = m32[rows, cols]
+        nz = m32 > 0
+        if (nz.sum(0) <= 1).all() and (nz.sum(1) <= 1).all():
+            # overlaps form a matching: every optimal assignment holds all of them (and
+            # zero-IoU pairs never pass t > 0), so the solver is not needed
+            vals = m32[nz]
+        else:
+            from scipy.optimize import linear_sum_assignment
+
+            rows, cols = linear_sum_assignment(-m32)
+            vals = m32[rows, cols]
         sel = vals[None, :] > thr32[lo, None]
         tp_out[lo] = sel.sum(1)
         iou_out[lo] = (sel * vals[None, :].astype(np.float64)).sum(1)
