@@ -21,21 +21,21 @@ def _mask_count_worker(rank: int, world: int, port: int, result_dir: str) -> Non
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        from modise.data.panoptic import Category
-        from modise.model import build_model
+        from modise.model.config import LossConfig
+        from modise.model.criterion import SetCriterion
 
-        torch.manual_seed(0)
-        model = build_model("m-odise", "tiny", random_weights=True, categories=[Category(1, "a"), Category(2, "b")])
-        counters = [m for m in model.modules() if hasattr(m, "get_num_masks")]
+        torch.manual_seed(rank)
+        crit = SetCriterion(num_classes=2, cfg=LossConfig(num_points=256))  # the model's own loss
+        counters = [m for m in crit.modules() if hasattr(m, "get_num_masks")]
         assert counters, "the model's loss has no mask counter"
         # rank 0 sees 1 lesion, rank 1 sees 3: every rank must normalise by the global mean, 2
         labels = [torch.zeros(1 + 2 * rank, dtype=torch.long)]
         n = float(counters[0].get_num_masks(labels, torch.device("cpu")))
-        # and a real loss runs under the process group
-        images = torch.rand(1, 3, 128, 128)
-        masks = torch.zeros(1 + 2 * rank, 128, 128)
-        masks[:, 8:24, 8:24] = 1
-        loss = model.loss(model(images), [{"labels": labels[0], "masks": masks}])["loss"]
+        # and the full loss (matching, all-reduce inside) runs under the process group
+        masks = torch.zeros(1 + 2 * rank, 32, 32)
+        masks[:, 4:12, 4:12] = 1
+        outputs = {"pred_logits": torch.randn(1, 5, 3), "pred_masks": torch.randn(1, 5, 8, 8), "aux_outputs": []}
+        loss = crit(outputs, [{"labels": labels[0], "masks": masks}])["loss"]
         Path(result_dir, f"rank{rank}.json").write_text(json.dumps({"num_masks": n, "loss": float(loss)}))
     finally:
         dist.destroy_process_group()
