@@ -1,7 +1,53 @@
-"""Command registration for this part (filled in by its issue)."""
+"""``modise serve``: the web app (Segment / Generate / Inpaint) on Gradio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``modise`` app."""
+
+    @app.command("serve")
+    def serve(
+        run: Optional[list[Path]] = typer.Option(None, "--run", help="Training run (folder with model/ and config.yaml); repeatable."),
+        runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Offer every training run found under this folder."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the app to your network."),
+        port: Optional[int] = typer.Option(None, "--port", help="Port (default: Gradio's, 7860 or the next free one)."),
+        share: bool = typer.Option(False, "--share", help="Also open a public Gradio share link (off by default)."),
+        random_weights: bool = typer.Option(False, "--random-weights", help="Offline: random-weight segmenter and MAM-E pipelines."),
+        size: str = typer.Option("full", "--size", help="Architecture size for --random-weights: full or tiny."),
+        preset: str = typer.Option("m-odise", "--preset", help="Segmenter preset for --random-weights."),
+        text2img_model: Optional[str] = typer.Option(None, "--text2img-model", help="MAM-E text-to-image id or folder (default Likalto4/fusion_healthy)."),
+        inpaint_model: Optional[str] = typer.Option(None, "--inpaint-model", help="MAM-E inpainting id or folder (default Likalto4/vindr_lesion-inpainting)."),
+        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Reject uploads larger than this."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the random-weight models."),
+    ) -> None:
+        """Serve the web app: segment and review lesions, generate and inpaint mammograms."""
+        import sys
+
+        from modise.errors import ModiseError
+
+        if size not in ("full", "tiny"):
+            raise ModiseError(f"--size must be full or tiny, not '{size}'.")
+        if not (run or runs_dir or random_weights):
+            print("warning: no segmentation model (--run, --runs-dir or --random-weights); the Segment tab will say so.",
+                  file=sys.stderr)
+        from modise.app.server import serve as serve_app
+        from modise.app.state import AppSettings, AppState
+
+        settings = AppSettings(
+            runs=list(run or []), runs_dir=runs_dir, random_weights=random_weights, size=size, preset=preset,
+            text2img_model=text2img_model, inpaint_model=inpaint_model, device=device, max_upload_mb=max_upload_mb, seed=seed,
+        )
+        state = AppState(settings)
+
+        def ready(url: str) -> None:
+            print(f"modise serve: {url}  (uploads in {state.tmp_dir}, removed at exit; Ctrl-C to stop)", file=sys.stderr, flush=True)
+            print(url, flush=True)
+
+        serve_app(state, host=host, port=port, share=share, on_ready=ready)

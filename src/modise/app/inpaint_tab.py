@@ -1,0 +1,111 @@
+"""Inpaint tab: paint a lesion into a healthy mammogram with MAM-E's inpainting model, in a region
+drawn with the brush or in an automatic box. API name ``/inpaint``.
+
+The work is :func:`inpaint`, built on ``modise inpaint``'s API (:func:`inpaint_lesion`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from modise.app.state import AppState
+from modise.errors import ModiseError
+
+
+def _grey(image: np.ndarray) -> np.ndarray:
+    """Editor background (H, W[, C]) -> (H, W) uint8 grey (RGB mean; alpha ignored)."""
+    a = np.asarray(image)
+    if a.ndim == 3:
+        a = a[..., :3].astype(np.float32).mean(axis=2) if a.shape[2] >= 3 else a[..., 0]
+    if a.dtype != np.uint8:
+        a = np.clip(np.rint(a * (255.0 if a.max(initial=0) <= 1.0 else 1.0)), 0, 255)
+    return a.astype(np.uint8)
+
+
+def mask_from_layers(layers: list | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """Union of the painted pixels of the editor's layers (alpha > 0), at the background's size."""
+    from PIL import Image
+
+    mask = None
+    for layer in layers or []:
+        a = np.asarray(layer)
+        painted = a[..., 3] > 0 if a.ndim == 3 and a.shape[2] == 4 else (a.max(axis=2) if a.ndim == 3 else a) > 0
+        if painted.shape != shape:  # the canvas can differ from the image; scale strokes onto it
+            painted = np.asarray(Image.fromarray(painted).resize((shape[1], shape[0]), Image.NEAREST))
+        mask = painted if mask is None else mask | painted
+    return mask if mask is not None and mask.any() else None
+
+
+def inpaint(
+    state: AppState,
+    editor: dict | None,
+    auto_box: bool,
+    seed: int,
+    steps: int,
+    guidance: float,
+    progress: Callable[..., Any] | None = None,
+) -> tuple[Any, Any, list[str]]:
+    """Editor value ``{background, layers, composite}`` -> (result PIL L, mask PIL L, [result PNG, mask PNG])."""
+    from PIL import Image
+
+    from modise.synthesis import inpaint_lesion
+
+    from .generate_tab import step_callback
+
+    background = (editor or {}).get("background")
+    if background is None:
+        raise ModiseError("Upload a healthy mammogram into the editor first.")
+    grey = _grey(background)
+    h, w = grey.shape
+    if h * w > state.settings.max_pixels:
+        raise ModiseError(f"The image is {w}x{h} px, larger than the {state.settings.max_pixels / 1e6:g} megapixel limit.")
+    mask = None if auto_box else mask_from_layers(editor.get("layers"), (h, w))
+    if mask is None and not auto_box:
+        raise ModiseError("Draw the lesion region with the brush, or tick 'automatic box'.")
+    if progress is not None:
+        progress(0.0, desc="loading MAM-E inpainting")
+    pipe = state.pipeline("inpaint")
+    steps = int(steps)
+    with state.lock:
+        result, used = inpaint_lesion(pipe, grey, mask=mask, auto_box=bool(auto_box), seed=int(seed), steps=steps,
+                                      guidance=float(guidance), callback=step_callback(progress, steps, "inpainting"))
+    mask_im = Image.fromarray(np.asarray(used, np.uint8) * 255)
+    job = state.job_dir("inpaint")
+    paths = [job / f"inpainted_seed{int(seed)}.png", job / f"lesion_mask_seed{int(seed)}.png"]
+    result.save(paths[0])
+    mask_im.save(paths[1])
+    return result, mask_im, [str(p) for p in paths]
+
+
+def build_inpaint_tab(state: AppState) -> None:
+    """Add the Inpaint tab's components and its ``/inpaint`` event to the current Blocks."""
+    import gradio as gr
+
+    from .server import user_errors
+
+    with gr.Row():
+        with gr.Column(scale=1):
+            editor = gr.ImageEditor(
+                label="Healthy mammogram: upload, then paint the lesion region",
+                type="numpy", image_mode="RGBA", sources=("upload", "clipboard"), transforms=(),
+                brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24), layers=False,
+                elem_id="inpaint-editor",
+            )
+            auto = gr.Checkbox(False, label="Automatic box (ignore the brush; a lesion-sized box inside the breast)")
+            seed = gr.Number(0, precision=0, label="Seed")
+            steps = gr.Slider(1, 100, value=24, step=1, label="Denoising steps")
+            guidance = gr.Slider(1.0, 15.0, value=3.5, step=0.5, label="Guidance scale")
+            button = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
+        with gr.Column(scale=2):
+            with gr.Row():
+                result = gr.Image(label="Result", type="pil", format="png", interactive=False, elem_id="inpaint-result")
+                mask = gr.Image(label="Lesion mask", type="pil", format="png", interactive=False, elem_id="inpaint-mask")
+            files = gr.File(label="Downloads (result + mask PNG)", file_count="multiple", interactive=False)
+
+    @user_errors
+    def run(editor_, auto_, seed_, steps_, guidance_, progress=gr.Progress()):
+        return inpaint(state, editor_, auto_, seed_, steps_, guidance_, progress)
+
+    button.click(run, [editor, auto, seed, steps, guidance], [result, mask, files], api_name="inpaint")

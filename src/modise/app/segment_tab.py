@@ -1,0 +1,169 @@
+"""Segment tab: upload a mammogram (PNG / JPEG / TIFF / DICOM), run a trained M-ODISE, review and
+export the lesions. API name ``/segment``.
+
+The work is :func:`segment_file`, built on the prediction API of ``modise predict``
+(:class:`Predictor`, :func:`panoptic_record`, the COCO panoptic id PNG and the highdicom SEG writer).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from modise.app.state import AppState
+from modise.errors import ModiseError
+
+Progress = Callable[..., Any]
+
+
+@dataclass
+class SegmentResult:
+    overlay: Any  # PIL RGB
+    headers: list[str]
+    rows: list[list]
+    heatmaps: list[tuple]  # [(PIL, caption)]
+    files: list[str]
+    summary: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_upload(state: AppState, path: str | Path | None):
+    """Read an uploaded file with the CLI's reader; errors name the file as uploaded, not the temp path."""
+    from modise.data.imageio import read_image
+
+    if not path:
+        raise ModiseError("Upload a mammogram (PNG, JPEG, TIFF or DICOM) first.")
+    path = Path(path)
+    limit = state.settings.max_upload_mb
+    if path.is_file() and path.stat().st_size > limit * 1e6:
+        raise ModiseError(f"{path.name}: the file is {path.stat().st_size / 1e6:.1f} MB, more than the {limit:g} MB limit.")
+    try:
+        im = read_image(path)
+    except ModiseError as e:
+        raise ModiseError(str(e).replace(str(path), path.name)) from None
+    except Exception as e:  # noqa: BLE001  any decoder failure is a bad upload, not a server error
+        raise ModiseError(f"{path.name}: not a readable image ({type(e).__name__}: {e}).") from None
+    h, w = im.pixels.shape[:2]
+    if h * w > state.settings.max_pixels:
+        raise ModiseError(f"{path.name}: {w}x{h} px is larger than the {state.settings.max_pixels / 1e6:g} megapixel limit.")
+    if min(h, w) < 16:
+        raise ModiseError(f"{path.name}: {w}x{h} px is too small to be a mammogram.")
+    return im
+
+
+def segment_file(
+    state: AppState,
+    path: str | Path | None,
+    run: str | None,
+    object_mask_threshold: float,
+    overlap_threshold: float,
+    progress: Progress | None = None,
+) -> SegmentResult:
+    """Predict the lesions of one upload; write the COCO panoptic JSON + PNG (and a DICOM SEG for DICOM)."""
+    from modise.data.panoptic import bbox_xywh, write_id_png
+    from modise.engine.prediction.predictor import panoptic_record
+    from modise.outputs import write_json_atomic
+
+    from . import views
+
+    step = progress or (lambda *a, **k: None)
+    step(0.05, desc="reading the image")
+    im = load_upload(state, path)
+    name = Path(path).stem
+    step(0.15, desc="loading the model")
+    predictor = state.predictor(run)
+    step(0.35, desc="segmenting")
+    with state.lock:  # thresholds live on the shared predictor
+        predictor.object_mask_threshold = float(object_mask_threshold)
+        predictor.overlap_threshold = float(overlap_threshold)
+        result = predictor([im.pixels])[0]
+    step(0.8, desc="writing results")
+    cats = predictor.categories
+    ids, segments = panoptic_record(result)
+    for s in segments:
+        s["bbox"] = bbox_xywh(ids == s["id"])
+        s["iscrowd"] = 0
+    h, w = ids.shape
+    job = state.job_dir("segment")
+    png, js = job / f"{name}_panoptic.png", job / f"{name}_panoptic.json"
+    write_id_png(png, ids)
+    write_json_atomic(js, {
+        "info": {"description": "modise serve prediction", "model": str(run)},
+        "images": [{"id": 1, "file_name": Path(path).name, "height": h, "width": w}],
+        "annotations": [{"image_id": 1, "file_name": png.name, "segments_info": segments}],
+        "categories": [c.to_json() for c in cats],
+    })
+    files, warnings = [str(js), str(png)], []
+    if im.is_dicom:
+        from modise.engine.prediction.dicom_seg import write_dicom_seg
+
+        by_class = np.stack([np.isin(ids, [s["id"] for s in segments if s["category_id"] == c.id]) for c in cats])
+        seg = job / f"{name}_seg.dcm"
+        try:
+            write_dicom_seg(seg, im.dataset, by_class, cats)
+            files.append(str(seg))
+        except Exception as e:  # noqa: BLE001  highdicom rejects some sources (e.g. missing UIDs); keep the rest
+            warnings.append(f"DICOM SEG not written for {Path(path).name}: {type(e).__name__}: {e}")
+    sem = result["sem_seg"]
+    sem = np.asarray(sem.float().cpu() if hasattr(sem, "cpu") else sem)
+    spacing = im.meta.get("pixel_spacing")
+    headers, rows = views.lesion_rows(segments, cats, spacing)
+    unit = f"pixel spacing {spacing[0]:g} x {spacing[1]:g} mm" if spacing else "no pixel spacing: areas in px"
+    summary = (f"**{len(segments)} lesion(s)** in `{Path(path).name}` ({w}x{h} px, {unit}); model: `{run}`, "
+               f"object-mask threshold {object_mask_threshold:g}, overlap threshold {overlap_threshold:g}.")
+    step(1.0, desc="done")
+    return SegmentResult(views.labelled_overlay(im.pixels, ids, segments, cats), headers, rows,
+                         views.class_heatmaps(im.pixels, sem, cats), files, summary, warnings)
+
+
+def build_segment_tab(state: AppState) -> None:
+    """Add the Segment tab's components and its ``/segment`` event to the current Blocks."""
+    import gradio as gr
+
+    from .server import user_errors
+
+    choices = state.run_choices
+    run0 = choices[0] if choices else None
+    omt0, ovt0 = state.default_thresholds(run0)
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.File(label="Mammogram (PNG, JPEG, TIFF or DICOM)", type="filepath", elem_id="segment-upload")
+            run = gr.Dropdown(choices=choices, value=run0, label="Trained run", elem_id="segment-run",
+                              info=None if choices else "No run: start with --run RUN, --runs-dir DIR or --random-weights")
+            omt = gr.Slider(0.0, 1.0, value=omt0, step=0.01, label="Object-mask threshold",
+                            info="keep a query when its class probability exceeds this")
+            ovt = gr.Slider(0.0, 1.0, value=ovt0, step=0.01, label="Overlap threshold",
+                            info="keep a segment when this share of its mask survives overlaps")
+            button = gr.Button("Segment", variant="primary", elem_id="segment-button")
+            summary = gr.Markdown(elem_id="segment-summary")
+        with gr.Column(scale=2):
+            gr.Markdown("**Panoptic overlay**: lesions outlined in their class colour, labelled `#n class score`")
+            # no label badge: it would cover the labels of lesions at the image's top left
+            overlay = gr.Image(label="Panoptic overlay", show_label=False, type="pil", format="png",
+                               interactive=False, elem_id="segment-overlay")
+            table = gr.Dataframe(label="Lesions", interactive=False, elem_id="segment-table")
+            heatmaps = gr.Gallery(label="Per-class heatmaps", columns=3, height="auto", format="png", elem_id="segment-heatmaps")
+            files = gr.File(label="Downloads: COCO panoptic JSON + PNG (+ DICOM SEG for DICOM inputs)",
+                            file_count="multiple", interactive=False, elem_id="segment-files")
+
+    def on_run(r):
+        a, b = state.default_thresholds(r)
+        return gr.update(value=a), gr.update(value=b)
+
+    run.change(on_run, run, [omt, ovt], api_visibility="private")
+
+    @user_errors
+    def segment(path, run_choice, object_mask_threshold, overlap_threshold, progress=gr.Progress()):
+        res = segment_file(state, path, run_choice, object_mask_threshold, overlap_threshold, progress)
+        for w in res.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+            gr.Warning(w)
+        import pandas as pd
+
+        return res.overlay, pd.DataFrame(res.rows, columns=res.headers), res.heatmaps, res.files, res.summary
+
+    button.click(segment, [upload, run, omt, ovt], [overlay, table, heatmaps, files, summary], api_name="segment")

@@ -1,0 +1,177 @@
+"""What the web app holds between requests: settings, the runs it can choose from, loaded
+models (built once, on first use) and the temporary folder for uploads and results.
+
+The models come from the same API as the CLI: :meth:`Predictor.from_run` for trained runs
+(``modise predict``), :func:`build_model` for the offline random-weight segmenter, and
+:func:`load_text2img` / :func:`load_inpaint` for MAM-E (``modise generate`` / ``inpaint``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modise.errors import ModiseError
+
+RANDOM_RUN = "random weights (offline)"
+# Mask2Former's defaults; a run's config.yaml overrides them.
+DEFAULT_THRESHOLDS = (0.8, 0.8)
+# A random-weight model scores about 1/(K+1); lower defaults so its output is visible at all.
+RANDOM_THRESHOLDS = (0.4, 0.5)
+
+
+@dataclass
+class AppSettings:
+    """How ``modise serve`` was started (see ``modise serve --help``)."""
+
+    runs: list[Path] = field(default_factory=list)
+    runs_dir: Path | None = None
+    random_weights: bool = False
+    size: str = "full"
+    preset: str = "m-odise"
+    random_image_size: int = 128
+    text2img_model: str | None = None
+    inpaint_model: str | None = None
+    device: str | None = None
+    max_upload_mb: float = 200.0
+    max_pixels: int = 80_000_000  # > any mammogram (e.g. 4096 x 5625 = 23 MP)
+    seed: int = 0
+
+
+def is_run(path: Path) -> bool:
+    """A training run (``RUN/model`` holds a saved model) or a saved model folder itself."""
+    from modise.model.modise_model import WEIGHTS_FILE
+
+    return (path / "model" / WEIGHTS_FILE).is_file() or (path / WEIGHTS_FILE).is_file()
+
+
+def find_runs(root: Path, max_depth: int = 3) -> list[Path]:
+    """Training runs under ``root`` (itself included), at most ``max_depth`` folders deep."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ModiseError(f"Runs folder '{root}' does not exist.")
+    found, frontier = [], [root]
+    for _ in range(max_depth + 1):
+        nxt = []
+        for d in frontier:
+            if is_run(d):
+                found.append(d)
+                continue  # a run's own subfolders (checkpoints, logs) are not runs
+            nxt += sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+        frontier = nxt
+    return found
+
+
+class AppState:
+    """Shared by all sessions of one server; model caches are guarded by one lock (CPU work is serial anyway)."""
+
+    def __init__(self, settings: AppSettings, tmp_root: str | Path | None = None) -> None:
+        self.settings = settings
+        self.lock = threading.RLock()
+        self._predictors: dict[str, Any] = {}
+        self._pipes: dict[str, Any] = {}
+        self.run_paths: dict[str, Path] = {}
+        for run in settings.runs:
+            run = Path(run)
+            if not run.exists():
+                raise ModiseError(f"Run '{run}' does not exist.")
+            self.run_paths[str(run)] = run
+        if settings.runs_dir is not None:
+            for run in find_runs(settings.runs_dir):
+                self.run_paths.setdefault(str(run), run)
+        # made last, so that a bad --run leaves nothing behind
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix="modise-serve-", dir=tmp_root))
+
+    # ------------------------------------------------------------------ folders
+    @property
+    def upload_dir(self) -> Path:
+        """Where Gradio keeps uploads and the files it serves (``GRADIO_TEMP_DIR``)."""
+        return self.tmp_dir / "gradio"
+
+    def job_dir(self, kind: str) -> Path:
+        """A fresh folder for one request's downloadable results."""
+        d = self.tmp_dir / "jobs" / f"{kind}-{uuid.uuid4().hex[:10]}"
+        d.mkdir(parents=True)
+        return d
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    # ------------------------------------------------------------------ segmentation
+    @property
+    def run_choices(self) -> list[str]:
+        return ([RANDOM_RUN] if self.settings.random_weights else []) + list(self.run_paths)
+
+    def default_thresholds(self, run: str | None) -> tuple[float, float]:
+        """The run's own inference thresholds (``config.yaml``), read without loading the model."""
+        if run == RANDOM_RUN:
+            return RANDOM_THRESHOLDS
+        path = self.run_paths.get(run or "")
+        if path is None:
+            return DEFAULT_THRESHOLDS
+        try:
+            from modise.engine.training.train import load_run_config
+
+            training = load_run_config(path).get("training", {})
+            return (float(training.get("object_mask_threshold", DEFAULT_THRESHOLDS[0])),
+                    float(training.get("overlap_threshold", DEFAULT_THRESHOLDS[1])))
+        except (ModiseError, OSError, ValueError, TypeError, AttributeError):
+            return DEFAULT_THRESHOLDS
+
+    def predictor(self, run: str | None):
+        """The :class:`~modise.engine.prediction.predictor.Predictor` for a run choice (built once)."""
+        if not run:
+            raise ModiseError("No segmentation model: start the app with --run RUN, --runs-dir DIR or --random-weights.")
+        with self.lock:
+            if run not in self._predictors:
+                self._predictors[run] = self._load_predictor(run)
+            return self._predictors[run]
+
+    def warm_up(self) -> threading.Thread | None:
+        """Load the first run's model in the background, so the first click does not wait for it."""
+        if not self.run_choices:
+            return None
+
+        def load() -> None:
+            try:
+                self.predictor(self.run_choices[0])
+            except Exception as e:  # noqa: BLE001  the Segment tab reports it again, in the page
+                import sys
+
+                print(f"warning: could not load '{self.run_choices[0]}': {e}", file=sys.stderr)
+
+        t = threading.Thread(target=load, name="modise-warm-up", daemon=True)
+        t.start()
+        return t
+
+    def _load_predictor(self, run: str):
+        from modise.engine.prediction.predictor import Predictor
+
+        if run == RANDOM_RUN and self.settings.random_weights:
+            from modise.data.phantoms import CATEGORIES
+            from modise.model import build_model
+
+            s = self.settings
+            model = build_model(s.preset, s.size, random_weights=True, categories=list(CATEGORIES))
+            return Predictor(model, CATEGORIES, s.random_image_size, *RANDOM_THRESHOLDS, device=s.device or "cpu")
+        if run not in self.run_paths:
+            raise ModiseError(f"Unknown run '{run}'; choose one of: {', '.join(self.run_choices) or 'none'}.")
+        return Predictor.from_run(self.run_paths[run], device=self.settings.device)
+
+    # ------------------------------------------------------------------ MAM-E
+    def pipeline(self, kind: str):
+        """MAM-E ``"text2img"`` or ``"inpaint"`` pipeline, loaded once (random weights offline)."""
+        from modise.synthesis import load_inpaint, load_text2img
+
+        with self.lock:
+            if kind not in self._pipes:
+                s = self.settings
+                load = load_inpaint if kind == "inpaint" else load_text2img
+                model = s.inpaint_model if kind == "inpaint" else s.text2img_model
+                self._pipes[kind] = load(model, size=s.size, random_weights=s.random_weights, seed=s.seed, device=s.device)
+            return self._pipes[kind]
