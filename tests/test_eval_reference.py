@@ -262,3 +262,20 @@ def test_low_threshold_uses_hungarian_like_monai():
     tp, iou = np.zeros(1, np.int64), np.zeros(1)
     _pq_sweep(hand, np.float32([0.3]), np.array([False]), tp, iou)
     assert tp[0] == 2
+
+
+def test_listed_segment_without_pixels_is_ignored_in_memory_but_strict_refuses():
+    from modise.errors import ModiseError
+
+    gt = np.zeros((8, 8), np.int64)
+    gt[:4, :4] = 3
+    pred = gt.copy()
+    gs = [{"id": 3, "category_id": 1}, {"id": 4, "category_id": 2}]  # 4 vanished (e.g. resized away)
+    ps = [{"id": 9, "category_id": 1, "score": 0.2}, {"id": 3, "category_id": 1, "score": 0.9}]
+    ev = PanopticEvaluator(CATS)
+    ev.add(1, gt, gs, pred, ps)
+    m = ev.compute()
+    assert m["pq"][0] == 100.0 and m["best"]["ap"] == pytest.approx(100.0)
+    assert ev.n_gt.tolist() == [1, 0, 0]
+    with pytest.raises(ModiseError, match="image 1: ground-truth segments_info lists segment id 4 but the PNG has no pixel"):
+        PanopticEvaluator(CATS, strict=True).add(1, gt, gs, pred, ps)

@@ -79,14 +79,17 @@ class PanopticEvaluator:
     Args:
         categories: the dataset's classes; segment ``category_id`` values refer to them.
         thresholds: IoU thresholds in (0, 1]; default 0.05 .. 0.90 step 0.05.
+        strict: a listed segment without pixels is an error (folder evaluation); by default
+            it is ignored, as it is invisible to MONAI too (e.g. a lesion lost in resizing).
     """
 
-    def __init__(self, categories: Sequence[Category], thresholds: Sequence[float] | None = None) -> None:
+    def __init__(self, categories: Sequence[Category], thresholds: Sequence[float] | None = None, strict: bool = False) -> None:
         if not categories:
             raise ModiseError("The dataset defines no categories.")
         self.categories = sorted(categories, key=lambda c: c.id)  # COCOeval uses sorted catIds
         self.cat_index = {c.id: i for i, c in enumerate(self.categories)}
         self.thresholds = check_thresholds(thresholds)
+        self.strict = strict
         self.reset()
 
     def reset(self) -> None:
@@ -112,7 +115,7 @@ class PanopticEvaluator:
     ) -> None:
         """Score one image. ``gt_ids``/``pred_ids``: (H, W) int segment-id maps (0 = background);
         segments: dicts with ``id``, ``category_id`` (+ ``score`` for predictions)."""
-        self.add_result(match_image(image_id, gt_ids, gt_segments, pred_ids, pred_segments, self.cat_index, self.thresholds))
+        self.add_result(match_image(image_id, gt_ids, gt_segments, pred_ids, pred_segments, self.cat_index, self.thresholds, strict=self.strict))
 
     def add_result(self, r: ImageResult) -> None:
         """Fold in a result computed elsewhere (e.g. by a worker process)."""

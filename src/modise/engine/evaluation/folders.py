@@ -133,7 +133,7 @@ def _init_worker(cat_index: dict[int, int], thresholds: np.ndarray) -> None:
 
 def _score_pair(pair: Pair) -> ImageResult:
     gt, pred, where = load_pair(pair)
-    return match_image(pair.image_id, gt, pair.gt_segments, pred, pair.pred_segments, _WORKER["cat_index"], _WORKER["thresholds"], where)
+    return match_image(pair.image_id, gt, pair.gt_segments, pred, pair.pred_segments, _WORKER["cat_index"], _WORKER["thresholds"], where, strict=True)
 
 
 def score_pairs(pairs: Sequence[Pair], cat_index: dict[int, int], thresholds: np.ndarray, workers: int | None = None) -> Iterator[ImageResult]:
@@ -215,7 +215,8 @@ def evaluate_folders(
         if overlays:
             from .overlays import write_overlays
 
-            write_overlays(pairs[:overlays], ev.categories, stage / "overlays", images_root or gt / IMAGES_DIR)
+            shown = sorted(pairs, key=lambda p: not (p.gt_segments or p.pred_segments))[:overlays]  # lesions first
+            write_overlays(shown, ev.categories, stage / "overlays", images_root or gt / IMAGES_DIR)
     for msg, items in (("GT image(s) had no prediction and count as empty", missing), ("prediction(s) match no GT image and were ignored", extra)):
         if items:
             _stderr_console().print(f"[yellow]warning:[/] {len(items)} {msg}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}", highlight=False)

@@ -47,10 +47,11 @@ class ImageResult:
     det_matched: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Map a segment-id map to 0 (background) / 1..S (index into ``seg_ids``) + areas.
 
-    Raises when the map holds an id the segment list lacks, or a listed id has no pixel.
+    Raises when the map holds an id the segment list lacks, or (``strict``) a listed id has
+    no pixel; otherwise such segments get area 0 and are dropped by the caller.
     Returns (index map (H*W,) int64, areas (S,) int64).
     """
     flat = ids.ravel()
@@ -81,7 +82,7 @@ def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str) ->
         unknown = present[~known & (present != 0)]
     if unknown.size:
         raise ModiseError(f"{where}: the {what} PNG has segment id {int(unknown[0])} that segments_info does not list.")
-    if seg_ids.size and (seg_counts == 0).any():
+    if strict and seg_ids.size and (seg_counts == 0).any():
         missing = int(seg_ids[np.flatnonzero(seg_counts == 0)[0]])
         raise ModiseError(f"{where}: {what} segments_info lists segment id {missing} but the PNG has no pixel with that id.")
     return index, seg_counts.astype(np.int64)
@@ -128,8 +129,12 @@ def match_image(
     cat_index: dict[int, int],
     thresholds: np.ndarray,
     where: str | None = None,
+    strict: bool = True,
 ) -> ImageResult:
-    """Match one image for all thresholds. ``gt_ids``/``pred_ids``: (H, W) int segment ids."""
+    """Match one image for all thresholds. ``gt_ids``/``pred_ids``: (H, W) int segment ids.
+
+    ``strict``: a segment listed in ``segments_info`` without any pixel is an error
+    (otherwise it is ignored)."""
     where = where or f"image {image_id}"
     gt_ids = np.asarray(gt_ids)
     pred_ids = np.asarray(pred_ids)
@@ -138,8 +143,11 @@ def match_image(
     n_cls, n_thr = len(cat_index), len(thresholds)
     g_sid, g_cat, _, g_order = _segment_table(gt_segments, cat_index, where, "ground-truth", need_score=False)
     p_sid, p_cat, p_score, p_order = _segment_table(pred_segments, cat_index, where, "predicted", need_score=True)
-    g_idx, g_area = _compact_ids(gt_ids, g_sid, where, "ground-truth")
-    p_idx, p_area = _compact_ids(pred_ids, p_sid, where, "predicted")
+    g_idx, g_area = _compact_ids(gt_ids, g_sid, where, "ground-truth", strict)
+    p_idx, p_area = _compact_ids(pred_ids, p_sid, where, "predicted", strict)
+    if not strict:  # listed segments without pixels are invisible (as to MONAI): drop them
+        g_idx, g_area, g_sid, g_cat, g_order, _ = _drop_empty(g_idx, g_area, g_sid, g_cat, g_order, None)
+        p_idx, p_area, p_sid, p_cat, p_order, p_score = _drop_empty(p_idx, p_area, p_sid, p_cat, p_order, p_score)
     ng, npd = g_sid.size, p_sid.size
     joint = np.bincount(g_idx * (npd + 1) + p_idx, minlength=(ng + 1) * (npd + 1)).reshape(ng + 1, npd + 1)
     inter = joint[1:, 1:]  # (G, P) pixel intersections, ids ascending
@@ -176,6 +184,14 @@ def match_image(
             res.det_scores[int(c)] = p_score[p_list]
             res.det_matched[int(c)] = _coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
     return res
+
+
+def _drop_empty(idx, area, sid, cat, order, score):
+    keep = area > 0
+    if keep.all():
+        return idx, area, sid, cat, order, score
+    remap = np.concatenate([[0], np.where(keep, np.cumsum(keep), 0)])
+    return remap[idx], area[keep], sid[keep], cat[keep], order[keep], None if score is None else score[keep]
 
 
 def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.ndarray, iou_out: np.ndarray) -> None:
