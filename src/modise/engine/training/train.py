@@ -125,7 +125,7 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
     )
     cbs = [ckpt, LearningRateMonitor(logging_interval="step"), *(callbacks or [])]
     if progress:
-        cbs.append(RichProgressBar(leave=True))
+        cbs.append(RichProgressBar(leave=True, console_kwargs={"stderr": True}))  # stdout is for results
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
