@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of the random-weight models."),
     ) -> None:
         """Serve the web app: segment and review lesions, generate and inpaint mammograms."""
+        import os
         import sys
 
         from modise.errors import ModiseError
@@ -51,3 +52,8 @@ def register(app: typer.Typer) -> None:
             print(url, flush=True)
 
         serve_app(state, host=host, port=port, share=share, on_ready=ready)
+        # The server is closed and the temp folder gone; skip the interpreter's teardown of torch /
+        # Gradio worker threads, which takes seconds after a stop (Ctrl-C should feel immediate).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

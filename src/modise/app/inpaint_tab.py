@@ -86,9 +86,9 @@ def build_inpaint_tab(state: AppState) -> None:
     from .server import user_errors
 
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=3):
             editor = gr.ImageEditor(
-                label="Healthy mammogram: upload, then paint the lesion region",
+                label="Healthy mammogram (paint the lesion)", height=560,
                 type="numpy", image_mode="RGBA", sources=("upload", "clipboard"), transforms=(),
                 brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24), layers=False,
                 elem_id="inpaint-editor",
@@ -98,7 +98,7 @@ def build_inpaint_tab(state: AppState) -> None:
             steps = gr.Slider(1, 100, value=24, step=1, label="Denoising steps")
             guidance = gr.Slider(1.0, 15.0, value=3.5, step=0.5, label="Guidance scale")
             button = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
-        with gr.Column(scale=2):
+        with gr.Column(scale=4):
             with gr.Row():
                 result = gr.Image(label="Result", type="pil", format="png", interactive=False, elem_id="inpaint-result")
                 mask = gr.Image(label="Lesion mask", type="pil", format="png", interactive=False, elem_id="inpaint-mask")
