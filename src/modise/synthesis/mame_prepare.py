@@ -1,0 +1,293 @@
+"""Prepare mammograms for MAM-E fine-tuning: 512x512 left-facing 8-bit PNGs + prompts.
+
+MAM-E's recipe: healthy images only (``No Finding``) for text-to-image; DICOM through the
+modality LUT, VOI LUT and MONOCHROME1 inversion, then 8-bit with the vendor's saturation
+value (Hologic /4095*255, Siemens /3500*255 then clip); right breasts mirrored to face
+left; short side resized to 512 and centre-cropped to 512x512. The output is a
+``metadata.jsonl`` image folder (``file_name``, ``text`` and the fields behind it), as
+diffusers' training scripts read it. For inpainting, lesion boxes or masks go through
+the same flip/resize/crop and are written as ``*_mask.png`` beside the images.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modise.errors import ModiseError
+from modise.synthesis.prompts import INPAINT_PROMPT, area_word, build_prompt, density_word
+
+SATURATION = {"hologic": 4095.0, "siemens": 3500.0}  # MAM-E's 8-bit conversion per vendor
+VIEW_COLUMNS = ("view_position", "view", "ViewPosition")
+LAT_COLUMNS = ("laterality", "side", "ImageLaterality")
+DENSITY_COLUMNS = ("breast_density", "density")
+VENDOR_COLUMNS = ("vendor", "manufacturer", "Manufacturer")
+FILE_COLUMNS = ("file_name", "filename", "file", "path", "image")
+
+
+@dataclass
+class Prepared:
+    """One prepared image: 512x512 uint8 pixels, its prompt fields and an optional lesion mask."""
+
+    pixels: np.ndarray
+    fields: dict[str, Any]
+    mask: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def vendor_name(manufacturer: str | None) -> str | None:
+    """DICOM Manufacturer -> MAM-E vendor word (siemens | hologic), None for others."""
+    m = (manufacturer or "").lower()
+    return next((v for v in SATURATION if v in m), None)
+
+
+def dicom_to_uint8(ds: Any, vendor: str | None) -> np.ndarray:
+    """Modality LUT, VOI LUT, MONOCHROME1 inversion, vendor saturation -> (H, W) uint8."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
+        arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True).astype(np.float64)
+    top = float(2 ** int(getattr(ds, "BitsStored", 12)) - 1)
+    if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        arr = top - arr
+    sat = SATURATION.get(vendor or "", top)  # unknown vendor: the full stored range
+    return np.clip(np.rint(arr / sat * 255.0), 0, 255).astype(np.uint8)
+
+
+def to_frame(pixels: np.ndarray, flip: bool, side: int = 512, order: int = 1) -> np.ndarray:
+    """Mirror (if ``flip``), resize the short side to ``side``, centre-crop ``side`` x ``side``."""
+    from PIL import Image
+
+    if flip:
+        pixels = pixels[:, ::-1]
+    h, w = pixels.shape
+    scale = side / min(h, w)
+    nh, nw = max(side, round(h * scale)), max(side, round(w * scale))
+    resample = Image.BILINEAR if order else Image.NEAREST
+    im = np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).resize((nw, nh), resample))
+    y0, x0 = (nh - side) // 2, (nw - side) // 2
+    return im[y0 : y0 + side, x0 : x0 + side]
+
+
+def faces_right(pixels: np.ndarray) -> bool:
+    """True when the breast is on the right half (more signal there): used when laterality is unknown."""
+    w = pixels.shape[1]
+    return float(pixels[:, w // 2 :].mean()) > float(pixels[:, : w // 2].mean())
+
+
+def prepare_image(
+    path: Path,
+    row: dict[str, Any],
+    vendor_flag: str | None = None,
+    boxes: list[tuple[float, float, float, float]] | None = None,
+    lesion_mask: np.ndarray | None = None,
+    side: int = 512,
+) -> Prepared:
+    """Read one image (DICOM or raster) with its CSV row and map it (and its lesions) into the frame."""
+    from modise.data.imageio import is_dicom_file, read_image
+
+    notes = []
+    if is_dicom_file(path):
+        import pydicom
+
+        try:
+            ds = pydicom.dcmread(path)
+            vendor = vendor_flag or _first(row, VENDOR_COLUMNS) or str(getattr(ds, "Manufacturer", ""))
+            vendor = vendor_name(vendor)
+            pixels = dicom_to_uint8(ds, vendor)
+        except Exception as e:  # pydicom raises many types for broken files
+            raise ModiseError(f"{path}: not a readable DICOM image ({type(e).__name__}: {e}).") from None
+        lat = _first(row, LAT_COLUMNS) or str(getattr(ds, "ImageLaterality", "") or getattr(ds, "Laterality", ""))
+        view = _first(row, VIEW_COLUMNS) or str(getattr(ds, "ViewPosition", ""))
+    else:
+        pixels = read_image(path).uint8
+        vendor = vendor_name(vendor_flag or _first(row, VENDOR_COLUMNS))
+        lat, view = _first(row, LAT_COLUMNS), _first(row, VIEW_COLUMNS)
+    lat = (lat or "").strip().upper()[:1]
+    if lat not in ("L", "R"):
+        lat = "R" if faces_right(pixels) else "L"
+        notes.append("laterality guessed from the image")
+    flip = lat == "R"
+    mask = None
+    if boxes or lesion_mask is not None:
+        full = np.zeros(pixels.shape, bool) if lesion_mask is None else np.asarray(lesion_mask, bool).copy()
+        for x0, y0, x1, y1 in boxes or []:
+            H, W = full.shape
+            full[max(0, int(y0)) : min(H, int(np.ceil(y1))), max(0, int(x0)) : min(W, int(np.ceil(x1)))] = True
+        mask = to_frame(full.astype(np.uint8) * 255, flip, side, order=0) > 127
+    frame = to_frame(pixels, flip, side)
+    view = (view or "").strip().upper()
+    density = density_word(_first(row, DENSITY_COLUMNS))
+    fields = {
+        "vendor": vendor,
+        "view": view if view in ("CC", "MLO") else None,
+        "density": density,
+        "area": area_word(float((frame > 0).mean())),
+        "laterality": lat,
+        "flipped": flip,
+    }
+    for k in ("vendor", "view", "density"):
+        if fields[k] is None:
+            notes.append(f"no {k}")
+    return Prepared(frame, fields, mask, notes)
+
+
+def _first(row: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    for n in names:
+        v = row.get(n)
+        if v is not None and str(v).strip() not in ("", "nan", "None"):
+            return str(v).strip()
+    return None
+
+
+def _is_healthy(value: Any) -> bool:
+    """VinDr's finding_categories is a Python-list string; healthy is exactly ['No Finding']."""
+    try:
+        cats = ast.literal_eval(str(value))
+    except (ValueError, SyntaxError):
+        cats = [str(value)]
+    cats = cats if isinstance(cats, list) else [cats]
+    return [str(c).strip() for c in cats] == ["No Finding"]
+
+
+def _is_mass(value: Any) -> bool:
+    return "Mass" in str(value)
+
+
+def read_table(csv: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise ModiseError(f"{csv}: not a readable CSV ({e}).") from None
+    df.columns = [c.strip() for c in df.columns]
+    return df.to_dict("records")
+
+
+def resolve_file(root: Path, row: dict[str, Any]) -> Path | None:
+    """VinDr layout (images/<study_id>/<image_id>.dicom) or a file column relative to ``root``."""
+    name = _first(row, FILE_COLUMNS)
+    if name:
+        return root / name
+    image_id, study = _first(row, ("image_id",)), _first(row, ("study_id",))
+    if image_id:
+        for cand in ([root / "images" / study / f"{image_id}.dicom"] if study else []) + [
+            root / "images" / f"{image_id}.dicom", root / f"{image_id}.dicom", root / f"{image_id}.dcm",
+            root / f"{image_id}.png",
+        ]:
+            if cand.is_file():
+                return cand
+        return root / "images" / (study or "") / f"{image_id}.dicom"
+    return None
+
+
+def prepare_folder(
+    root: Path,
+    csv: Path | None,
+    out: Path,
+    inpainting: bool = False,
+    vendor: str | None = None,
+    side: int = 512,
+    warn: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Prepare every usable image listed in ``csv`` (default: ``root``'s finding_annotations.csv or
+    metadata.csv) into ``out``; returns the ``metadata.jsonl`` records (also written)."""
+    from PIL import Image
+
+    from modise.synthesis.augment import write_metadata_jsonl
+
+    csv = csv or next((root / n for n in ("finding_annotations.csv", "metadata.csv") if (root / n).is_file()), None)
+    if csv is None:
+        raise ModiseError(f"{root}: no finding_annotations.csv or metadata.csv; pass --csv.")
+    rows = read_table(csv)
+    # Group rows by image: VinDr has one row per finding.
+    groups: dict[Path, list[tuple[int, dict[str, Any]]]] = {}
+    for i, row in enumerate(rows, start=2):  # line 1 is the header
+        path = resolve_file(root, row)
+        if path is None:
+            warn(f"{csv} line {i}: no file name or image_id; skipped.")
+            continue
+        groups.setdefault(path, []).append((i, row))
+    records = []
+    for path, items in groups.items():
+        line, row = items[0]
+        has_findings = "finding_categories" in row
+        boxes = None
+        if inpainting:
+            boxes = []
+            for _, r in items:
+                if has_findings and not _is_mass(r.get("finding_categories")):
+                    continue
+                try:
+                    boxes.append(tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")))
+                except (KeyError, ValueError):
+                    continue
+            if not boxes:
+                continue
+        elif has_findings and not all(_is_healthy(r.get("finding_categories")) for _, r in items):
+            continue
+        if not path.is_file():
+            warn(f"{csv} line {line}: {path} not found; skipped.")
+            continue
+        try:
+            prep = prepare_image(path, row, vendor, boxes=boxes, side=side)
+        except ModiseError as e:
+            warn(f"{e} Skipped.")
+            continue
+        rec = _write(out, path, prep, inpainting, len(records))
+        if prep.notes and not inpainting:
+            warn(f"{path}: {', '.join(prep.notes)}; shorter prompt '{rec['text']}'.")
+        records.append(rec)
+    if not records:
+        raise ModiseError(f"No usable images found through {csv}.")
+    write_metadata_jsonl(out / "metadata.jsonl", records)
+    return records
+
+
+def prepare_panoptic(dataset: Path, out: Path, side: int = 512, warn: Callable[[str], None] = print):
+    """Inpainting data from a canonical panoptic dataset: every image with lesion (thing) segments."""
+    from modise.data.panoptic import IMAGES_DIR, PANOPTIC_DIR, load_panoptic_json, read_id_png
+    from modise.synthesis.augment import write_metadata_jsonl
+
+    data = load_panoptic_json(dataset)
+    things = {int(c["id"]) for c in data["categories"] if int(c.get("isthing", 1))}
+    anns = {int(a["image_id"]): a for a in data["annotations"]}
+    records = []
+    for im in data["images"]:
+        ann = anns.get(int(im["id"]))
+        seg_ids = [s["id"] for s in (ann or {}).get("segments_info", []) if int(s["category_id"]) in things]
+        if not seg_ids:
+            continue
+        try:
+            ids = read_id_png(dataset / PANOPTIC_DIR / ann["file_name"])
+            prep = prepare_image(dataset / IMAGES_DIR / im["file_name"], im, lesion_mask=np.isin(ids, seg_ids), side=side)
+        except (ModiseError, OSError) as e:
+            warn(f"{dataset}: image {im['file_name']}: {e} Skipped.")
+            continue
+        records.append(_write(out, Path(im["file_name"]), prep, True, len(records)))
+    if not records:
+        raise ModiseError(f"{dataset}: no image with a lesion segment.")
+    write_metadata_jsonl(out / "metadata.jsonl", records)
+    return records
+
+
+def _write(out: Path, src: Path, prep: Prepared, inpainting: bool, index: int) -> dict[str, Any]:
+    from PIL import Image
+
+    name = f"{index:06d}_{src.stem}.png"
+    Image.fromarray(prep.pixels).save(out / name)
+    f = prep.fields
+    text = INPAINT_PROMPT if inpainting else build_prompt(f["vendor"], f["view"], f["density"], f["area"])
+    rec = {"file_name": name, "text": text, "source": str(src), **f}
+    if inpainting and prep.mask is not None:
+        mname = f"{index:06d}_{src.stem}_mask.png"
+        Image.fromarray(prep.mask.astype(np.uint8) * 255).save(out / mname)
+        rec["mask_file_name"] = mname
+    return rec

@@ -1,0 +1,280 @@
+"""Fine-tune Stable Diffusion into a MAM-E model with Lightning.
+
+Text-to-image: full fine-tune of the UNet and the text encoder (VAE frozen) with the DDPM
+noise-prediction loss: encode with the VAE, draw a uniform timestep and Gaussian noise,
+predict the noise. Inpainting: the 9-channel UNet sees noisy latents + the downsampled
+mask + the masked image's latents, prompt ``a mammogram with a lesion``. The run folder
+ends up as a diffusers pipeline (``save_pretrained``) that ``--model RUN`` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from modise.errors import ModiseError
+
+VALIDATION_PROMPTS = (
+    "a siemens mammogram in CC view with small area and low density",
+    "a hologic mammogram in MLO view with big area and high density",
+)
+
+
+class PromptImageFolder(Dataset):
+    """A ``metadata.jsonl`` folder (from ``modise mame prepare``): image in [-1, 1], token ids, mask.
+
+    Item: ``pixels`` FloatTensor[3, S, S], ``input_ids`` LongTensor[77], and for inpainting
+    ``mask`` FloatTensor[1, S, S] (1 = inpaint).
+    """
+
+    def __init__(self, root: str | Path, tokenizer: Any, resolution: int = 512, inpainting: bool = False) -> None:
+        self.root, self.resolution, self.inpainting = Path(root), resolution, inpainting
+        meta = self.root / "metadata.jsonl"
+        if not meta.is_file():
+            raise ModiseError(f"{meta}: not found; run `modise mame prepare` first.")
+        self.records = []
+        for i, line in enumerate(meta.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                rec["file_name"], rec["text"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ModiseError(f"{meta} line {i}: needs JSON with file_name and text.") from None
+            if inpainting and "mask_file_name" not in rec:
+                raise ModiseError(f"{meta} line {i}: no mask_file_name; prepare with --inpainting.")
+            self.records.append(rec)
+        if not self.records:
+            raise ModiseError(f"{meta}: no images listed.")
+        ids = tokenizer([r["text"] for r in self.records], padding="max_length", truncation=True,
+                        max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+        self.input_ids = ids
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _load(self, name: str, mode: str) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.root / name) as im:
+            im = im.convert(mode)
+            if im.size != (self.resolution, self.resolution):
+                im = im.resize((self.resolution, self.resolution), Image.BILINEAR if mode == "L" else Image.NEAREST)
+            return np.asarray(im, np.float32) / 255.0
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        rec = self.records[i]
+        grey = torch.from_numpy(self._load(rec["file_name"], "L"))
+        item = {"pixels": (grey * 2 - 1)[None].expand(3, -1, -1).contiguous(), "input_ids": self.input_ids[i]}
+        if self.inpainting:
+            item["mask"] = (torch.from_numpy(self._load(rec["mask_file_name"], "L")) > 0.5).float()[None]
+        return item
+
+
+class MameModule(L.LightningModule):
+    """UNet + text encoder trained on the noise-prediction loss; VAE frozen. Parts are injected."""
+
+    def __init__(self, vae: Any, text_encoder: Any, unet: Any, tokenizer: Any, noise_scheduler: Any,
+                 lr: float = 1e-6, train_text_encoder: bool = True, inpainting: bool = False) -> None:
+        super().__init__()
+        self.vae, self.text_encoder, self.unet = vae, text_encoder, unet
+        self.tokenizer, self.noise_scheduler = tokenizer, noise_scheduler
+        self.lr, self.train_text_encoder, self.inpainting = lr, train_text_encoder, inpainting
+        self.vae.requires_grad_(False)
+        self.text_encoder.requires_grad_(train_text_encoder)
+        self.unet.requires_grad_(True)
+
+    def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.vae.encode(pixels).latent_dist.sample() * self.vae.config.scaling_factor
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """DDPM loss: MSE between the UNet's prediction and the noise (or v) target."""
+        self.vae.eval()
+        latents = self._latents(batch["pixels"])
+        noise = torch.randn_like(latents)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (latents.shape[0],), device=latents.device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, t)
+        if self.inpainting:
+            mask = batch["mask"]
+            masked = self._latents(batch["pixels"] * (mask < 0.5))
+            small = F.interpolate(mask, size=latents.shape[-2:], mode="nearest")
+            noisy = torch.cat([noisy, small, masked], dim=1)
+        cond = self.text_encoder(batch["input_ids"])[0]
+        pred = self.unet(noisy, t, encoder_hidden_states=cond).sample
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, t)
+        else:
+            target = noise
+        return F.mse_loss(pred.float(), target.float())
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True, on_step=True)
+        return loss
+
+    def configure_optimizers(self):
+        params = list(self.unet.parameters())
+        if self.train_text_encoder:
+            params += list(self.text_encoder.parameters())
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2)  # constant LR, as MAM-E
+
+    def pipeline(self):
+        """The current weights as a diffusers pipeline (DPM-Solver, no safety checker)."""
+        from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+        from modise.synthesis.pipelines import dpm_scheduler
+
+        cls = StableDiffusionInpaintPipeline if self.inpainting else StableDiffusionPipeline
+        pipe = cls(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
+                   scheduler=dpm_scheduler(self.noise_scheduler.config), safety_checker=None,
+                   feature_extractor=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+
+class ValidationStrip(L.Callback):
+    """Every ``every`` steps, images from fixed prompts and seeds -> ``validation/step_XXXXXX.png``."""
+
+    def __init__(self, out: Path, every: int, prompts: tuple[str, ...], resolution: int, steps: int = 20,
+                 mask: np.ndarray | None = None, image: np.ndarray | None = None) -> None:
+        self.out, self.every, self.prompts, self.resolution, self.steps = out, every, prompts, resolution, steps
+        self.mask, self.image = mask, image
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: MameModule, *args: Any) -> None:
+        step = trainer.global_step
+        if self.every <= 0 or step % self.every or not trainer.is_global_zero:
+            return
+        from modise.synthesis.generate import generate_images, image_grid
+        from modise.synthesis.inpaint import inpaint_lesion
+
+        pipe = module.pipeline()
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            if module.inpainting:
+                row = [inpaint_lesion(pipe, self.image, self.mask, seed=s, steps=self.steps, crop=self.resolution)[0]
+                       for s in range(len(self.prompts))]
+            else:
+                row = [generate_images(pipe, p, 1, s, self.steps, 5.0, "L", self.resolution)[0]
+                       for s, p in enumerate(self.prompts)]
+        module.train(was_training)
+        self.out.mkdir(parents=True, exist_ok=True)
+        strip = image_grid([row])
+        strip.save(self.out / f"step_{step:06d}.png")
+        exp = getattr(trainer.logger, "experiment", None)
+        if exp is not None and hasattr(exp, "add_image"):
+            exp.add_image("validation", np.asarray(strip)[None], step)
+
+
+def save_pipeline(module: MameModule, out: Path) -> None:
+    """Write the run folder's diffusers pipeline (model_index.json, unet/, vae/, text_encoder/, ...)."""
+    module.pipeline().save_pretrained(out)
+
+
+@torch.no_grad()
+def fixed_loss(module: MameModule, dataset: Dataset, seed: int = 0, repeats: int = 4) -> float:
+    """Loss over the whole set with fixed noise and timesteps: comparable before/after training."""
+    was = module.training
+    module.eval()
+    devices = module.device
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    total, count = 0.0, 0
+    for _ in range(repeats):
+        for i in range(len(dataset)):
+            batch = {k: v[None].to(devices) for k, v in dataset[i].items()}
+            total += float(module.loss(batch))
+            count += 1
+    torch.random.set_rng_state(state)
+    module.train(was)
+    return total / max(count, 1)
+
+
+def train_mame(
+    data: Path,
+    out: Path,
+    base: str | None = None,
+    size: str = "full",
+    random_weights: bool = False,
+    inpainting: bool = False,
+    max_steps: int = 1000,
+    batch_size: int = 1,
+    lr: float = 1e-6,
+    grad_accum: int = 1,
+    clip: float = 1.0,
+    precision: str | None = None,
+    devices: str = "auto",
+    num_nodes: int = 1,
+    resolution: int | None = None,
+    val_every: int = 500,
+    val_steps: int = 20,
+    ckpt_every: int = 500,
+    resume: bool = False,
+    train_text_encoder: bool = True,
+    seed: int = 0,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune ``base`` (default SD 1.5 / SD inpainting) on a prepared folder; ``out`` becomes a pipeline."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    from modise.model.sd_parts import build_scheduler
+    from modise.synthesis.pipelines import load_inpaint, load_text2img, native_resolution
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if resume and not ckpt.is_file():
+        raise ModiseError(f"{ckpt}: no checkpoint to resume from.")
+    default_base = "stable-diffusion-v1-5/stable-diffusion-inpainting" if inpainting else "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    load = load_inpaint if inpainting else load_text2img
+    pipe = load(base or default_base, size=size, random_weights=random_weights, seed=seed, device="cpu")
+    side = resolution or native_resolution(pipe)
+    dataset = PromptImageFolder(data, pipe.tokenizer, side, inpainting)
+    noise_scheduler = build_scheduler("ddpm") if random_weights else _ddpm_from(pipe.scheduler.config)
+    module = MameModule(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, noise_scheduler, lr,
+                        train_text_encoder, inpainting)
+    if resume:  # Lightning restores it again in fit(); loaded here so loss_before is the resumed model's
+        module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+    loss_before = fixed_loss(module, dataset, seed)
+    val_image = val_mask = None
+    if inpainting:
+        first = dataset[0]
+        val_image = ((first["pixels"][0].numpy() + 1) * 127.5).round().astype(np.uint8)
+        val_mask = first["mask"][0].numpy() > 0.5
+    strip = ValidationStrip(out / "validation", val_every, ("a mammogram with a lesion",) * 2 if inpainting
+                            else VALIDATION_PROMPTS, side, val_steps, val_mask, val_image)
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
+                                 every_n_train_steps=max(1, ckpt_every))
+    trainer = L.Trainer(
+        max_steps=max_steps, accumulate_grad_batches=grad_accum, gradient_clip_val=clip or None,
+        precision=precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true"),
+        devices=devices, num_nodes=num_nodes, callbacks=[strip, checkpoint] + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []), logger=CSVLogger(out, name="logs"),
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1, default_root_dir=out,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=False)
+    trainer.fit(module, loader, ckpt_path=str(ckpt) if resume else None)
+    trainer.save_checkpoint(ckpt)
+    summary = {"global_step": int(trainer.global_step), "loss_before": loss_before, "images": len(dataset),
+               "inpainting": inpainting, "resolution": side}
+    if trainer.is_global_zero:
+        module.to("cpu")
+        summary["loss_after"] = fixed_loss(module, dataset, seed)
+        save_pipeline(module, out)
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _ddpm_from(config: Any):
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(config)
