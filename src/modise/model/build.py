@@ -92,9 +92,8 @@ def build_from_config(config: ModelConfig, categories: list[Category] | None = N
         text = TextEncoder(b)
         embeds, valid = encode_categories(text, categories, c.class_head.prompt_template)
         class_head = TextClassHead(embeds, valid, c.hidden_dim, c.class_head.init_logit_scale)
-        if captioner is None or b.model is not captioner.image_encoder.visual and True:
-            pass
-        # The text tower is frozen and only used once; keep it for accounting, outside forward().
-        extras["text_tower"] = freeze(b.model.transformer if hasattr(b.model, "transformer") else b.model.text)
+        # The whole open_clip model is frozen; its text side ran once above. Kept for accounting
+        # (parameters shared with the captioner's image tower are counted once).
+        extras["clip_model"] = b.model
     model = MODISE(c, categories, backbone, projection, captioner, mask_generator, class_head, extras)
     return model.train()

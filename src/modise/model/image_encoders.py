@@ -64,7 +64,7 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
         with seeded(seed):
             if kind == "clip":
                 text = dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2)
-                model, tok = open_clip.CLIP(embed_dim=32, vision_cfg=vision, text_cfg=text), SimpleTokenizer(77)
+                model, tok = open_clip.CLIP(embed_dim=32, vision_cfg=vision, text_cfg=text), SimpleTokenizer(context_length=77)
             else:
                 model = open_clip.CustomTextCLIP(32, vision, _tiny_bert_text_cfg(TEXT_DIR / "tiny-bert", 64))
                 tok = HFTokenizer(str(TEXT_DIR / "tiny-bert"), context_length=64)
@@ -75,7 +75,7 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
             if kind == "clip":
                 arch = (model_id or "ViT-L-14/openai").split("/")[0] if not str(model_id).startswith(("hf-hub:", "/")) else "ViT-L-14"
                 model = open_clip.create_model(arch, pretrained=None)
-                tok = SimpleTokenizer(77)
+                tok = SimpleTokenizer(context_length=77)
             else:
                 vision = dict(timm_model_name="vit_base_patch16_224", timm_model_pretrained=False, timm_pool="",
                               timm_proj="linear", image_size=224)

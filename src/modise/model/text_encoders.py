@@ -24,8 +24,12 @@ class TextEncoder(nn.Module):
 
 
 def category_prompts(categories: list[Category], template: str) -> list[list[str]]:
-    """Synonym prompts per category: its own ``prompts`` if given, else ``template`` filled with its name."""
-    return [list(c.prompts) if c.prompts else [template.format(c.name)] for c in categories]
+    """Synonym prompts per category: its own ``prompts``, else ``template`` filled with its name.
+
+    A bare ``[name]`` (what ``Category.to_json`` writes when no prompts were given) counts as none,
+    so a saved model re-encodes exactly the prompts it was trained with.
+    """
+    return [list(c.prompts) if c.prompts and list(c.prompts) != [c.name] else [template.format(c.name)] for c in categories]
 
 
 def encode_categories(encoder: TextEncoder, categories: list[Category], template: str) -> tuple[torch.Tensor, torch.Tensor]:
