@@ -1,10 +1,26 @@
 """M-ODISE: frozen diffusion features + implicit captioner + Mask2Former + text class head.
 
 Public API: :func:`build_model`, :func:`load_preset`, :class:`MODISE` (see ``modise_model``).
+Names resolve lazily so that importing ``modise.model.cli`` (for ``modise --help``) does not
+pull in torch.
 """
 
-from modise.model.build import DEFAULT_CATEGORIES, build_from_config, build_model
-from modise.model.config import PRESETS, ModelConfig, load_preset
-from modise.model.modise_model import MODISE
+from importlib import import_module
+from typing import Any
 
-__all__ = ["MODISE", "ModelConfig", "PRESETS", "DEFAULT_CATEGORIES", "build_model", "build_from_config", "load_preset"]
+_EXPORTS = {
+    "DEFAULT_CATEGORIES": "modise.model.build",
+    "build_from_config": "modise.model.build",
+    "build_model": "modise.model.build",
+    "PRESETS": "modise.model.config",
+    "ModelConfig": "modise.model.config",
+    "load_preset": "modise.model.config",
+    "MODISE": "modise.model.modise_model",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'modise.model' has no attribute {name!r}")
