@@ -180,7 +180,7 @@ def save_pipeline(module: MameModule, out: Path) -> None:
 
 
 @torch.no_grad()
-def fixed_loss(module: MameModule, dataset: Dataset, seed: int = 0, repeats: int = 4) -> float:
+def fixed_loss(module: MameModule, dataset: Dataset, seed: int = 0, repeats: int = 2) -> float:
     """Loss over the whole set with fixed noise and timesteps: comparable before/after training."""
     was = module.training
     module.eval()
