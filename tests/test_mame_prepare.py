@@ -118,3 +118,38 @@ def test_png_folder_with_metadata_csv(tmp_path, sample_images):
     assert not (root / "metadata.jsonl").exists()
     res = CliRunner().invoke(app, ["mame", "prepare", "--root", str(root), "--out", str(out)])
     assert res.exit_code != 0 and "overwrite" in str(res.exception)
+
+
+def test_panoptic_dataset_lesions_become_inpainting_masks(tmp_path):
+    from modise.data.panoptic import write_id_png
+
+    root = tmp_path / "D"
+    (root / "images").mkdir(parents=True)
+    (root / "panoptic").mkdir()
+    image = np.zeros((128, 64), np.uint8)
+    image[:, 34:] = 150  # a right breast
+    Image.fromarray(image).save(root / "images" / "r.png")
+    ids = np.zeros((128, 64), np.int64)
+    ids[60:70, 40:50] = 1  # lesion
+    ids[0:5, 0:5] = 2  # a stuff segment, not a lesion
+    write_id_png(root / "panoptic" / "r.png", ids)
+    (root / "images" / "empty.png").write_bytes((root / "images" / "r.png").read_bytes())
+    data = {
+        "images": [{"id": 1, "file_name": "r.png", "laterality": "R"}, {"id": 2, "file_name": "empty.png"}],
+        "annotations": [
+            {"image_id": 1, "file_name": "r.png", "segments_info": [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 9}]},
+            {"image_id": 2, "file_name": "empty.png", "segments_info": []},
+        ],
+        "categories": [{"id": 1, "name": "mass", "isthing": 1}, {"id": 9, "name": "tissue", "isthing": 0}],
+    }
+    (root / "panoptic.json").write_text(json.dumps(data))
+    out = tmp_path / "prep"
+    res = CliRunner().invoke(app, ["mame", "prepare", "--data", str(root), "--out", str(out), "--resolution", "64"])
+    assert res.exit_code == 0, res.output
+    (rec,) = _records(out)  # the image without lesions is left out
+    assert rec["flipped"] is True and rec["text"] == "a mammogram with a lesion"
+    mask = np.asarray(Image.open(out / rec["mask_file_name"])) > 127
+    ys, xs = np.nonzero(mask)
+    # mirrored (x -> 63 - x), then rows 32..95 kept: lesion (40..50, 60..70) -> x 14..24, y 28..38
+    assert (xs.min(), xs.max() + 1, ys.min(), ys.max() + 1) == (14, 24, 28, 38)
+    assert np.asarray(Image.open(out / rec["file_name"]))[:, :20].mean() > 100  # breast now on the left
