@@ -115,7 +115,7 @@ def build_scheduler(kind: str = "ddpm"):
     from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 
     cls = {"ddpm": DDPMScheduler, "dpm": DPMSolverMultistepScheduler}[kind]
-    return cls(**SD_SCHEDULER)
+    return cls(**SD_SCHEDULER, steps_offset=1)  # steps_offset=1 is what SD 1.5 ships
 
 
 def _cache_dir() -> Path:
@@ -145,4 +145,4 @@ def offline_clip_tokenizer():
         tmp = out / f".merges.{os.getpid()}"
         tmp.write_text("#version: 0.2\n" + "\n".join(" ".join(p) for p in pairs) + "\n")
         os.replace(tmp, merges_file)
-    return CLIPTokenizer(str(vocab_file), str(merges_file), pad_token="<|endoftext|>")
+    return CLIPTokenizer(str(vocab_file), str(merges_file), pad_token="<|endoftext|>", model_max_length=77)

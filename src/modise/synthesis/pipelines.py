@@ -7,8 +7,6 @@ DPMSolverMultistepScheduler, MAM-E's sampler.
 
 from __future__ import annotations
 
-import copy
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,6 @@ from modise.errors import MissingWeightsError, ModiseError
 
 MAME_TEXT2IMG = "Likalto4/fusion_healthy"
 MAME_INPAINT = "Likalto4/vindr_lesion-inpainting"
-CLIP_MAX_LENGTH = 77  # SD 1.x text context
 
 
 def default_device() -> str:
@@ -25,14 +22,11 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@lru_cache(maxsize=1)
 def sd_tokenizer():
-    """The offline CLIP tokenizer with SD's 77-token limit (our own copy; pipelines only read it)."""
+    """The offline CLIP tokenizer (SD's 77-token limit); pipelines only read it."""
     from modise.model.sd_parts import offline_clip_tokenizer
 
-    tok = copy.deepcopy(offline_clip_tokenizer())
-    tok.model_max_length = CLIP_MAX_LENGTH
-    return tok
+    return offline_clip_tokenizer()
 
 
 def dpm_scheduler(config: Any = None):
