@@ -1,7 +1,128 @@
-"""Command registration for this part (filled in by its issue)."""
+"""``modise prepare ...``: convert datasets to the canonical COCO panoptic layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
 
 import typer
 
+prepare_app = typer.Typer(
+    help="Convert CDD-CESM, VinDr-Mammo, your own folders or synthetic phantoms to the canonical panoptic layout.",
+    no_args_is_help=True,
+)
+
+Out = Annotated[Path, typer.Option("--out", help="Output dataset folder (refused if not empty unless --overwrite).")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")]
+Strict = Annotated[bool, typer.Option("--strict", help="Stop with an error at the first bad item instead of skipping it.")]
+MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Downscale so the longer side is at most this many pixels.")]
+Folds = Annotated[int, typer.Option("--folds", help="Number of patient-level cross-validation folds.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed for the folds (and phantoms).")]
+Json = Annotated[bool, typer.Option("--json", help="Print the prepare report as JSON on stdout.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-item messages.")]
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _done(report: dict[str, Any], out: Path, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    per = ", ".join(f"{k}: {v}" for k, v in report["segments_per_class"].items())
+    typer.echo(
+        f"{report['converted']} images converted, {report['skipped_count']} skipped -> {out} "
+        f"({per}; {report['folds']} folds; {report['images_per_s']} images/s). "
+        f"Details: {out / 'prepare_report.json'}"
+    )
+
+
+@prepare_app.command("cdd-cesm")
+def cdd_cesm(
+    root: Annotated[Path, typer.Option("--root", help="CDD-CESM release folder (image folders, .xlsx, VIA .csv).")],
+    out: Out,
+    modality: Annotated[str, typer.Option("--modality", help="DM (low energy), CM (subtracted) or both.")] = "both",
+    include_normal: Annotated[bool, typer.Option("--include-normal", help="Keep Normal images (no lesions).")] = False,
+    max_size: MaxSize = None,
+    folds: Folds = 5,
+    seed: Seed = 0,
+    strict: Strict = False,
+    overwrite: Overwrite = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """CDD-CESM: one VIA region = one instance, class = the image's pathology (Benign/Malignant)."""
+    from modise.data.cdd_cesm import prepare_cdd_cesm
+
+    report = prepare_cdd_cesm(root, out, modality, include_normal, max_size, strict, overwrite, folds, seed, quiet)
+    _done(report, out, as_json)
+
+
+@prepare_app.command("vindr")
+def vindr(
+    root: Annotated[Path, typer.Option("--root", help="VinDr-Mammo folder (finding_annotations.csv, images/).")],
+    out: Out,
+    classes: Annotated[Optional[list[str]], typer.Option("--classes", help="BI-RADS grades to keep, e.g. '3,4,5'.")] = None,
+    sigma: Annotated[float, typer.Option("--sigma", help="Gaussian blur sigma (px) of the box pseudo-masks.")] = 7.0,
+    include_normal: Annotated[bool, typer.Option("--include-normal", help="Keep images without a chosen finding.")] = False,
+    max_size: MaxSize = None,
+    folds: Folds = 5,
+    seed: Seed = 0,
+    strict: Strict = False,
+    overwrite: Overwrite = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """VinDr-Mammo: DICOM -> 8-bit PNG, each box -> a pseudo-mask segment, class by finding_birads."""
+    from modise.data.vindr import prepare_vindr
+
+    report = prepare_vindr(root, out, _split(classes), sigma, include_normal, max_size, strict, overwrite, folds, seed, quiet)
+    _done(report, out, as_json)
+
+
+@prepare_app.command("folder")
+def folder(
+    images: Annotated[Path, typer.Option("--images", help="Folder of PNG/JPEG/TIFF/DICOM images.")],
+    masks: Annotated[Path, typer.Option("--masks", help="Folder of mask PNGs with the same names (binary or instance ids).")],
+    out: Out,
+    classes: Annotated[Optional[list[str]], typer.Option("--classes", help="Class names; with several, masks/<class>/ sub-folders.")] = None,
+    max_size: MaxSize = None,
+    folds: Folds = 5,
+    seed: Seed = 0,
+    strict: Strict = False,
+    overwrite: Overwrite = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Your own data: images and masks matched by name."""
+    from modise.data.folder import prepare_folder
+
+    report = prepare_folder(images, masks, out, _split(classes), max_size, strict, overwrite, folds, seed, quiet)
+    _done(report, out, as_json)
+
+
+@prepare_app.command("synthetic")
+def synthetic(
+    out: Out,
+    n: Annotated[int, typer.Option("--n", help="Number of images (patients with a CC and an MLO view).")] = 40,
+    seed: Seed = 0,
+    size: Annotated[int, typer.Option("--size", help="Image side in pixels.")] = 256,
+    folds: Folds = 5,
+    overwrite: Overwrite = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Synthetic phantom mammograms with circumscribed and spiculated masses (deterministic from --seed)."""
+    from modise.data.phantoms import prepare_synthetic
+
+    report = prepare_synthetic(out, n=n, seed=seed, size=size, overwrite=overwrite, k=folds, quiet=quiet)
+    _done(report, out, as_json)
+
 
 def register(app: typer.Typer) -> None:
-    """Add this part's commands to the ``modise`` app."""
+    """Add the ``prepare`` command group to the ``modise`` app."""
+    app.add_typer(prepare_app, name="prepare")

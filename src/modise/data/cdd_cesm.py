@@ -1,0 +1,167 @@
+"""CDD-CESM -> canonical panoptic layout.
+
+Release layout under ``--root``: ``Low energy images of CDD-CESM/`` (DM) and
+``Subtracted images of CDD-CESM/`` (CM) with ``P{n}_{L|R}_{DM|CM}_{CC|MLO}.jpg``,
+``Radiology manual annotations.xlsx`` (image-level pathology; ``Type`` says CESM where
+names say CM; names may carry stray spaces) and ``Radiology_hand_drawn_segmentations_v2.csv``
+(VIA export, one row per region). One region = one instance whose class is the image's
+pathology (Benign / Malignant). Normal images are left out unless ``include_normal``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modise.data.common import check_raster, find_child, resize_mask, resize_pixels, resize_plan
+from modise.data.panoptic import Category
+from modise.data.shapes import ShapeError, parse_shape, shape_to_mask
+from modise.errors import ModiseError
+
+CATEGORIES = [
+    Category(1, "Benign", 1, ["a benign lesion in a mammogram", "a benign breast mass in a mammogram"]),
+    Category(2, "Malignant", 1, ["a malignant lesion in a mammogram", "a breast cancer in a mammogram"]),
+]
+FOLDERS = {"DM": "Low energy images of CDD-CESM", "CM": "Subtracted images of CDD-CESM"}
+NAME_RE = re.compile(r"^P(\d+)_([LR])_(DM|CM)_(CC|MLO)$", re.IGNORECASE)
+
+
+def clean_name(name: Any) -> str:
+    """'P2_L_CM_CC .jpg ' -> 'P2_L_CM_CC' (stray spaces and extension removed)."""
+    s = re.sub(r"\s+", "", str(name))
+    return re.sub(r"\.(jpe?g|png)$", "", s, flags=re.IGNORECASE)
+
+
+def read_labels(xlsx: Path) -> dict[str, dict[str, str]]:
+    """Image name -> {pathology, patient_id} from the annotations workbook."""
+    import pandas as pd
+
+    try:
+        df = pd.read_excel(xlsx, dtype=str)
+    except Exception as e:  # openpyxl raises many types for a broken workbook
+        raise ModiseError(f"{xlsx}: cannot read the workbook ({type(e).__name__}: {e}).") from None
+    df.columns = [re.sub(r"\s+", " ", str(c)).strip() for c in df.columns]
+    name_col = next((c for c in df.columns if c.lower().replace(" ", "") == "image_name"), None)
+    path_col = next((c for c in df.columns if c.lower().startswith("pathology")), None)
+    if name_col is None or path_col is None:
+        raise ModiseError(f"{xlsx}: needs the columns 'Image_name' and 'Pathology Classification/ Follow up'.")
+    pid_col = next((c for c in df.columns if c.lower().replace(" ", "") == "patient_id"), None)
+    out: dict[str, dict[str, str]] = {}
+    for _, row in df.iterrows():
+        if not isinstance(row[name_col], str):
+            continue
+        name = clean_name(row[name_col]).upper()
+        pathology = str(row[path_col]).strip().capitalize()
+        pid = str(row[pid_col]).strip() if pid_col and isinstance(row[pid_col], str) else ""
+        out[name] = {"pathology": pathology, "patient_id": pid}
+    return out
+
+
+def read_regions(csv: Path) -> dict[str, list[tuple[int, Any]]]:
+    """Image name -> [(csv row number, shape attributes text)] (row numbers as in a spreadsheet, header = 1)."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise ModiseError(f"{csv}: cannot read the CSV ({type(e).__name__}: {e}).") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    fcol = next((c for c in df.columns if c.lstrip("#").strip().lower() == "filename"), None)
+    if fcol is None or "region_shape_attributes" not in df.columns:
+        raise ModiseError(f"{csv}: not a VIA export (needs '#filename' and 'region_shape_attributes').")
+    out: dict[str, list[tuple[int, Any]]] = {}
+    for i, (fname, shape) in enumerate(zip(df[fcol], df["region_shape_attributes"]), start=2):
+        out.setdefault(clean_name(fname).upper(), []).append((i, shape))
+    return out
+
+
+def prepare_cdd_cesm(
+    root: str | Path,
+    out: str | Path,
+    modality: str = "both",
+    include_normal: bool = False,
+    max_size: int | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    k: int = 5,
+    seed: int = 0,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Convert a CDD-CESM release folder; returns the prepare report."""
+    from modise.data.writer import PanopticWriter, progress
+    from modise.outputs import check_output_dir, output_dir
+
+    root = Path(root)
+    modality = modality.upper()
+    if modality not in ("DM", "CM", "BOTH"):
+        raise ModiseError(f"--modality must be DM, CM or both, got '{modality}'.")
+    check_output_dir(out, overwrite)
+    mods = ["DM", "CM"] if modality == "BOTH" else [modality]
+    folders = {m: find_child(root, FOLDERS[m]) for m in mods}
+    xlsx = find_child(root, "Radiology manual annotations.xlsx", "*annotations*.xlsx")
+    csv = find_child(root, "Radiology_hand_drawn_segmentations_v2.csv", "*segmentation*.csv")
+    labels = read_labels(xlsx)
+    regions = read_regions(csv)
+    files = sorted((p, m) for m, d in folders.items() for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    cat_of = {c.name: c.id for c in CATEGORIES}
+    excluded_normal = 0
+    with output_dir(out, overwrite) as stage:
+        w = PanopticWriter(stage, CATEGORIES, source="cdd-cesm", strict=strict, quiet=quiet)
+        for path, mod in progress(files, "CDD-CESM", enabled=not quiet):
+            name = clean_name(path.name).upper()
+            rel = f"{path.parent.name}/{path.name}"
+            m = NAME_RE.match(name)
+            if m is None:
+                w.skip(rel, "name is not P{n}_{L|R}_{DM|CM}_{CC|MLO}")
+                continue
+            if name not in labels:
+                w.skip(rel, f"no row for '{name}' in {xlsx.name} (no image-level label)")
+                continue
+            pathology = labels[name]["pathology"]
+            if pathology == "Normal" and not include_normal:
+                excluded_normal += 1
+                continue
+            if pathology not in cat_of and pathology != "Normal":
+                w.skip(rel, f"unknown pathology '{pathology}' in {xlsx.name}")
+                continue
+            try:
+                h, wd = check_raster(path)
+            except ModiseError as e:
+                w.skip(rel, str(e))
+                continue
+            scale = resize_plan(h, wd, max_size)
+            oh, ow = (round(h * scale), round(wd * scale)) if scale != 1.0 else (h, wd)
+            segments = []
+            if pathology != "Normal":
+                rows = regions.get(name, [])
+                for row, text in rows:
+                    try:
+                        mask = shape_to_mask(parse_shape(text), h, wd)
+                    except ShapeError as e:
+                        w.skip(csv.name, f"{name}: {e}", row=row)
+                        continue
+                    segments.append((resize_mask(mask, (oh, ow)) if scale != 1.0 else mask, cat_of[pathology]))
+                if not segments:
+                    why = "no usable region" if rows else "no region"
+                    w.skip(rel, f"{pathology} image with {why} in {csv.name}")
+                    continue
+            common = dict(
+                height=oh,
+                width=ow,
+                patient_id=labels[name]["patient_id"] or f"P{m.group(1)}",
+                laterality=m.group(2).upper(),
+                view=m.group(4).upper(),
+                modality=mod,
+                source_file=rel,
+                pathology=pathology,
+            )
+            if scale != 1.0:
+                from modise.data.imageio import read_image
+
+                w.add(name, segments, pixels=resize_pixels(read_image(path).pixels, scale), **common)
+            else:
+                w.add(name, segments, copy_from=path, **common)
+        return w.finish(k=k, seed=seed, excluded_normal=excluded_normal, modality=modality.lower())

@@ -1,0 +1,121 @@
+"""A user's own folders -> canonical panoptic layout.
+
+``--images DIR`` holds PNG/JPEG/TIFF/DICOM images; ``--masks DIR`` holds PNG masks with the
+same stem (``name.png`` or ``name_mask.png``). A mask with one non-zero value is binary:
+each connected component becomes an instance. A mask with several non-zero values (grey
+or colour-coded ids) is instance-labelled: each value is an instance. With one class all
+instances get it; with several, masks live in one sub-folder per class (``masks/<class>/``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modise.data.common import resize_mask, resize_pixels, resize_plan
+from modise.data.imageio import DICOM_SUFFIXES, RASTER_SUFFIXES
+from modise.data.panoptic import Category
+from modise.errors import ModiseError
+
+
+def mask_instances(path: Path, min_area: int = 1) -> list[np.ndarray]:
+    """Instances of one mask file as (H, W) bool arrays."""
+    from PIL import Image
+    from scipy import ndimage as ndi
+
+    with Image.open(path) as im:
+        im.load()
+        arr = np.asarray(im)
+    if arr.ndim == 3:
+        arr = arr[..., :3].astype(np.int64)
+        arr = arr[..., 0] + 256 * arr[..., 1] + 65536 * arr[..., 2]
+    values = [v for v in np.unique(arr) if v != 0]
+    if len(values) == 1 or (len(values) == 2 and arr.dtype == np.uint8 and set(values) <= {1, 255}):
+        labels, n = ndi.label(arr > 0)
+        masks = [labels == i for i in range(1, n + 1)]
+    else:
+        masks = [arr == v for v in values]
+    return [m for m in masks if m.sum() >= min_area]
+
+
+def _find_mask(masks_dir: Path, stem: str) -> Path | None:
+    for name in (stem, f"{stem}_mask", f"{stem}-mask", f"{stem}_seg"):
+        for suf in (".png", ".PNG", ".tif", ".tiff"):
+            p = masks_dir / f"{name}{suf}"
+            if p.is_file():
+                return p
+    return None
+
+
+def prepare_folder(
+    images: str | Path,
+    masks: str | Path,
+    out: str | Path,
+    classes: list[str] | None = None,
+    max_size: int | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    k: int = 5,
+    seed: int = 0,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Convert image and mask folders; returns the prepare report."""
+    from modise.data.imageio import read_image
+    from modise.data.writer import PanopticWriter, progress
+    from modise.outputs import check_output_dir, output_dir
+
+    images, masks = Path(images), Path(masks)
+    for d, flag in ((images, "--images"), (masks, "--masks")):
+        if not d.is_dir():
+            raise ModiseError(f"{flag} '{d}' is not a folder.")
+    check_output_dir(out, overwrite)
+    classes = list(classes or ["lesion"])
+    cats = [Category(i, c, 1, [f"a {c.replace('_', ' ')} in a mammogram"]) for i, c in enumerate(classes, start=1)]
+    class_dirs = {c.id: masks for c in cats} if len(cats) == 1 else {c.id: masks / c.name for c in cats}
+    for cid, d in class_dirs.items():
+        if not d.is_dir():
+            raise ModiseError(f"With several classes, masks go in one sub-folder per class; '{d}' is missing.")
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in RASTER_SUFFIXES | DICOM_SUFFIXES)
+    if not files:
+        raise ModiseError(f"No images (PNG/JPEG/TIFF/DICOM) in '{images}'.")
+    with output_dir(out, overwrite) as stage:
+        w = PanopticWriter(stage, cats, source="folder", strict=strict, quiet=quiet)
+        for path in progress(files, "images", enabled=not quiet):
+            found = {cid: _find_mask(d, path.stem) for cid, d in class_dirs.items()}
+            if not any(found.values()):
+                w.skip(path.name, "no mask with the same name")
+                continue
+            try:
+                loaded = read_image(path)
+            except ModiseError as e:
+                w.skip(path.name, str(e).removeprefix(f"{path}: "))
+                continue
+            h, wd = loaded.pixels.shape
+            scale = resize_plan(h, wd, max_size)
+            oh, ow = (round(h * scale), round(wd * scale)) if scale != 1.0 else (h, wd)
+            segments, bad = [], False
+            for cid, mpath in found.items():
+                if mpath is None:
+                    continue
+                try:
+                    inst = mask_instances(mpath)
+                except OSError as e:
+                    w.skip(str(mpath.relative_to(masks)), f"unreadable mask ({e})")
+                    bad = True
+                    break
+                if inst and inst[0].shape != (h, wd):
+                    w.skip(str(mpath.relative_to(masks)), f"mask size {inst[0].shape[::-1]} differs from image {wd}x{h}")
+                    bad = True
+                    break
+                segments += [(resize_mask(m, (oh, ow)) if scale != 1.0 else m, cid) for m in inst]
+            if bad:
+                continue
+            common = dict(height=oh, width=ow, patient_id=path.stem, laterality=loaded.meta.get("laterality", ""),
+                          view=loaded.meta.get("view", ""), modality="MG" if loaded.is_dicom else "", source_file=path.name)
+            if scale == 1.0 and not loaded.is_dicom and path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+                w.add(path.stem, segments, copy_from=path, **common)
+            else:
+                w.add(path.stem, segments, pixels=resize_pixels(loaded.pixels, scale) if scale != 1.0 else loaded.uint8, **common)
+        return w.finish(k=k, seed=seed, classes=classes)
