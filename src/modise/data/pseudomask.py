@@ -127,8 +127,12 @@ def pseudo_mask(image: np.ndarray, box_xyxy: Box, sigma: float = 7.0, prior: flo
     std = float(blurred.std())
     if bh < 3 or bw < 3 or std < 1e-6:
         return ellipse_mask((h, w), box_xyxy)
+    # the prior is centred on the box as drawn, which may reach past the image edge
+    fx0, fy0, fx1, fy1 = (float(v) for v in box_xyxy)
+    cx, cy = (min(fx0, fx1) + max(fx0, fx1) - 1) / 2 - x0, (min(fy0, fy1) + max(fy0, fy1) - 1) / 2 - y0
+    hx, hy = max(abs(fx1 - fx0) / 2, 0.5), max(abs(fy1 - fy0) / 2, 0.5)
     yy, xx = np.mgrid[0:bh, 0:bw]
-    r = np.hypot((yy - (bh - 1) / 2) / (bh / 2), (xx - (bw - 1) / 2) / (bw / 2))
+    r = np.hypot((yy - cy) / hy, (xx - cx) / hx)
     fg = (blurred - threshold_otsu(blurred)) / std - prior * (r - 1.0) > 0
     labels, n = ndi.label(fg)
     if n == 0:
