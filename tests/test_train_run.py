@@ -64,7 +64,7 @@ def test_train_interrupt_and_resume(phantoms, tmp_path):
     # only trainable weights in the checkpoint; frozen UNet / VAE / encoders are rebuilt from source
     from modise.model import build_model
 
-    from modise.engine.training.data_compat import load_categories
+    from modise.data.dataset import load_categories
 
     model = build_model("m-odise", "tiny", random_weights=True, categories=load_categories(phantoms))
     trainable = {f"model.{k}" for k in model.trainable_state_dict()}

@@ -102,7 +102,7 @@ def _curve_figure(run: Path, path: Path) -> list[tuple[int, float]]:
 
 def _overlays(stage: Path, run: Path, n: int = 4) -> list[str]:
     """Fig. 2 views (image | ground truth | panoptic | instances | heatmap) for held-out phantoms."""
-    from modise.engine.training.data_compat import PanopticDataset
+    from modise.data.dataset import PanopticDataset
     from modise.engine.prediction.overlays import figure2
     from modise.engine.prediction.predictor import Predictor, gt_from_sample
 

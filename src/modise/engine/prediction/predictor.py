@@ -86,7 +86,7 @@ class Predictor:
 
     def evaluate_dataset(self, root: str | Path, image_ids: Sequence[int], batch_size: int = 1, progress: bool = False) -> dict[str, Any]:
         """PQ/RQ/SQ sweep, AP and Dice (the evaluation engine) of this model on ``image_ids`` of ``root``."""
-        from modise.engine.training.data_compat import PanopticDataset
+        from modise.data.dataset import PanopticDataset
         from modise.engine.evaluation import PanopticEvaluator
 
         ds = PanopticDataset(root, image_ids=list(image_ids))

@@ -24,7 +24,7 @@ def cross_validate(
 ) -> dict[str, Any]:
     """Train/evaluate folds 0..folds-1 into ``out/fold{k}`` (finished folds are kept, a
     started one resumes from its last checkpoint), then ``write_report`` into ``out/report``."""
-    from modise.engine.training.data_compat import load_folds
+    from modise.data.dataset import load_folds
     from modise.engine.evaluation import write_report
 
     out = Path(out)

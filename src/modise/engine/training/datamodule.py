@@ -37,7 +37,7 @@ class _Repeat(Dataset):
 
 def split_fold(root: str | Path, fold: int | None) -> tuple[list[int], list[int]]:
     """(train ids, held-out ids) for ``fold`` of ``root/folds.json``; ``None`` trains on all."""
-    from modise.engine.training.data_compat import load_folds
+    from modise.data.dataset import load_folds
     from modise.data.panoptic import load_panoptic_json
 
     all_ids = [int(im["id"]) for im in load_panoptic_json(root)["images"]]
@@ -77,7 +77,7 @@ class PanopticDataModule(L.LightningDataModule):
             raise ModiseError(f"{self.root}: no training images left after holding out fold {fold}.")
 
     def setup(self, stage: str | None = None) -> None:
-        from modise.engine.training.data_compat import PanopticDataset
+        from modise.data.dataset import PanopticDataset
 
         rank = self.trainer.global_rank if self.trainer is not None else 0
         tf = build_train_transform(self.image_size, seed=self.seed * 1000 + rank, **self.aug)

@@ -168,7 +168,7 @@ def train(
         cfg.data, cfg.fold, image_size=size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
         min_scale=cfg.min_scale, max_scale=cfg.max_scale, intensity=cfg.intensity_jitter, seed=cfg.seed,
     )
-    from modise.engine.training.data_compat import load_categories
+    from modise.data.dataset import load_categories
 
     categories = load_categories(cfg.data)
     model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=cfg.model_overrides or None)
