@@ -277,9 +277,11 @@ def test_browser_segments_a_sample_mammogram(server, sample_images):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(server.url, wait_until="domcontentloaded")
+            page.goto(server.url, wait_until="load")
+            # upload only once the app has hydrated, or a loaded CI machine can drop the file
+            expect(page.locator("#segment-button")).to_be_visible(timeout=60_000)
             page.locator("#segment-upload input[type=file]").set_input_files(str(sample_images[0]))
-            expect(page.locator("#segment-upload")).to_contain_text(sample_images[0].name, timeout=30_000)
+            expect(page.locator("#segment-upload")).to_contain_text(sample_images[0].name, timeout=60_000)
             page.locator("#segment-button").click()
             expect(page.locator("#segment-overlay img")).to_be_visible(timeout=90_000)
             expect(page.locator("#segment-summary")).to_contain_text("lesion(s)", timeout=30_000)
