@@ -87,7 +87,7 @@ def vindr(
 @prepare_app.command("folder")
 def folder(
     images: Annotated[Path, typer.Option("--images", help="Folder of PNG/JPEG/TIFF/DICOM images.")],
-    masks: Annotated[Path, typer.Option("--masks", help="Folder of mask PNGs with the same names (binary or instance ids).")],
+    masks: Annotated[Path, typer.Option("--masks", help="Folder of masks with the same names (PNG/TIFF binary or instance ids; JPEG read as binary).")],
     out: Out,
     classes: Annotated[Optional[list[str]], typer.Option("--classes", help="Class names; with several, masks/<class>/ sub-folders.")] = None,
     max_size: MaxSize = None,
@@ -97,11 +97,12 @@ def folder(
     overwrite: Overwrite = False,
     as_json: Json = False,
     quiet: Quiet = False,
+    min_area: Annotated[int, typer.Option("--min-area", help="Drop mask pieces smaller than this many pixels.")] = 16,
 ) -> None:
     """Your own data: images and masks matched by name."""
     from modise.data.folder import prepare_folder
 
-    report = prepare_folder(images, masks, out, _split(classes), max_size, strict, overwrite, folds, seed, quiet)
+    report = prepare_folder(images, masks, out, _split(classes), max_size, strict, overwrite, folds, seed, quiet, min_area)
     _done(report, out, as_json)
 
 

@@ -1,7 +1,8 @@
 """A user's own folders -> canonical panoptic layout.
 
-``--images DIR`` holds PNG/JPEG/TIFF/DICOM images; ``--masks DIR`` holds PNG masks with the
-same stem (``name.png`` or ``name_mask.png``). A mask with one non-zero value is binary:
+``--images DIR`` holds PNG/JPEG/TIFF/DICOM images; ``--masks DIR`` holds masks with the
+same stem (``name.png`` or ``name_mask.png``; PNG/TIFF, or JPEG, which is lossy and so always
+read as binary at grey >= 128). A mask with one non-zero value is binary:
 each connected component becomes an instance. A mask with several non-zero values (grey
 or colour-coded ids) is instance-labelled: each value is an instance. With one class all
 instances get it; with several, masks live in one sub-folder per class (``masks/<class>/``).
@@ -20,6 +21,9 @@ from modise.data.panoptic import Category
 from modise.errors import ModiseError
 
 
+JPEG_SUFFIXES = {".jpg", ".jpeg"}
+
+
 def mask_instances(path: Path, min_area: int = 1) -> list[np.ndarray]:
     """Instances of one mask file as (H, W) bool arrays."""
     from PIL import Image
@@ -27,7 +31,9 @@ def mask_instances(path: Path, min_area: int = 1) -> list[np.ndarray]:
 
     with Image.open(path) as im:
         im.load()
-        arr = np.asarray(im)
+        arr = np.asarray(im.convert("L") if path.suffix.lower() in JPEG_SUFFIXES else im)
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        arr = (arr >= 128).astype(np.uint8)  # compression noise would otherwise become instances
     if arr.ndim == 3:
         arr = arr[..., :3].astype(np.int64)
         arr = arr[..., 0] + 256 * arr[..., 1] + 65536 * arr[..., 2]
@@ -42,7 +48,7 @@ def mask_instances(path: Path, min_area: int = 1) -> list[np.ndarray]:
 
 def _find_mask(masks_dir: Path, stem: str) -> Path | None:
     for name in (stem, f"{stem}_mask", f"{stem}-mask", f"{stem}_seg"):
-        for suf in (".png", ".PNG", ".tif", ".tiff"):
+        for suf in (".png", ".PNG", ".tif", ".tiff", ".jpg", ".JPG", ".jpeg"):
             p = masks_dir / f"{name}{suf}"
             if p.is_file():
                 return p
@@ -60,8 +66,12 @@ def prepare_folder(
     k: int = 5,
     seed: int = 0,
     quiet: bool = False,
+    min_area: int = 16,
 ) -> dict[str, Any]:
-    """Convert image and mask folders; returns the prepare report."""
+    """Convert image and mask folders; returns the prepare report.
+
+    Instances smaller than ``min_area`` pixels (specks, stray annotation dots) are dropped.
+    """
     from modise.data.imageio import read_image
     from modise.data.writer import PanopticWriter, progress
     from modise.outputs import check_output_dir, output_dir
@@ -100,7 +110,7 @@ def prepare_folder(
                 if mpath is None:
                     continue
                 try:
-                    inst = mask_instances(mpath)
+                    inst = mask_instances(mpath, min_area)
                 except OSError as e:
                     w.skip(str(mpath.relative_to(masks)), f"unreadable mask ({e})")
                     bad = True
