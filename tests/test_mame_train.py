@@ -84,3 +84,72 @@ def test_bad_requests_are_clear(tmp_path, sample_images):
     res = CliRunner().invoke(app, ["mame", "train", *TINY, "--data", str(data), "--out", str(tmp_path / "r2"),
                                    "--inpainting"])
     assert isinstance(res.exception, ModiseError) and "mask_file_name" in str(res.exception)
+
+
+@pytest.mark.parametrize("inpainting", [False, True], ids=["text2img", "inpainting"])
+def test_lora_trains_adapters_only_and_saves_a_plain_pipeline(tmp_path, sample_images, inpainting):
+    import torch
+    from safetensors.torch import load_file
+
+    from modise.synthesis import generate_images, inpaint_lesion, load_inpaint, load_text2img
+    from modise.synthesis.mame_train import MameModule
+    from modise.synthesis.pipelines import build_random_pipeline
+
+    pipe = build_random_pipeline("tiny", inpainting=inpainting)
+    module = MameModule(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, pipe.scheduler, lora_rank=4,
+                        train_text_encoder=False, inpainting=inpainting)
+    trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("unet.") and ".lora_" in n for n in trainable)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} >= {"to_q", "to_k", "to_v", "0"}
+
+    data = _folder(tmp_path / "d", sample_images, inpainting=inpainting)
+    run = tmp_path / "run"
+    flags = ["--inpainting"] if inpainting else []
+    s = _train("--data", str(data), "--out", str(run), "--lora", "--lora-rank", "4", "--max-steps", "2",
+               "--val-every", "0", *flags)
+    assert s["global_step"] == 2 and s["lora_rank"] == 4
+    assert np.isfinite(s["loss_before"]) and np.isfinite(s["loss_after"])
+    assert s["loss_after"] != s["loss_before"]  # the adapters moved off their zero start
+
+    adapter = run / "lora" / "pytorch_lora_weights.safetensors"
+    unet_file = next((run / "unet").glob("*.safetensors"))
+    lora_sd = load_file(adapter)
+    assert lora_sd and all(k.startswith("unet.") and "lora" in k for k in lora_sd)
+    assert adapter.stat().st_size < 0.25 * unet_file.stat().st_size
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["state_dict"] and all(".lora_" in k for k in ckpt["state_dict"])  # adapters only
+
+    # The run folder is a plain pipeline (LoRA merged): no peft layers after loading it as is.
+    loaded = (load_inpaint if inpainting else load_text2img)(str(run))
+    assert not any("lora" in n for n, _ in loaded.unet.named_parameters())
+    if inpainting:
+        image = np.asarray(Image.open(data / "0.png"))
+        mask = np.asarray(Image.open(data / "0_mask.png")) > 0
+        result, _ = inpaint_lesion(loaded, image, mask, steps=1, crop=64)
+        assert np.array_equal(np.asarray(result)[~mask], image[~mask])
+    else:
+        (im,) = generate_images(loaded, "a siemens mammogram in CC view", 1, 0, 2, 5.0, "L", 64)
+        assert im.size == (64, 64) and np.asarray(im).std() > 0
+
+        # The shared adapter on the same base gives the merged UNet's output.
+        base = build_random_pipeline("tiny")
+        x, cond = torch.randn(1, 4, 8, 8), torch.randn(1, 77, 32)
+        with torch.no_grad():
+            plain = base.unet(x, 10, encoder_hidden_states=cond).sample
+            base.load_lora_weights(str(run / "lora"))
+            adapted = base.unet(x, 10, encoder_hidden_states=cond).sample
+            merged = loaded.unet(x, 10, encoder_hidden_states=cond).sample
+        assert not torch.allclose(plain, merged, atol=1e-5)
+        torch.testing.assert_close(adapted, merged, atol=1e-4, rtol=1e-4)
+
+        r = _train("--data", str(data), "--out", str(run), "--lora", "--lora-rank", "4", "--max-steps", "3",
+                   "--val-every", "0", "--resume")
+        assert r["global_step"] == 3
+        assert r["loss_before"] == pytest.approx(s["loss_after"], rel=1e-4)  # resumed adapters = saved ones
+
+
+def test_lora_bad_requests_are_clear(tmp_path, sample_images):
+    data = _folder(tmp_path / "d", sample_images)
+    res = CliRunner().invoke(app, ["mame", "train", *TINY, "--data", str(data), "--out", str(tmp_path / "r"),
+                                   "--lora-text-encoder"])
+    assert isinstance(res.exception, ModiseError) and "--lora" in str(res.exception)

@@ -61,7 +61,7 @@ def train(
     random_weights: bool = typer.Option(False, "--random-weights", help="Random-weight base, offline."),
     max_steps: int = typer.Option(1000, "--max-steps", min=1, help="Total optimizer steps (resume counts on)."),
     batch_size: int = typer.Option(1, "--batch-size", min=1),
-    lr: float = typer.Option(1e-6, "--lr", help="Constant AdamW learning rate (MAM-E: 1e-6)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Constant AdamW learning rate [1e-6 (MAM-E); LoRA 1e-4]."),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1),
     clip: float = typer.Option(1.0, "--clip", help="Gradient-norm clip (0 = off)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Lightning precision [bf16-mixed on GPU, else 32]."),
@@ -73,7 +73,10 @@ def train(
     ckpt_every: int = typer.Option(500, "--ckpt-every", help="Checkpoint every N steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/checkpoints/last.ckpt."),
     freeze_text_encoder: bool = typer.Option(False, "--freeze-text-encoder", help="Train the UNet only."),
-    lora: bool = typer.Option(False, "--lora", help="LoRA instead of a full fine-tune (needs peft)."),
+    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters on the UNet attention, not the full model."),
+    lora_rank: int = typer.Option(8, "--lora-rank", min=1, help="LoRA rank (alpha = rank)."),
+    lora_text_encoder: bool = typer.Option(False, "--lora-text-encoder",
+                                           help="With --lora: adapters on the text encoder too [frozen]."),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(0, "--workers", help="DataLoader workers."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty OUT."),
@@ -84,8 +87,11 @@ def train(
 
     from modise.outputs import check_output_dir
 
-    if lora:
-        raise ModiseError("LoRA training is not available in this version; train the full model (MAM-E's choice).")
+    if lora_text_encoder and not lora:
+        raise ModiseError("--lora-text-encoder needs --lora.")
+    if lora_text_encoder and freeze_text_encoder:
+        raise ModiseError("--lora-text-encoder and --freeze-text-encoder contradict each other; pick one.")
+    train_text_encoder = lora_text_encoder if lora else not freeze_text_encoder
     if size not in ("full", "tiny"):
         raise ModiseError(f"--size must be full or tiny, not '{size}'.")
     if not resume:
@@ -97,8 +103,8 @@ def train(
 
     summary = train_mame(
         data, out, base, size, random_weights, inpainting, max_steps, batch_size, lr, grad_accum, clip, precision,
-        devices, num_nodes, resolution, val_every, val_steps, ckpt_every, resume, not freeze_text_encoder, seed,
-        workers,
+        devices, num_nodes, resolution, val_every, val_steps, ckpt_every, resume, train_text_encoder,
+        lora_rank if lora else 0, seed, workers,
     )
     summary["out"] = str(out)
     typer.echo(json.dumps(summary) if as_json else

@@ -5,6 +5,10 @@ noise-prediction loss: encode with the VAE, draw a uniform timestep and Gaussian
 predict the noise. Inpainting: the 9-channel UNet sees noisy latents + the downsampled
 mask + the masked image's latents, prompt ``a mammogram with a lesion``. The run folder
 ends up as a diffusers pipeline (``save_pretrained``) that ``--model RUN`` accepts.
+
+LoRA (option, ``lora_rank > 0``): peft adapters on the UNet's attention projections (and,
+on request, the text encoder's), everything else frozen. Checkpoints hold the adapters
+only; the final pipeline has them merged in, and ``RUN/lora/`` holds them alone.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from torch.utils.data import Dataset
 
 from modise.errors import ModiseError
 
+LORA_UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+LORA_TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 VALIDATION_PROMPTS = (
     "a siemens mammogram in CC view with small area and low density",
     "a hologic mammogram in MLO view with big area and high density",
@@ -78,18 +84,60 @@ class PromptImageFolder(Dataset):
         return item
 
 
+def add_lora(model: Any, rank: int, targets: tuple[str, ...]) -> None:
+    """Freeze ``model`` and add a trainable LoRA adapter (rank ``rank``, alpha = rank) on ``targets``.
+
+    ``model`` is a diffusers UNet or a transformers text encoder (both have ``add_adapter``).
+    B starts at zero, so the adapted model starts as the base model.
+    """
+    try:
+        from peft import LoraConfig
+    except ImportError:
+        raise ModiseError("LoRA needs the peft package: pip install 'peft>=0.11'.") from None
+    model.requires_grad_(False)
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                                 target_modules=list(targets)))
+
+
+def merge_lora(model: Any) -> None:
+    """Fold the LoRA weights into the base layers and drop the adapters (a plain model again)."""
+    from diffusers.utils import recurse_remove_peft_layers
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for m in model.modules():
+        if isinstance(m, BaseTunerLayer):
+            m.merge()
+    recurse_remove_peft_layers(model)
+    if hasattr(model, "peft_config"):
+        del model.peft_config
+    model._hf_peft_config_loaded = False  # else transformers' save_pretrained writes the adapter only
+
+
 class MameModule(L.LightningModule):
-    """UNet + text encoder trained on the noise-prediction loss; VAE frozen. Parts are injected."""
+    """UNet + text encoder trained on the noise-prediction loss; VAE frozen. Parts are injected.
+
+    ``lora_rank`` 0: full fine-tune. > 0: LoRA adapters on the UNet attention (and the text
+    encoder's when ``train_text_encoder``); only adapter weights train and are checkpointed.
+    """
 
     def __init__(self, vae: Any, text_encoder: Any, unet: Any, tokenizer: Any, noise_scheduler: Any,
-                 lr: float = 1e-6, train_text_encoder: bool = True, inpainting: bool = False) -> None:
+                 lr: float = 1e-6, train_text_encoder: bool = True, inpainting: bool = False,
+                 lora_rank: int = 0) -> None:
         super().__init__()
         self.vae, self.text_encoder, self.unet = vae, text_encoder, unet
         self.tokenizer, self.noise_scheduler = tokenizer, noise_scheduler
         self.lr, self.train_text_encoder, self.inpainting = lr, train_text_encoder, inpainting
+        self.lora_rank = lora_rank
         self.vae.requires_grad_(False)
-        self.text_encoder.requires_grad_(train_text_encoder)
-        self.unet.requires_grad_(True)
+        if lora_rank:
+            add_lora(self.unet, lora_rank, LORA_UNET_TARGETS)
+            self.text_encoder.requires_grad_(False)
+            if train_text_encoder:
+                add_lora(self.text_encoder, lora_rank, LORA_TEXT_TARGETS)
+            self.strict_loading = False  # checkpoints hold the adapters only; the base comes from --base
+        else:
+            self.text_encoder.requires_grad_(train_text_encoder)
+            self.unet.requires_grad_(True)
 
     def _latents(self, pixels: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -121,10 +169,13 @@ class MameModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        params = list(self.unet.parameters())
-        if self.train_text_encoder:
-            params += list(self.text_encoder.parameters())
+        params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2)  # constant LR, as MAM-E
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.lora_rank:  # a few MB of adapters instead of the whole frozen pipeline
+            keep = {n for n, p in self.named_parameters() if p.requires_grad}
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
     def pipeline(self):
         """The current weights as a diffusers pipeline (DPM-Solver, no safety checker)."""
@@ -174,8 +225,38 @@ class ValidationStrip(L.Callback):
             exp.add_image("validation", np.asarray(strip)[None], step)
 
 
+def save_lora(module: MameModule, out: Path) -> Path:
+    """Write the adapters alone (``pytorch_lora_weights.safetensors``, diffusers' LoRA format) to ``out``.
+
+    Loadable on the base model with ``pipe.load_lora_weights(out)``.
+    """
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    def layers(model: Any) -> dict[str, torch.Tensor]:
+        return convert_state_dict_to_diffusers(get_peft_model_state_dict(model))
+
+    pipe = module.pipeline()
+    text = module.train_text_encoder
+    pipe.save_lora_weights(
+        out, unet_lora_layers=layers(module.unet),
+        text_encoder_lora_layers=layers(module.text_encoder) if text else None,
+        unet_lora_adapter_metadata=module.unet.peft_config["default"].to_dict(),
+        text_encoder_lora_adapter_metadata=module.text_encoder.peft_config["default"].to_dict() if text else None,
+    )
+    return out
+
+
 def save_pipeline(module: MameModule, out: Path) -> None:
-    """Write the run folder's diffusers pipeline (model_index.json, unet/, vae/, text_encoder/, ...)."""
+    """Write the run folder's diffusers pipeline (model_index.json, unet/, vae/, text_encoder/, ...).
+
+    With LoRA the adapters go to ``out/lora/`` first, then are merged, so ``out`` is a plain pipeline.
+    """
+    if module.lora_rank:
+        save_lora(module, out / "lora")
+        merge_lora(module.unet)
+        if module.train_text_encoder:
+            merge_lora(module.text_encoder)
     module.pipeline().save_pretrained(out)
 
 
@@ -207,7 +288,7 @@ def train_mame(
     inpainting: bool = False,
     max_steps: int = 1000,
     batch_size: int = 1,
-    lr: float = 1e-6,
+    lr: float | None = None,
     grad_accum: int = 1,
     clip: float = 1.0,
     precision: str | None = None,
@@ -219,11 +300,16 @@ def train_mame(
     ckpt_every: int = 500,
     resume: bool = False,
     train_text_encoder: bool = True,
+    lora_rank: int = 0,
     seed: int = 0,
     num_workers: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fine-tune ``base`` (default SD 1.5 / SD inpainting) on a prepared folder; ``out`` becomes a pipeline."""
+    """Fine-tune ``base`` (default SD 1.5 / SD inpainting) on a prepared folder; ``out`` becomes a pipeline.
+
+    ``lora_rank`` > 0 trains LoRA adapters instead (text encoder adapted only if ``train_text_encoder``);
+    ``lr`` defaults to 1e-6 for a full fine-tune (MAM-E) and 1e-4 for LoRA.
+    """
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
@@ -241,10 +327,11 @@ def train_mame(
     side = resolution or native_resolution(pipe)
     dataset = PromptImageFolder(data, pipe.tokenizer, side, inpainting)
     noise_scheduler = build_scheduler("ddpm") if random_weights else _ddpm_from(pipe.scheduler.config)
+    lr = lr if lr is not None else (1e-4 if lora_rank else 1e-6)
     module = MameModule(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, noise_scheduler, lr,
-                        train_text_encoder, inpainting)
+                        train_text_encoder, inpainting, lora_rank)
     if resume:  # Lightning restores it again in fit(); loaded here so loss_before is the resumed model's
-        module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+        _load_checkpoint(module, ckpt)
     loss_before = fixed_loss(module, dataset, seed)
     val_image = val_mask = None
     if inpainting:
@@ -265,13 +352,24 @@ def train_mame(
     trainer.fit(module, loader, ckpt_path=str(ckpt) if resume else None)
     trainer.save_checkpoint(ckpt)
     summary = {"global_step": int(trainer.global_step), "loss_before": loss_before, "images": len(dataset),
-               "inpainting": inpainting, "resolution": side}
+               "inpainting": inpainting, "resolution": side, "lora_rank": lora_rank,
+               "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad)}
     if trainer.is_global_zero:
         module.to("cpu")
         summary["loss_after"] = fixed_loss(module, dataset, seed)
         save_pipeline(module, out)
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _load_checkpoint(module: MameModule, ckpt: Path) -> None:
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    trainable = {n: p.shape for n, p in module.named_parameters() if p.requires_grad}
+    if module.lora_rank and any(n not in state or state[n].shape != s for n, s in trainable.items()):
+        raise ModiseError(f"{ckpt}: not a LoRA checkpoint of this rank and text-encoder choice; resume as it was started.")
+    if not module.lora_rank and any("lora_" in k for k in state):
+        raise ModiseError(f"{ckpt}: a LoRA checkpoint; resume with --lora and its --lora-rank.")
+    module.load_state_dict(state, strict=not module.lora_rank)
 
 
 def _ddpm_from(config: Any):
