@@ -160,6 +160,9 @@ def register(app: typer.Typer) -> None:
         from modise.engine.demo import run_demo
 
         metrics = run_demo(out, minutes=minutes, seed=seed, overwrite=overwrite)
-        _echo(metrics, as_json)
-        if not as_json:
-            typer.echo(f"report: {out / 'report.md'}")
+        if as_json:
+            _echo(metrics, as_json)
+        else:
+            from modise.engine.demo import print_summary
+
+            print_summary(metrics)

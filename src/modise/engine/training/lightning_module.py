@@ -76,26 +76,38 @@ class ModiseLightning(L.LightningModule):
 
 
 class TimeBudget(L.Callback):
-    """Fit the run into ``seconds``: after ``probe`` steps, measure the step time and cut
-    ``max_steps`` (trainer and schedule, so the step decay still lands near the end)."""
+    """Fit the run into ``seconds`` of training: re-estimate the step time every ``every`` steps
+    and set ``max_steps`` (trainer and schedule, so the step decay still lands near the end).
 
-    def __init__(self, seconds: float, probe: int = 5) -> None:
-        self.seconds, self.probe = seconds, probe
-        self._t0: float | None = None
+    The first ``skip`` steps (allocator / thread-pool warm-up, often several times slower)
+    are left out of the estimate; later estimates use the steps since then, so a slow start
+    or a busy machine does not end the run early, and a slowdown does not overrun it.
+    """
+
+    def __init__(self, seconds: float, skip: int = 3, every: int = 10) -> None:
+        self.seconds, self.skip, self.every = seconds, skip, every
+        self._start: float | None = None
+        self._ref: tuple[float, int] | None = None  # (time, step) after the warm-up steps
 
     def on_train_start(self, trainer, pl_module) -> None:
         import time
 
-        self._t0, self._s0 = time.perf_counter(), trainer.global_step
+        self._start, self._s0, self._ref = time.perf_counter(), trainer.global_step, None
+        self._cap = trainer.max_steps if trainer.max_steps > 0 else None  # the configured max_steps stays a bound
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         import time
 
-        done = trainer.global_step - self._s0
-        if done != self.probe:
+        now, step = time.perf_counter(), trainer.global_step
+        done = step - self._s0
+        if done == self.skip:
+            self._ref = (now, step)
+        if self._ref is None or step == self._ref[1] or (step - self._ref[1]) % self.every:
             return
-        per_step = (time.perf_counter() - self._t0) / done
-        fit = trainer.global_step + int(max(0.0, self.seconds - (time.perf_counter() - self._t0)) / per_step)
-        new = max(trainer.global_step + 1, min(trainer.max_steps if trainer.max_steps > 0 else fit, fit))
+        per_step = (now - self._ref[0]) / (step - self._ref[1])
+        left = max(0.0, self.seconds - (now - self._start))
+        new = max(step + 1, step + int(left / per_step))
+        if self._cap is not None:
+            new = min(new, self._cap)
         trainer.fit_loop.epoch_loop.max_steps = new
         pl_module.max_steps = new

@@ -116,8 +116,10 @@ def write_yaml(path: Path, obj: Any) -> None:
 
 def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, progress: bool = True):
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from .progress import StepProgressBar
 
     ckpt = ModelCheckpoint(
         dirpath=out / CKPT_DIR, filename="step{step:07d}", auto_insert_metric_name=False,
@@ -125,7 +127,7 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
     )
     cbs = [ckpt, LearningRateMonitor(logging_interval="step"), *(callbacks or [])]
     if progress:
-        cbs.append(RichProgressBar(leave=True, console_kwargs={"stderr": True}))  # stdout is for results
+        cbs.append(StepProgressBar())  # on stderr: stdout is for results
     return L.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -153,6 +155,15 @@ def train(
     cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, callbacks: list | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Train ``cfg`` into run folder ``out``; return the validation metrics (empty without a held-out fold)."""
+    from .progress import quiet_lightning
+
+    out = Path(out)
+    ckpt_path = prepare_run_dir(out, resume, overwrite)
+    with quiet_lightning():
+        return _train(cfg, out, ckpt_path, callbacks, progress)
+
+
+def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool) -> dict[str, Any]:
     import lightning as L
 
     from modise.model import build_model
@@ -160,8 +171,6 @@ def train(
     from .datamodule import PanopticDataModule
     from .lightning_module import ModiseLightning
 
-    out = Path(out)
-    ckpt_path = prepare_run_dir(out, resume, overwrite)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     size = cfg.resolved_image_size()
     dm = PanopticDataModule(
@@ -183,7 +192,7 @@ def train(
         write_yaml(out / CONFIG_YAML, run_config(cfg, model, categories))
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    trainer.save_checkpoint(out / CKPT_DIR / LAST_CKPT)
+    trainer.save_checkpoint(out / CKPT_DIR / LAST_CKPT, weights_only=False)  # resumable: optimiser + loops
     metrics: dict[str, Any] = {}
     if trainer.is_global_zero:
         from modise.outputs import output_dir, write_json_atomic

@@ -1,0 +1,89 @@
+"""Console output of training: one step-based progress bar and quiet Lightning internals."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from collections.abc import Iterator
+from typing import Any
+
+from lightning.pytorch.callbacks import RichProgressBar
+
+
+class StepProgressBar(RichProgressBar):
+    """A rich bar over optimiser steps (not epochs) with loss and ETA, on stderr.
+
+    Step-based runs repeat a small dataset for many short epochs; Lightning's bar would
+    restart every epoch and read "Epoch 7/-2". This one counts ``global_step`` against
+    ``max_steps``, whose total follows a :class:`TimeBudget` as it re-estimates the run.
+    """
+
+    def __init__(self, description: str = "training") -> None:
+        super().__init__(leave=True, console_kwargs={"stderr": True})  # stdout is for results
+        self.description = description
+
+    def _steps_total(self, trainer) -> int | float:
+        if trainer.max_steps and trainer.max_steps > 0:
+            return trainer.max_steps
+        return self.total_train_batches * max(1, trainer.max_epochs or 1)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.is_disabled:
+            return
+        if self.progress is None:
+            self._init_progress(trainer)
+        if self.progress is not None and self.train_progress_bar_id is None:
+            self.train_progress_bar_id = self._add_task(self._steps_total(trainer), self.description)
+            self.progress.update(self.train_progress_bar_id, completed=trainer.global_step)
+        self.refresh()
+
+    def _initialize_train_progress_bar_id(self) -> None:
+        self.train_progress_bar_id = self._add_task(self._steps_total(self.trainer), self.description)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.is_disabled:
+            return
+        if self.train_progress_bar_id is None:
+            self._initialize_train_progress_bar_id()
+        if self.progress is not None:
+            self.progress.update(self.train_progress_bar_id, completed=trainer.global_step, total=self._steps_total(trainer))
+        self._update_metrics(trainer, pl_module)
+        self.refresh()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._stop_progress()  # close the bar before the held-out evaluation prints
+
+    def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return {k.removeprefix("train/"): v for k, v in items.items()}
+
+
+# Messages Lightning / torch print that say nothing to a modise user.
+_QUIET_WARNINGS = (
+    r".*module\(s\) in eval mode.*",  # frozen diffusion / encoders are in eval mode on purpose
+    r".*does not have many workers.*",  # tiny CPU runs load in the main process on purpose
+    r".*weights_only.*",  # our own checkpoints, loaded by Lightning
+    r".*LeafSpec.*is deprecated.*",  # torch pytree deprecation raised inside Lightning
+    r".*Checkpoint directory .* exists and is not empty.*",  # --resume writes into its own folder
+    r".*The number of training batches .* is smaller than the logging interval.*",
+)
+_QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
+                  "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed")
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Hide Lightning's tips, info lines and known-harmless warnings (our own warnings still show)."""
+    saved = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    with warnings.catch_warnings():
+        for pattern in _QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for name, level in saved.items():
+                logging.getLogger(name).setLevel(level)
