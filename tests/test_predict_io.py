@@ -8,38 +8,9 @@ import pytest
 from modise.data.panoptic import Category
 from modise.errors import ModiseError
 
+from data_fixtures import write_mammogram_dicom
+
 CATS = [Category(1, "benign", 1, ["benign lesion"]), Category(2, "malignant", 1, ["malignant lesion"])]
-
-
-def write_mammogram_dicom(path: Path, pixels_u8: np.ndarray, monochrome1: bool = False, spacing: bool = True) -> Path:
-    """A real-looking MG DICOM (12-bit, window, laterality/view) from 8-bit pixels."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    px = pixels_u8.astype(np.uint16) * 16
-    if monochrome1:
-        px = 4095 - px
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray (presentation)
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "P150", "Sample^Patient", "", "F"
-    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = "20240101", "120000", "", "", "1"
-    ds.SeriesNumber, ds.InstanceNumber, ds.Modality, ds.Manufacturer = 1, 1, "MG", "TEST"
-    ds.Rows, ds.Columns = px.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    ds.ImageLaterality, ds.ViewPosition = "L", "CC"
-    if spacing:
-        ds.ImagerPixelSpacing = [0.1, 0.1]
-    ds.PixelData = px.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def test_discover_inputs(tmp_path, sample_images):
@@ -73,7 +44,7 @@ def test_dicom_seg_from_real_mammogram_reads_back(tmp_path, sample_dir, sample_i
     name = sample_images[0].name
     img = np.asarray(Image.open(sample_images[0]).convert("L"))
     lesion = np.asarray(Image.open(sample_dir / "masks" / name).convert("L")) >= 128
-    src = read_image(write_mammogram_dicom(tmp_path / "mg.dcm", img, spacing=spacing))
+    src = read_image(write_mammogram_dicom(tmp_path / "mg.dcm", img, spacing_mm=0.1 if spacing else None))
     masks = np.stack([lesion, np.zeros_like(lesion)])  # class 0: the radiologist mask, class 1: empty
     seg_path = write_dicom_seg(tmp_path / "seg.dcm", src.dataset, masks, CATS)
 
@@ -117,7 +88,9 @@ def test_figure2_overlay_panels():
         "instances": {"masks": masks, "labels": torch.tensor([0]), "scores": torch.tensor([0.9])},
         "sem_seg": sem,
     }
-    fig = np.asarray(figure2(px, res, CATS, gt=(ids, [{"id": 3, "category_id": 1}])))
-    assert fig.shape == (116, 80 * 5 + 16, 3)
+    fig = np.asarray(figure2(px, res, CATS, max_side=100, gt=(ids, [{"id": 3, "category_id": 1}])))
+    assert fig.shape == (100 + 16 + 16, 80 * 5 + 16, 3)  # title row, panels, legend row
     panoptic = fig[16:, 2 * 84 : 2 * 84 + 80]
     assert (panoptic[25, 25, 0] > panoptic[25, 25, 2]) and np.allclose(panoptic[80, 60], panoptic[80, 60, 0])  # red lesion, grey elsewhere
+    big = figure2(px, res, CATS)  # small images are drawn enlarged (up to 4x) so labels stay legible
+    assert big.size == (4 * 320 + 3 * 4, 400 + 32)  # 4 panels without ground truth

@@ -45,8 +45,13 @@ def panoptic_view(pixels: np.ndarray, ids: np.ndarray, segments: Sequence[dict],
     return rgb.astype(np.uint8)
 
 
-def instance_view(pixels: np.ndarray, masks: np.ndarray, labels: Sequence[int], scores: Sequence[float], categories: Sequence[Category]) -> np.ndarray:
-    """[H, W] grey + instance masks [N, H, W] -> RGB uint8, each outlined and labelled 'class score'."""
+def instance_view(pixels: np.ndarray, masks: np.ndarray, labels: Sequence[int], scores: Sequence[float],
+                  categories: Sequence[Category], min_score: float = 0.3) -> np.ndarray:
+    """[H, W] grey + instance masks [N, H, W] -> RGB uint8, each outlined and labelled 'class score'.
+
+    Instances scored below ``min_score`` are left out: top-k instance inference returns many
+    weak candidates, and drawing them all hides the image.
+    """
     import matplotlib
 
     rgb = _grey_rgb(pixels)
@@ -55,7 +60,7 @@ def instance_view(pixels: np.ndarray, masks: np.ndarray, labels: Sequence[int], 
     texts = []
     for i, (m, lab, sc) in enumerate(zip(masks, labels, scores)):
         m = np.asarray(m, bool)
-        if not m.any():
+        if not m.any() or float(sc) < min_score:
             continue
         colour = tuple(int(255 * c) for c in cmap(i % 10)[:3])
         rgb[_outline(m, width)] = colour
@@ -89,6 +94,16 @@ def figure2(pixels: np.ndarray, result: dict, categories: Sequence[Category], ma
     sem = result["sem_seg"]
     sem = np.asarray(sem.float().cpu() if hasattr(sem, "cpu") else sem)
     prob = sem.max(axis=0) if sem.shape[0] else np.zeros(ids.shape, np.float32)
+    # Draw at display size (small images are enlarged up to 4x), so outlines and labels stay legible.
+    h, w = ids.shape
+    scale = min(4.0, max_side / max(h, w))
+    ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
+    if (ph, pw) != (h, w):
+        pixels, prob = _resize(pixels, (ph, pw), Image.BILINEAR), _resize(prob, (ph, pw), Image.BILINEAR)
+        ids = _resize(ids, (ph, pw), Image.NEAREST)
+        masks = np.stack([_resize(m, (ph, pw), Image.NEAREST) for m in masks]) if len(masks) else np.zeros((0, ph, pw), bool)
+        if gt is not None:
+            gt = (_resize(np.asarray(gt[0]), (ph, pw), Image.NEAREST), gt[1])
     panels = [("image", _grey_rgb(pixels))]
     if gt is not None:
         panels.append(("ground truth", panoptic_view(pixels, gt[0], gt[1], categories)))
@@ -97,15 +112,24 @@ def figure2(pixels: np.ndarray, result: dict, categories: Sequence[Category], ma
         ("instances", instance_view(pixels, masks, labels, scores, categories)),
         ("lesion heatmap", heatmap_view(pixels, prob)),
     ]
-    h, w = ids.shape
-    scale = min(1.0, max_side / max(h, w))
-    ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
-    canvas = Image.new("RGB", (pw * len(panels) + 4 * (len(panels) - 1), ph + 16), (0, 0, 0))
+    canvas = Image.new("RGB", (pw * len(panels) + 4 * (len(panels) - 1), ph + 32), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
     for i, (title, arr) in enumerate(panels):
         x = i * (pw + 4)
-        canvas.paste(Image.fromarray(arr).resize((pw, ph), Image.BILINEAR), (x, 16))
+        canvas.paste(Image.fromarray(arr), (x, 16))
         draw.text((x + 2, 2), title, fill=(255, 255, 255))
-    legend = "  ".join(f"{c.name}" for c in categories)
-    draw.text((canvas.width - 7 * len(legend) - 4, 2), legend, fill=(200, 200, 200))
+    x = 2  # legend in the class colours, in its own row under the panels
+    for c in categories:
+        draw.text((x, ph + 18), c.name, fill=class_colour(categories, c.id))
+        x += 7 * len(c.name) + 16
     return canvas
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Resize a 2-D array (float, int ids or bool) to ``size`` = (H, W), keeping its dtype."""
+    a = np.asarray(arr)
+    if a.dtype == bool:
+        return np.asarray(Image.fromarray(a.astype(np.uint8)).resize(size[::-1], resample)) > 0
+    if np.issubdtype(a.dtype, np.integer):
+        return np.asarray(Image.fromarray(a.astype(np.int32)).resize(size[::-1], resample)).astype(a.dtype)
+    return np.asarray(Image.fromarray(a.astype(np.float32)).resize(size[::-1], resample))
