@@ -66,6 +66,39 @@ def write_dicom(
     return path
 
 
+def write_mammogram_dicom(path: Path, pixels_u8: np.ndarray, monochrome1: bool = False,
+                          spacing_mm: float | None = 0.1) -> Path:
+    """A mammography DICOM as a modality writes it (12-bit, window, laterality/view, the patient and
+    study attributes a DICOM SEG must copy) from 8-bit pixels; MONOCHROME1 stores them inverted."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    px = pixels_u8.astype(np.uint16) * 16
+    if monochrome1:
+        px = 4095 - px
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray (presentation)
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "P150", "Sample^Patient", "", "F"
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = "20240101", "120000", "", "", "1"
+    ds.SeriesNumber, ds.InstanceNumber, ds.Modality, ds.Manufacturer = 1, 1, "MG", "TEST"
+    ds.Rows, ds.Columns = px.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.ImageLaterality, ds.ViewPosition = "L", "CC"
+    if spacing_mm:
+        ds.ImagerPixelSpacing = [spacing_mm, spacing_mm]
+    ds.PixelData = px.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 VIA_HEADER = "#filename,file_size,file_attributes,region_count,region_id,region_shape_attributes,region_attributes"
 
 

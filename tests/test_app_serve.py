@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from data_fixtures import write_mammogram_dicom
+
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -85,37 +87,6 @@ def client(server, tmp_path_factory):
     return Client(server.url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
 
 
-def write_dicom(path: Path, pixels_u8: np.ndarray, monochrome1: bool, spacing_mm: float | None) -> Path:
-    """A mammography DICOM (12-bit, windowed, UIDs as a modality writes them) from 8-bit pixels."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    px = pixels_u8.astype(np.uint16) * 16
-    if monochrome1:
-        px = 4095 - px
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray, for presentation
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
-    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "P1", "Test^Patient", "", "F"
-    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = "20240101", "120000", "", "", "1"
-    ds.SeriesNumber, ds.InstanceNumber, ds.Modality, ds.Manufacturer = 1, 1, "MG", "TEST"
-    ds.Rows, ds.Columns = px.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
-    ds.ImageLaterality, ds.ViewPosition = "L", "CC"
-    if spacing_mm:
-        ds.ImagerPixelSpacing = [spacing_mm, spacing_mm]
-    ds.PixelData = px.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def grey(path) -> np.ndarray:
     from PIL import Image
 
@@ -161,7 +132,7 @@ def test_segment_dicom_monochrome1_gives_mm2_and_dicom_seg(client, sample_images
     from gradio_client import handle_file
 
     img = grey(sample_images[1])[::2, ::2]  # 256 x 256 keeps it quick
-    dcm = write_dicom(tmp_path / "mg.dcm", img, monochrome1=True, spacing_mm=0.1)
+    dcm = write_mammogram_dicom(tmp_path / "mg.dcm", img, monochrome1=True, spacing_mm=0.1)
     overlay, table, _, files, summary = client.predict(handle_file(str(dcm)), RANDOM_RUN, 0.0, 0.5, api_name="/segment")
     assert table["headers"][3] == "area (mm²)" and "pixel spacing 0.1 x 0.1 mm" in summary
     names = {Path(f).name: f for f in files}

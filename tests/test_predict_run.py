@@ -12,7 +12,7 @@ model_mod = pytest.importorskip("modise.model")
 if not hasattr(model_mod, "build_model"):
     pytest.skip("model part not available yet", allow_module_level=True)
 
-from test_predict_io import write_mammogram_dicom  # noqa: E402
+from data_fixtures import write_mammogram_dicom  # noqa: E402
 
 
 @pytest.fixture(scope="module")
