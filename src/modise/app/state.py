@@ -156,7 +156,10 @@ class AppState:
             from modise.data.phantoms import CATEGORIES
             from modise.model import build_model
 
+            import torch
+
             s = self.settings
+            torch.manual_seed(s.seed)  # the trainable heads too: the same offline model in every server
             model = build_model(s.preset, s.size, random_weights=True, categories=list(CATEGORIES))
             return Predictor(model, CATEGORIES, s.random_image_size, *RANDOM_THRESHOLDS, device=s.device or "cpu")
         if run not in self.run_paths:
