@@ -132,8 +132,10 @@ def test_lora_trains_adapters_only_and_saves_a_plain_pipeline(tmp_path, sample_i
         assert im.size == (64, 64) and np.asarray(im).std() > 0
 
         # The shared adapter on the same base gives the merged UNet's output.
-        base = build_random_pipeline("tiny")
-        x, cond = torch.randn(1, 4, 8, 8), torch.randn(1, 77, 32)
+        # Inputs on the loaded pipeline's device (CUDA when there is one): a CPU tensor here failed there.
+        base = build_random_pipeline("tiny").to(loaded.device)
+        x = torch.randn(1, 4, 8, 8, device=loaded.device)
+        cond = torch.randn(1, 77, 32, device=loaded.device)
         with torch.no_grad():
             plain = base.unet(x, 10, encoder_hidden_states=cond).sample
             base.load_lora_weights(str(run / "lora"))

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from modise.errors import ModiseError
+from modise.synthesis.cli_checks import positive, side
 
 mame_app = typer.Typer(help="Train your own MAM-E: prepare mammograms with prompts, fine-tune SD.", no_args_is_help=True)
+
+
+class SizeChoice(str, Enum):
+    full = "full"
+    tiny = "tiny"
+
+
+class RecipeChoice(str, Enum):
+    mame = "mame"
+    light = "light"
+
+
+def _say(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[dim]mame train:[/] {msg}", highlight=False, soft_wrap=True)
 
 
 def _warn(msg: str) -> None:
@@ -57,28 +75,34 @@ def train(
     base: Optional[str] = typer.Option(None, "--base", help="Base pipeline hub id or folder [SD 1.5 / SD inpainting]."),
     out: Path = typer.Option(..., "--out", help="Run folder; ends as a diffusers pipeline for --model."),
     inpainting: bool = typer.Option(False, "--inpainting", help="Train the 9-channel inpainting UNet."),
-    size: str = typer.Option("full", "--size", help="full | tiny (with --random-weights)."),
+    size: SizeChoice = typer.Option("full", "--size", help="full (SD 1.5) | tiny (with --random-weights)."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Random-weight base, offline."),
-    max_steps: int = typer.Option(1000, "--max-steps", min=1, help="Total optimizer steps (resume counts on)."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Constant AdamW learning rate [1e-6 (MAM-E); LoRA 1e-4]."),
-    grad_accum: int = typer.Option(1, "--grad-accum", min=1),
-    clip: float = typer.Option(1.0, "--clip", help="Gradient-norm clip (0 = off)."),
+    recipe: Optional[RecipeChoice] = typer.Option(
+        None, "--recipe", help="mame: MAM-E's batch 16 x accumulation 16, 6000 steps, lr 1e-6 | light: batch 1, "
+        "1000 steps [mame for --size full, else light]; the options below override it."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Total optimizer steps (resume counts on) [recipe]."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device per batch [recipe]."),
+    lr: Optional[float] = typer.Option(None, "--lr", callback=positive,
+                                       help="Constant AdamW learning rate [recipe: 1e-6; LoRA 1e-4]."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", min=0.0, help="AdamW weight decay [1e-2]."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", min=1, help="Gradient accumulation batches [recipe]."),
+    clip: Optional[float] = typer.Option(None, "--clip", min=0.0, help="Gradient-norm clip, 0 = off [1.0]."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Lightning precision [bf16-mixed on GPU, else 32]."),
-    devices: str = typer.Option("auto", "--devices"),
-    num_nodes: int = typer.Option(1, "--num-nodes", min=1),
-    resolution: Optional[int] = typer.Option(None, "--resolution", help="Training side [the model's, 512]."),
-    val_every: int = typer.Option(500, "--val-every", help="Validation strip every N steps (0 = never)."),
-    val_steps: int = typer.Option(20, "--val-steps", help="Sampling steps of validation images."),
-    ckpt_every: int = typer.Option(500, "--ckpt-every", help="Checkpoint every N steps."),
+    devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, a count, or a list like 0,1."),
+    num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines taking part."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", callback=side,
+                                              help="Training side, a multiple of 8 [the model's, 512]."),
+    val_every: int = typer.Option(500, "--val-every", min=0, help="Validation strip every N steps (0 = never)."),
+    val_steps: int = typer.Option(20, "--val-steps", min=1, help="Sampling steps of validation images."),
+    ckpt_every: int = typer.Option(500, "--ckpt-every", min=1, help="Checkpoint every N steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/checkpoints/last.ckpt."),
     freeze_text_encoder: bool = typer.Option(False, "--freeze-text-encoder", help="Train the UNet only."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters on the UNet attention, not the full model."),
     lora_rank: int = typer.Option(8, "--lora-rank", min=1, help="LoRA rank (alpha = rank)."),
     lora_text_encoder: bool = typer.Option(False, "--lora-text-encoder",
                                            help="With --lora: adapters on the text encoder too [frozen]."),
-    seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(0, "--workers", help="DataLoader workers."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
+    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader workers."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty OUT."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
@@ -92,8 +116,6 @@ def train(
     if lora_text_encoder and freeze_text_encoder:
         raise ModiseError("--lora-text-encoder and --freeze-text-encoder contradict each other; pick one.")
     train_text_encoder = lora_text_encoder if lora else not freeze_text_encoder
-    if size not in ("full", "tiny"):
-        raise ModiseError(f"--size must be full or tiny, not '{size}'.")
     if not resume:
         check_output_dir(out, overwrite)
         if out.is_dir() and overwrite:
@@ -102,11 +124,14 @@ def train(
     from modise.synthesis.mame_train import train_mame
 
     summary = train_mame(
-        data, out, base, size, random_weights, inpainting, max_steps, batch_size, lr, grad_accum, clip, precision,
-        devices, num_nodes, resolution, val_every, val_steps, ckpt_every, resume, train_text_encoder,
-        lora_rank if lora else 0, seed, workers,
+        data, out, base, str(size.value if hasattr(size, "value") else size), random_weights, inpainting,
+        max_steps=max_steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, clip=clip, precision=precision,
+        devices=devices, num_nodes=num_nodes, resolution=resolution, val_every=val_every, val_steps=val_steps,
+        ckpt_every=ckpt_every, resume=resume, train_text_encoder=train_text_encoder,
+        lora_rank=lora_rank if lora else 0, seed=seed, num_workers=workers,
+        recipe=recipe.value if recipe is not None else None, weight_decay=weight_decay, say=_say,
     )
     summary["out"] = str(out)
     typer.echo(json.dumps(summary) if as_json else
-               f"trained to step {summary['global_step']}; pipeline in {out} (loss {summary['loss_before']:.4f} -> "
-               f"{summary.get('loss_after', float('nan')):.4f})")
+               f"trained to step {summary['global_step']} (effective batch {summary['effective_batch']}); "
+               f"pipeline in {out} (loss {summary['loss_before']:.4f} -> {summary.get('loss_after', float('nan')):.4f})")

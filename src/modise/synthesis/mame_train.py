@@ -122,8 +122,9 @@ class MameModule(L.LightningModule):
 
     def __init__(self, vae: Any, text_encoder: Any, unet: Any, tokenizer: Any, noise_scheduler: Any,
                  lr: float = 1e-6, train_text_encoder: bool = True, inpainting: bool = False,
-                 lora_rank: int = 0) -> None:
+                 lora_rank: int = 0, weight_decay: float = 1e-2) -> None:
         super().__init__()
+        self.weight_decay = weight_decay
         self.vae, self.text_encoder, self.unet = vae, text_encoder, unet
         self.tokenizer, self.noise_scheduler = tokenizer, noise_scheduler
         self.lr, self.train_text_encoder, self.inpainting = lr, train_text_encoder, inpainting
@@ -170,7 +171,7 @@ class MameModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(params, lr=self.lr, weight_decay=1e-2)  # constant LR, as MAM-E
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)  # constant LR, as MAM-E
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.lora_rank:  # a few MB of adapters instead of the whole frozen pipeline
@@ -198,11 +199,14 @@ class ValidationStrip(L.Callback):
                  mask: np.ndarray | None = None, image: np.ndarray | None = None) -> None:
         self.out, self.every, self.prompts, self.resolution, self.steps = out, every, prompts, resolution, steps
         self.mask, self.image = mask, image
+        self.done = -1
 
     def on_train_batch_end(self, trainer: L.Trainer, module: MameModule, *args: Any) -> None:
         step = trainer.global_step
-        if self.every <= 0 or step % self.every or not trainer.is_global_zero:
+        # With gradient accumulation several batches end at the same global_step: draw once.
+        if self.every <= 0 or step == 0 or step % self.every or step == self.done or not trainer.is_global_zero:
             return
+        self.done = step
         from modise.synthesis.generate import generate_images, image_grid
         from modise.synthesis.inpaint import inpaint_lesion
 
@@ -261,22 +265,62 @@ def save_pipeline(module: MameModule, out: Path) -> None:
 
 
 @torch.no_grad()
-def fixed_loss(module: MameModule, dataset: Dataset, seed: int = 0, repeats: int = 2) -> float:
-    """Loss over the whole set with fixed noise and timesteps: comparable before/after training."""
+def fixed_loss_tensor(module: MameModule, dataset: Dataset, seed: int = 0, repeats: int = 2,
+                      max_images: int = 16) -> torch.Tensor:
+    """Mean loss over the first ``max_images`` images with fixed noise and timesteps, as a 0-d tensor.
+
+    Runs wherever ``module`` is: batches go to its device and the random draws come from a
+    generator seeded there, so the value is comparable before and after training.
+    """
     was = module.training
     module.eval()
-    devices = module.device
+    device = next(module.parameters()).device
     state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    total, count = 0.0, 0
+    cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    torch.manual_seed(seed)  # seeds every device's default generator (randn_like, randint, VAE sample)
+    total, count = torch.zeros((), device=device), 0
     for _ in range(repeats):
-        for i in range(len(dataset)):
-            batch = {k: v[None].to(devices) for k, v in dataset[i].items()}
-            total += float(module.loss(batch))
+        for i in range(min(len(dataset), max_images)):
+            batch = {k: v[None].to(device) for k, v in dataset[i].items()}
+            total = total + module.loss(batch).float()
             count += 1
     torch.random.set_rng_state(state)
+    if cuda_state is not None:
+        torch.cuda.set_rng_state(cuda_state, device)
     module.train(was)
     return total / max(count, 1)
+
+
+def fixed_loss(module: MameModule, dataset: Dataset, seed: int = 0, repeats: int = 2, max_images: int = 16) -> float:
+    """:func:`fixed_loss_tensor` as a float."""
+    return float(fixed_loss_tensor(module, dataset, seed, repeats, max_images))
+
+
+class FixedLoss(L.Callback):
+    """The fixed-noise loss at the start and the end of ``fit``, on the training device (rank 0 only).
+
+    Lightning has moved the module to its device (and restored a resumed checkpoint) by
+    ``on_train_start``; at ``on_train_end`` the module is still there (teardown moves it to the CPU).
+    """
+
+    def __init__(self, dataset: Dataset, seed: int, say: Any = None) -> None:
+        self.dataset, self.seed, self.say = dataset, seed, say
+        self.before: float | None = None
+        self.after: float | None = None
+
+    def _measure(self, trainer: L.Trainer, module: MameModule, when: str) -> float | None:
+        if not trainer.is_global_zero:
+            return None
+        if self.say:
+            n = min(len(self.dataset), 16)
+            self.say(f"fixed-noise loss {when} training on {n} image(s), {module.device} ...")
+        return fixed_loss(module, self.dataset, self.seed)
+
+    def on_train_start(self, trainer: L.Trainer, module: MameModule) -> None:
+        self.before = self._measure(trainer, module, "before")
+
+    def on_train_end(self, trainer: L.Trainer, module: MameModule) -> None:
+        self.after = self._measure(trainer, module, "after")
 
 
 def train_mame(
@@ -286,11 +330,11 @@ def train_mame(
     size: str = "full",
     random_weights: bool = False,
     inpainting: bool = False,
-    max_steps: int = 1000,
-    batch_size: int = 1,
+    max_steps: int | None = None,
+    batch_size: int | None = None,
     lr: float | None = None,
-    grad_accum: int = 1,
-    clip: float = 1.0,
+    grad_accum: int | None = None,
+    clip: float | None = None,
     precision: str | None = None,
     devices: str = "auto",
     num_nodes: int = 1,
@@ -304,35 +348,45 @@ def train_mame(
     seed: int = 0,
     num_workers: int = 0,
     progress: bool = True,
+    recipe: str | None = None,
+    weight_decay: float | None = None,
+    say: Any = None,
 ) -> dict[str, Any]:
     """Fine-tune ``base`` (default SD 1.5 / SD inpainting) on a prepared folder; ``out`` becomes a pipeline.
 
-    ``lora_rank`` > 0 trains LoRA adapters instead (text encoder adapted only if ``train_text_encoder``);
-    ``lr`` defaults to 1e-6 for a full fine-tune (MAM-E) and 1e-4 for LoRA.
+    ``recipe`` (default ``mame`` for ``size="full"``, else ``light``; see :mod:`mame_recipe`) sets
+    batch size, accumulation, steps, lr, weight decay and clip; every argument given overrides it.
+    ``lora_rank`` > 0 trains LoRA adapters instead (text encoder adapted only if ``train_text_encoder``;
+    lr 1e-4 unless given). The resolved settings go to ``out/run_config.json``. ``say`` (a
+    ``str -> None``) hears what happens before the first step.
     """
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
 
     from modise.model.sd_parts import build_scheduler
+    from modise.synthesis.mame_recipe import default_recipe, resolve_recipe
     from modise.synthesis.pipelines import load_inpaint, load_text2img, native_resolution
 
+    say = say or (lambda msg: None)
+    rec = resolve_recipe(recipe or default_recipe(size), lora=bool(lora_rank), batch_size=batch_size,
+                         grad_accum=grad_accum, max_steps=max_steps, lr=lr, weight_decay=weight_decay, clip=clip)
     L.seed_everything(seed, workers=True, verbose=False)
     ckpt = out / "checkpoints" / "last.ckpt"
     if resume and not ckpt.is_file():
         raise ModiseError(f"{ckpt}: no checkpoint to resume from.")
     default_base = "stable-diffusion-v1-5/stable-diffusion-inpainting" if inpainting else "stable-diffusion-v1-5/stable-diffusion-v1-5"
     load = load_inpaint if inpainting else load_text2img
+    say(f"loading the base pipeline ({'random ' + size if random_weights else base or default_base}) ...")
+    # Loaded on the CPU; Lightning moves it to the training device before anything is computed.
     pipe = load(base or default_base, size=size, random_weights=random_weights, seed=seed, device="cpu")
     side = resolution or native_resolution(pipe)
     dataset = PromptImageFolder(data, pipe.tokenizer, side, inpainting)
     noise_scheduler = build_scheduler("ddpm") if random_weights else _ddpm_from(pipe.scheduler.config)
-    lr = lr if lr is not None else (1e-4 if lora_rank else 1e-6)
-    module = MameModule(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, noise_scheduler, lr,
-                        train_text_encoder, inpainting, lora_rank)
-    if resume:  # Lightning restores it again in fit(); loaded here so loss_before is the resumed model's
+    module = MameModule(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, noise_scheduler, rec.lr,
+                        train_text_encoder, inpainting, lora_rank, rec.weight_decay)
+    if resume:  # fails early and clearly on a checkpoint of another kind; fit() restores it again
         _load_checkpoint(module, ckpt)
-    loss_before = fixed_loss(module, dataset, seed)
     val_image = val_mask = None
     if inpainting:
         first = dataset[0]
@@ -342,21 +396,39 @@ def train_mame(
                             else VALIDATION_PROMPTS, side, val_steps, val_mask, val_image)
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=max(1, ckpt_every))
+    fixed = FixedLoss(dataset, seed, say)
+    bar = [RichProgressBar(console_kwargs={"stderr": True})] if progress else []
     trainer = L.Trainer(
-        max_steps=max_steps, accumulate_grad_batches=grad_accum, gradient_clip_val=clip or None,
+        max_steps=rec.max_steps, accumulate_grad_batches=rec.grad_accum, gradient_clip_val=rec.clip or None,
         precision=precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true"),
-        devices=devices, num_nodes=num_nodes, callbacks=[strip, checkpoint] + ([RichProgressBar(console_kwargs={"stderr": True})] if progress else []), logger=CSVLogger(out, name="logs"),
-        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1, default_root_dir=out,
+        devices=devices, num_nodes=num_nodes, callbacks=[fixed, strip, checkpoint] + bar,
+        logger=CSVLogger(out, name="logs"), enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=1, default_root_dir=out,
     )
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=False)
+    effective = rec.batch_size * rec.grad_accum * trainer.world_size
+    config = {"recipe": rec.to_json(), "effective_batch": effective, "world_size": trainer.world_size,
+              "data": str(data), "base": "random-" + size if random_weights else base or default_base,
+              "inpainting": inpainting, "resolution": side, "lora_rank": lora_rank, "seed": seed,
+              "precision": trainer.precision, "images": len(dataset), "resume": resume}
+    if trainer.is_global_zero:
+        (out / "run_config.json").write_text(json.dumps(config, indent=2))
+    say(f"recipe {rec.name}: batch {rec.batch_size} x accumulation {rec.grad_accum} x {trainer.world_size} "
+        f"device(s) = effective batch {effective}; {rec.max_steps} steps, lr {rec.lr:g}, "
+        f"weight decay {rec.weight_decay:g}, clip {rec.clip:g}; {len(dataset)} image(s)")
+    loader = DataLoader(dataset, batch_size=rec.batch_size, shuffle=True, num_workers=num_workers,
+                        drop_last=len(dataset) > rec.batch_size)  # MAM-E drops the last partial batch (config l.52)
     trainer.fit(module, loader, ckpt_path=str(ckpt) if resume else None)
     trainer.save_checkpoint(ckpt)
-    summary = {"global_step": int(trainer.global_step), "loss_before": loss_before, "images": len(dataset),
-               "inpainting": inpainting, "resolution": side, "lora_rank": lora_rank,
+    summary = {"global_step": int(trainer.global_step), "loss_before": fixed.before, "images": len(dataset),
+               "inpainting": inpainting, "resolution": side, "lora_rank": lora_rank, "recipe": rec.name,
+               "effective_batch": effective,
                "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad)}
     if trainer.is_global_zero:
+        if fixed.before is None:  # fit had nothing left to do (resumed at max_steps): measure here
+            fixed.before = fixed.after = fixed_loss(module, dataset, seed)
+            summary["loss_before"] = fixed.before
+        summary["loss_after"] = fixed.after
         module.to("cpu")
-        summary["loss_after"] = fixed_loss(module, dataset, seed)
         save_pipeline(module, out)
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,0 +1,80 @@
+"""`modise mame train`: MAM-E's recipe in the run config, and everything computed on the training device."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from modise.cli import app
+from tests.test_mame_train import _folder
+
+TINY = ["--size", "tiny", "--random-weights", "--resolution", "64"]
+
+
+def test_mame_recipe_is_the_original_config_and_default_for_full_size():
+    from modise.synthesis.mame_recipe import default_recipe, resolve_recipe
+
+    r = resolve_recipe(default_recipe("full"))
+    # experiments/with_prompt/fusion/config_file.yaml at dc9fead, lines 39-57
+    assert (r.name, r.batch_size, r.grad_accum, r.max_steps, r.lr, r.weight_decay, r.clip, r.train_text_encoder) == (
+        "mame", 16, 16, 6000, 1e-6, 1e-2, 1.0, True)
+    assert default_recipe("tiny") == "light"
+    assert resolve_recipe("mame", lora=True).lr == 1e-4  # LoRA's lr unless given
+    assert resolve_recipe("mame", max_steps=3, lr=2e-3).max_steps == 3
+
+
+def test_recipe_is_saved_in_the_run_config_and_the_effective_batch_printed(tmp_path, sample_images):
+    data = _folder(tmp_path / "d", sample_images)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["mame", "train", *TINY, "--recipe", "mame", "--max-steps", "1", "--lr", "1e-3",
+                                   "--val-every", "0", "--data", str(data), "--out", str(run), "--json"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    cfg = json.loads((run / "run_config.json").read_text())
+    assert cfg["recipe"] == {"name": "mame", "batch_size": 16, "grad_accum": 16, "max_steps": 1, "lr": 1e-3,
+                             "weight_decay": 0.01, "clip": 1.0, "train_text_encoder": True}
+    assert cfg["effective_batch"] == 256 and cfg["world_size"] == 1
+    assert "effective batch 256" in res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1])["global_step"] == 1
+
+
+def test_fixed_loss_runs_inside_fit_on_the_training_device(tmp_path, sample_images, monkeypatch):
+    """Issue 12: the fixed-noise loss ran the whole VAE on the CPU before Lightning moved the model."""
+    from modise.synthesis import mame_train
+
+    seen = []
+    real = mame_train.fixed_loss
+
+    def spy(module, *args, **kwargs):
+        trainer = module._trainer
+        seen.append(trainer is not None and next(module.parameters()).device == trainer.strategy.root_device)
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(mame_train, "fixed_loss", spy)
+    data = _folder(tmp_path / "d", sample_images)
+    res = CliRunner().invoke(app, ["mame", "train", *TINY, "--max-steps", "1", "--val-every", "0", "--data", str(data),
+                                   "--out", str(tmp_path / "run"), "--json"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert seen == [True, True]  # before and after, both inside fit on the strategy's device
+    assert "fixed-noise loss before training" in res.stderr  # said before the first step
+
+
+@pytest.mark.parametrize("inpainting,lora", [(False, 0), (False, 4), (True, 4)], ids=["full", "lora", "inpaint-lora"])
+def test_loss_creates_no_cpu_tensor_when_the_model_is_elsewhere(tmp_path, sample_images, inpainting, lora):
+    """The model on PyTorch's meta device: any tensor made on the CPU inside the loss raises."""
+    from modise.model.sd_parts import build_scheduler
+    from modise.synthesis.mame_train import MameModule, PromptImageFolder, fixed_loss_tensor
+    from modise.synthesis.pipelines import build_random_pipeline
+
+    pipe = build_random_pipeline("tiny", inpainting=inpainting)
+    ddpm = build_scheduler("ddpm")  # the training scheduler, as train_mame uses
+    module = MameModule(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, ddpm, lora_rank=lora,
+                        train_text_encoder=True, inpainting=inpainting).to("meta")
+    dataset = PromptImageFolder(_folder(tmp_path / "d", sample_images, inpainting), pipe.tokenizer, 64, inpainting)
+    loss = fixed_loss_tensor(module, dataset, repeats=1)
+    assert loss.device.type == "meta" and loss.shape == ()
+    batch = {k: v[None].to("meta") for k, v in dataset[0].items()}
+    assert module.loss(batch).device.type == "meta"
+    assert torch.zeros(()).device.type == "cpu"  # the default device is untouched
