@@ -96,7 +96,7 @@ def generate(
             with step_progress(len(prompts) * len(guidances) * steps, "guidance sweep") as cb:
                 grid, cells = sweep(pipe, prompts, guidances, seed, steps, laterality, side, cb)
             grid.save(stage / "guidance_sweep.png")
-            records = [dict(c, file_name="guidance_sweep.png", **common) for c in cells]
+            records = [dict(c, file_name="guidance_sweep.png", **common, **_concepts(c["prompt"])) for c in cells]
             files = ["guidance_sweep.png"]
         else:
             with step_progress(n * steps, "generating") as cb:
@@ -106,10 +106,21 @@ def generate(
                 name = f"mame_{i:04d}_seed{seed + i}.png"
                 im.save(stage / name)
                 files.append(name)
-                records.append(dict(file_name=name, prompt=text, seed=seed + i, guidance=guidance, **common))
+                records.append(dict(file_name=name, prompt=text, seed=seed + i, guidance=guidance, **common,
+                                    **_concepts(text)))
         write_metadata_jsonl(stage / "metadata.jsonl", records)
-    summary = {"out": str(out), "prompt": text, "files": files}
+    summary = {"out": str(out), "prompt": text, "files": files, **_concepts(text)}
+    if summary["concept_extrapolation"]:
+        _warn(f"the prompt combines {summary['extrapolation']}: concept extrapolation, as on the MAM-E poster.")
     _report(summary, as_json, f"wrote {len(files)} image(s) to {out} (prompt: {text})")
+
+
+def _concepts(prompt: str) -> dict:
+    """Metadata fields saying whether ``prompt`` mixes concepts no MAM-E training caption held."""
+    from modise.synthesis.prompts import extrapolation
+
+    why = extrapolation(prompt)
+    return {"concept_extrapolation": why is not None, "extrapolation": why}
 
 
 def _read_mask(path: Path, shape: tuple[int, int]):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from modise.errors import ModiseError
-from modise.synthesis.prompts import INPAINT_PROMPT, area_word, build_prompt, density_word
+from modise.synthesis.prompts import INPAINT_PROMPT, area_word, density_word, training_caption
 
 SATURATION = {"hologic": 4095.0, "siemens": 3500.0}  # MAM-E's 8-bit conversion per vendor
 VIEW_COLUMNS = ("view_position", "view", "ViewPosition")
@@ -146,18 +146,27 @@ def _first(row: dict[str, Any], names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _is_healthy(value: Any) -> bool:
-    """VinDr's finding_categories is a Python-list string; healthy is exactly ['No Finding']."""
+def _categories(value: Any) -> list[str]:
+    """VinDr's finding_categories, a Python-list string, as a list."""
     try:
         cats = ast.literal_eval(str(value))
     except (ValueError, SyntaxError):
         cats = [str(value)]
-    cats = cats if isinstance(cats, list) else [cats]
-    return [str(c).strip() for c in cats] == ["No Finding"]
+    return [str(c).strip() for c in (cats if isinstance(cats, list) else [cats])]
+
+
+def _is_healthy(value: Any) -> bool:
+    """Healthy is exactly ['No Finding']."""
+    return _categories(value) == ["No Finding"]
+
+
+# The finding lists MAM-E kept for inpainting (masks_generation_vindr.py:28).
+MASS_CATEGORIES = ({"Mass"}, {"Suspicious Calcification", "Mass"})
 
 
 def _is_mass(value: Any) -> bool:
-    return "Mass" in str(value)
+    """A VinDr finding MAM-E inpainted: exactly ['Mass'] or ['Suspicious Calcification', 'Mass']."""
+    return set(_categories(value)) in MASS_CATEGORIES
 
 
 def read_table(csv: Path) -> list[dict[str, Any]]:
@@ -219,32 +228,38 @@ def prepare_folder(
     for path, items in groups.items():
         line, row = items[0]
         has_findings = "finding_categories" in row
-        boxes = None
         if inpainting:
-            boxes = []
-            for _, r in items:
+            # One (image, mask) pair per Mass finding, one filled box each (masks_generation_vindr.py:25-29,45-118).
+            jobs = []
+            for ln, r in items:
                 if has_findings and not _is_mass(r.get("finding_categories")):
                     continue
                 try:
-                    boxes.append(tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")))
+                    jobs.append((ln, [tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))]))
                 except (KeyError, ValueError):
-                    continue
-            if not boxes:
+                    warn(f"{csv} line {ln}: a Mass finding without a usable box; skipped.")
+            if not jobs:
                 continue
         elif has_findings and not all(_is_healthy(r.get("finding_categories")) for _, r in items):
             continue
+        else:
+            jobs = [(line, None)]
         if not path.is_file():
             warn(f"{csv} line {line}: {path} not found; skipped.")
             continue
-        try:
-            prep = prepare_image(path, row, vendor, boxes=boxes, side=side)
-        except ModiseError as e:
-            warn(f"{e} Skipped.")
-            continue
-        rec = _write(out, path, prep, inpainting, len(records))
-        if prep.notes and not inpainting:
-            warn(f"{path}: {', '.join(prep.notes)}; shorter prompt '{rec['text']}'.")
-        records.append(rec)
+        for ln, boxes in jobs:
+            try:
+                prep = prepare_image(path, row, vendor, boxes=boxes, side=side)
+            except ModiseError as e:
+                warn(f"{e} Skipped.")
+                break
+            if boxes is not None and (prep.mask is None or not prep.mask.any()):
+                warn(f"{csv} line {ln}: the box of {path.name} falls outside the {side}x{side} frame; skipped.")
+                continue
+            rec = _write(out, path, prep, inpainting, len(records))
+            if prep.notes and not inpainting:
+                warn(f"{path}: {', '.join(prep.notes)}; shorter prompt '{rec['text']}'.")
+            records.append(rec)
     if not records:
         raise ModiseError(f"No usable images found through {csv}.")
     write_metadata_jsonl(out / "metadata.jsonl", records)
@@ -284,7 +299,8 @@ def _write(out: Path, src: Path, prep: Prepared, inpainting: bool, index: int) -
     name = f"{index:06d}_{src.stem}.png"
     Image.fromarray(prep.pixels).save(out / name)
     f = prep.fields
-    text = INPAINT_PROMPT if inpainting else build_prompt(f["vendor"], f["view"], f["density"], f["area"])
+    # One concept per vendor, as MAM-E captioned its training data (prompts.training_caption).
+    text = INPAINT_PROMPT if inpainting else training_caption(f["vendor"], f["view"], f["density"], f["area"])
     rec = {"file_name": name, "text": text, "source": str(src), **f}
     if inpainting and prep.mask is not None:
         mname = f"{index:06d}_{src.stem}_mask.png"

@@ -27,9 +27,9 @@ from modise.errors import ModiseError
 
 LORA_UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 LORA_TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
-VALIDATION_PROMPTS = (
-    "a siemens mammogram in CC view with small area and low density",
-    "a hologic mammogram in MLO view with big area and high density",
+VALIDATION_PROMPTS = (  # one training caption per vendor (prompts.training_caption)
+    "a siemens mammogram in CC view with low density",
+    "a hologic mammogram in MLO view with big area",
 )
 
 

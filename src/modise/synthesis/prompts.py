@@ -1,8 +1,14 @@
-"""MAM-E's prompt vocabulary and builder.
+"""MAM-E's prompt vocabulary, training captions and prompt builder.
 
-MAM-E's text-to-image model was fine-tuned on captions of the form
-``a {vendor} mammogram in {view} view with {area} area and {density} density``
-(or density before area); any part can be left out, and is dropped with its words.
+MAM-E captioned each vendor's images with one concept: Hologic (OMI-DB) images
+``a hologic mammogram in {view} view with {area} area`` and Siemens (VinDr-Mammo) images
+``a siemens mammogram in {view} view with {density} density``
+(``dataset_analysis/prompt_generation/prompt_saving.py:38``,
+``prompt_generation/vindr-mammo/prompt_saving.py:34-35``, vendor word added by
+``dataset_analysis/fusion/create_fusion.py:43-46``). :func:`training_caption` writes them so.
+
+Prompts for generation may combine concepts (``... with high density and small area``, as
+on the MAM-E poster): :func:`extrapolation` says when no training caption held such a mix.
 """
 
 from __future__ import annotations
@@ -45,6 +51,38 @@ def area_word(fraction: float) -> str:
         if fraction < limit:
             return word
     return "big"
+
+
+# Which concept each vendor's training captions carried (see the module docstring).
+CAPTION_CONCEPT = {"hologic": "area", "siemens": "density"}
+
+
+def training_caption(vendor: str | None, view: str | None, density: str | None, area: str | None) -> str:
+    """The caption MAM-E trained on: Hologic with its area, Siemens with its density.
+
+    Another or unknown vendor gets density when it is known (VinDr-like metadata), else area.
+    """
+    concept = CAPTION_CONCEPT.get((vendor or "").lower()) or ("density" if density_word(density) else "area")
+    if concept == "density":
+        return build_prompt(vendor, view, density=density)
+    return build_prompt(vendor, view, area=area)
+
+
+def extrapolation(prompt: str) -> str | None:
+    """Why ``prompt`` combines concepts no MAM-E training caption held, or None if one could have.
+
+    Training captions hold one concept each: area with Hologic, density with Siemens.
+    """
+    text = f" {prompt.lower()} "
+    vendor = next((v for v in VENDORS if f" {v} " in text), None)
+    area, density = " area " in text or text.rstrip().endswith(" area"), " density" in text
+    if area and density:
+        return "area and density together (training captions held one of them)"
+    if vendor == "siemens" and area:
+        return "siemens with an area (siemens images were captioned with density only)"
+    if vendor == "hologic" and density:
+        return "hologic with a density (hologic images were captioned with area only)"
+    return None
 
 
 def build_prompt(
