@@ -1,4 +1,7 @@
-"""Measure pseudo-mask Dice vs radiologist masks (box / bare recipe / modise) and conversion speed.
+"""Measure pseudo-mask Dice vs radiologist masks and conversion speed.
+
+Recipes: the box itself, ``paper`` (the M-ODISE paper's blur sigma 7 + Otsu + concave hull,
+``prepare vindr --pseudo-mask paper``, the default) and ``refined`` (modise's, ``--pseudo-mask refined``).
 
 Run: python benchmarks/bench_prepare.py [--sample ../shared/data/cdd_cesm_sample] [--n 200]
 """
@@ -22,14 +25,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pseudo_mask_dice(sample: Path) -> dict:
-    scores: dict[str, list[float]] = {"box": [], "bare_recipe": [], "modise": []}
+    scores: dict[str, list[float]] = {"box": [], "paper": [], "refined": []}
     for p in sorted((sample / "images").glob("*.jpg")):
         img = read_image(p).pixels
         mask = np.asarray(Image.open(sample / "masks" / p.name).convert("L")) >= 128
         for box, comp in pm.lesion_boxes(mask):
             scores["box"].append(pm.dice(pm.box_mask(mask.shape, box), comp))
-            scores["bare_recipe"].append(pm.dice(pm.bare_pseudo_mask(img, box), comp))
-            scores["modise"].append(pm.dice(pm.pseudo_mask(img, box), comp))
+            for recipe in pm.RECIPES:
+                scores[recipe].append(pm.dice(pm.recipe_mask(recipe, img, box), comp))
     return {"lesions": len(scores["box"]), **{k: round(float(np.mean(v)), 4) for k, v in scores.items()}}
 
 

@@ -64,3 +64,61 @@ def test_inpainting_data_is_one_box_mask_per_mass_finding(tmp_path):
         assert mask.sum() == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)  # one filled box
     tops = sorted(int(np.nonzero(np.asarray(Image.open(out / r["mask_file_name"])) > 127)[0].min()) for r in recs)
     assert tops[0] < 20 < tops[1]  # the two masses, each in its own mask
+
+
+def test_cdd_cesm_rows_without_an_image_file_are_named(tmp_path):
+    import pandas as pd
+
+    from tests import data_fixtures as fx
+
+    root = fx.make_cdd_cesm(tmp_path / "cdd")
+    xlsx = root / "Radiology manual annotations.xlsx"
+    df = pd.read_excel(xlsx, dtype=str)
+    extra = pd.DataFrame({"Image_name": ["P5_L_DM_CC.jpg", None], "Patient_ID": ["5", "9"], "Side": ["L", "L"],
+                          "Type": ["DM", "DM"], "View": ["CC", "CC"],
+                          "Pathology Classification/ Follow up": ["Benign", "Benign"]})
+    pd.concat([df, extra], ignore_index=True).to_excel(xlsx, index=False)
+    csv = root / "Radiology_hand_drawn_segmentations_v2.csv"
+    csv.write_text(csv.read_text() + fx.via_row("P5_L_DM_CC.jpg", {"name": "circle", "cx": 30, "cy": 30, "r": 5}) + "\n")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["prepare", "cdd-cesm", "--root", str(root), "--out", str(out), "--json", "-q"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "prepare_report.json").read_text())
+    skipped = {(s["file"], s["row"]): s["reason"] for s in report["skipped"]}
+    assert "P5_L_DM_CC: no image file" in skipped[(xlsx.name, 8)]  # the workbook row, spreadsheet numbering
+    assert "without an image name" in skipped[(xlsx.name, 9)]
+    assert "P5_L_DM_CC" in skipped[(csv.name, 11)]  # its region row too
+    assert report["excluded_normal_files"] == ["Low energy images of CDD-CESM/P3_L_DM_CC.jpg"]
+    # Only the modality being converted: with --modality CM the DM row is not reported missing
+    res = CliRunner().invoke(app, ["prepare", "cdd-cesm", "--root", str(root), "--out", str(tmp_path / "cm"),
+                                   "--modality", "CM", "-q"])
+    report = json.loads((tmp_path / "cm" / "prepare_report.json").read_text())
+    assert not any("P5_L_DM_CC" in s["reason"] for s in report["skipped"])
+
+
+def test_vindr_pseudo_mask_switch_defaults_to_the_paper_recipe(tmp_path):
+    from modise.data import pseudomask as pm
+    from modise.data.dataset import PanopticDataset
+    from modise.data.imageio import read_image
+    from tests import data_fixtures as fx
+
+    root = fx.make_vindr(tmp_path / "vindr")
+    px = read_image(root / "images" / "s3" / "im3.dicom").pixels
+    box = (18, 28, 42.5, 52)  # im3's row in the fixture CSV
+    got = {}
+    for recipe in (None, "paper", "refined"):
+        out = tmp_path / f"o-{recipe}"
+        flags = ["--pseudo-mask", recipe] if recipe else []
+        res = CliRunner().invoke(app, ["prepare", "vindr", "--root", str(root), "--out", str(out), "-q", *flags])
+        assert res.exit_code == 0, res.output
+        assert json.loads((out / "prepare_report.json").read_text())["pseudo_mask"] == (recipe or "paper")
+        ds = PanopticDataset(out)
+        (item,) = [ds[i] for i in range(len(ds)) if ds[i]["file_name"] == "im3.png"]
+        got[recipe] = item["masks"][0].numpy().astype(bool)
+    assert np.array_equal(got[None], got["paper"])
+    assert np.array_equal(got["paper"], pm.bare_pseudo_mask(px, box))
+    assert np.array_equal(got["refined"], pm.pseudo_mask(px, box))
+    assert not np.array_equal(got["paper"], got["refined"])
+    res = CliRunner().invoke(app, ["prepare", "vindr", "--root", str(root), "--out", str(tmp_path / "x"),
+                                   "--pseudo-mask", "otsu"])
+    assert res.exit_code == 2 and not (tmp_path / "x").exists()

@@ -35,8 +35,11 @@ def clean_name(name: Any) -> str:
     return re.sub(r"\.(jpe?g|png)$", "", s, flags=re.IGNORECASE)
 
 
-def read_labels(xlsx: Path) -> dict[str, dict[str, str]]:
-    """Image name -> {pathology, patient_id} from the annotations workbook."""
+def read_labels(xlsx: Path, problems: list[tuple[int, str]] | None = None) -> dict[str, dict[str, Any]]:
+    """Image name -> {pathology, patient_id, row} from the annotations workbook.
+
+    ``row`` is the spreadsheet row (header = 1); rows without an image name go to ``problems``.
+    """
     import pandas as pd
 
     try:
@@ -50,13 +53,15 @@ def read_labels(xlsx: Path) -> dict[str, dict[str, str]]:
         raise ModiseError(f"{xlsx}: needs the columns 'Image_name' and 'Pathology Classification/ Follow up'.")
     pid_col = next((c for c in df.columns if c.lower().replace(" ", "") == "patient_id"), None)
     out: dict[str, dict[str, str]] = {}
-    for _, row in df.iterrows():
-        if not isinstance(row[name_col], str):
+    for i, (_, row) in enumerate(df.iterrows(), start=2):
+        if not isinstance(row[name_col], str) or not row[name_col].strip():
+            if problems is not None:
+                problems.append((i, "row without an image name"))
             continue
         name = clean_name(row[name_col]).upper()
         pathology = str(row[path_col]).strip().capitalize()
         pid = str(row[pid_col]).strip() if pid_col and isinstance(row[pid_col], str) else ""
-        out[name] = {"pathology": pathology, "patient_id": pid}
+        out[name] = {"pathology": pathology, "patient_id": pid, "row": i}
     return out
 
 
@@ -103,15 +108,18 @@ def prepare_cdd_cesm(
     folders = {m: find_child(root, FOLDERS[m]) for m in mods}
     xlsx = find_child(root, "Radiology manual annotations.xlsx", "*annotations*.xlsx")
     csv = find_child(root, "Radiology_hand_drawn_segmentations_v2.csv", "*segmentation*.csv")
-    labels = read_labels(xlsx)
+    label_problems: list[tuple[int, str]] = []
+    labels = read_labels(xlsx, label_problems)
     regions = read_regions(csv)
     files = sorted((p, m) for m, d in folders.items() for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     cat_of = {c.name: c.id for c in CATEGORIES}
-    excluded_normal = 0
+    excluded_normal: list[str] = []
+    seen: set[str] = set()
     with output_dir(out, overwrite) as stage:
         w = PanopticWriter(stage, CATEGORIES, source="cdd-cesm", strict=strict, quiet=quiet)
         for path, mod in progress(files, "CDD-CESM", enabled=not quiet):
             name = clean_name(path.name).upper()
+            seen.add(name)
             rel = f"{path.parent.name}/{path.name}"
             m = NAME_RE.match(name)
             if m is None:
@@ -122,7 +130,7 @@ def prepare_cdd_cesm(
                 continue
             pathology = labels[name]["pathology"]
             if pathology == "Normal" and not include_normal:
-                excluded_normal += 1
+                excluded_normal.append(rel)
                 continue
             if pathology not in cat_of and pathology != "Normal":
                 w.skip(rel, f"unknown pathology '{pathology}' in {xlsx.name}")
@@ -164,4 +172,30 @@ def prepare_cdd_cesm(
                 w.add(name, segments, pixels=resize_pixels(read_image(path).pixels, scale), **common)
             else:
                 w.add(name, segments, copy_from=path, **common)
-        return w.finish(k=k, seed=seed, excluded_normal=excluded_normal, modality=modality.lower())
+        _skip_rows_without_files(w, labels, label_problems, regions, seen, mods, xlsx.name, csv.name)
+        return w.finish(k=k, seed=seed, excluded_normal=len(excluded_normal), excluded_normal_files=excluded_normal,
+                        modality=modality.lower())
+
+
+def _skip_rows_without_files(w: Any, labels: dict[str, dict[str, Any]], label_problems: list[tuple[int, str]],
+                             regions: dict[str, list[tuple[int, Any]]], seen: set[str], mods: list[str],
+                             xlsx: str, csv: str) -> None:
+    """Name every workbook row and region row whose image file is not in the release (or has no name)."""
+
+    def where(name: str) -> str | None:
+        """The folder the image should be in, or None when it is of a modality not converted."""
+        m = NAME_RE.match(name)
+        mod = m.group(3).upper() if m else None
+        return FOLDERS[mod] if mod in mods else None if m else "the image folders"
+
+    for row, reason in label_problems:
+        w.skip(xlsx, reason, row=row)
+    for name, info in labels.items():
+        folder = where(name)
+        if name not in seen and folder is not None:
+            w.skip(xlsx, f"{name}: no image file {name}.jpg in '{folder}'", row=info["row"])
+    for name, rows in regions.items():
+        folder = where(name)
+        if name not in seen and folder is not None:
+            for row, _ in rows:
+                w.skip(csv, f"{name}: region of an image with no file in '{folder}'", row=row)

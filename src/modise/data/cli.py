@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -62,6 +63,11 @@ def cdd_cesm(
     _done(report, out, as_json)
 
 
+class PseudoMaskRecipe(str, Enum):
+    paper = "paper"
+    refined = "refined"
+
+
 @prepare_app.command("vindr")
 def vindr(
     root: Annotated[Path, typer.Option("--root", help="VinDr-Mammo folder (finding_annotations.csv, images/).")],
@@ -76,11 +82,15 @@ def vindr(
     overwrite: Overwrite = False,
     as_json: Json = False,
     quiet: Quiet = False,
+    pseudo_mask: Annotated[PseudoMaskRecipe, typer.Option(
+        "--pseudo-mask", help="paper: blur, Otsu, concave hull as the M-ODISE paper | refined: modise's (centre "
+        "prior, nearest component, holes filled; closer to radiologists, see README).")] = "paper",
 ) -> None:
     """VinDr-Mammo: DICOM -> 8-bit PNG, each box -> a pseudo-mask segment, class by finding_birads."""
     from modise.data.vindr import prepare_vindr
 
-    report = prepare_vindr(root, out, _split(classes), sigma, include_normal, max_size, strict, overwrite, folds, seed, quiet)
+    report = prepare_vindr(root, out, _split(classes), sigma, include_normal, max_size, strict, overwrite, folds, seed,
+                           quiet, pseudo_mask=getattr(pseudo_mask, "value", pseudo_mask))
     _done(report, out, as_json)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 Box = tuple[float, float, float, float]
+RECIPES = ("paper", "refined")  # bare_pseudo_mask (the paper as written) | pseudo_mask (modise's)
 
 
 def clip_box(box_xyxy: Box, height: int, width: int) -> tuple[int, int, int, int] | None:
@@ -172,3 +173,12 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     """2|A∩B| / (|A|+|B|) of two bool masks (1.0 when both are empty)."""
     s = int(a.sum()) + int(b.sum())
     return 1.0 if s == 0 else 2.0 * int(np.logical_and(a, b).sum()) / s
+
+
+def recipe_mask(recipe: str, image: np.ndarray, box_xyxy: Box, sigma: float = 7.0) -> np.ndarray:
+    """The pseudo-mask of ``recipe`` ("paper": :func:`bare_pseudo_mask`, "refined": :func:`pseudo_mask`)."""
+    if recipe == "paper":
+        return bare_pseudo_mask(np.asarray(image, np.float32), box_xyxy, sigma=sigma)
+    if recipe == "refined":
+        return pseudo_mask(image, box_xyxy, sigma=sigma)
+    raise ValueError(f"pseudo-mask recipe must be one of {RECIPES}, not {recipe!r}")

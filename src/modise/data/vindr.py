@@ -4,7 +4,9 @@
 view_position, height, width, breast_birads, breast_density, finding_categories``
 (a Python-list string), ``finding_birads, xmin, ymin, xmax, ymax, split``) and
 ``images/<study_id>/<image_id>.dicom``. DICOMs are windowed to 8-bit PNG; each box
-(clipped to the image) becomes one segment by :func:`modise.data.pseudomask.pseudo_mask`;
+(clipped to the image) becomes one segment: by default the paper's recipe (blur sigma 7,
+Otsu, concave hull: :func:`modise.data.pseudomask.bare_pseudo_mask`), or with
+``pseudo_mask="refined"`` modise's :func:`modise.data.pseudomask.pseudo_mask`;
 the class is the row's ``finding_birads``. Rows with a box but no grade are skipped and
 counted; rows of other grades are counted and left out.
 """
@@ -85,16 +87,22 @@ def prepare_vindr(
     k: int = 5,
     seed: int = 0,
     quiet: bool = False,
+    pseudo_mask: str = "paper",
 ) -> dict[str, Any]:
-    """Convert a VinDr-Mammo release folder; returns the prepare report."""
+    """Convert a VinDr-Mammo release folder; returns the prepare report.
+
+    ``pseudo_mask``: "paper" (the M-ODISE paper's bare recipe) or "refined" (modise's).
+    """
     import pandas as pd
 
     from modise.data.imageio import read_image
-    from modise.data.pseudomask import clip_box, pseudo_mask
+    from modise.data.pseudomask import RECIPES, clip_box, recipe_mask
     from modise.data.writer import PanopticWriter, progress
     from modise.outputs import check_output_dir, output_dir
 
     root = Path(root)
+    if pseudo_mask not in RECIPES:
+        raise ModiseError(f"--pseudo-mask must be one of {', '.join(RECIPES)}, not '{pseudo_mask}'.")
     check_output_dir(out, overwrite)
     names = [birads_name(c) for c in (classes or DEFAULT_CLASSES)]
     if any(n is None for n in names):
@@ -164,7 +172,7 @@ def prepare_vindr(
                 if clip_box(box, h, wd) is None:
                     w.skip(csv.name, f"{image}: box lies outside the {wd}x{h} image", row=row_no)
                     continue
-                mask = pseudo_mask(px, box, sigma=sigma)
+                mask = recipe_mask(pseudo_mask, px, box, sigma=sigma)
                 if not mask.any():
                     w.skip(csv.name, f"{image}: empty pseudo-mask", row=row_no)
                     continue
@@ -188,4 +196,4 @@ def prepare_vindr(
                 split=str(first.get("split", "")).strip(),
                 finding_categories=sorted({c for _, r in rows for c in parse_categories(r.get("finding_categories", ""))}),
             )
-        return w.finish(k=k, seed=seed, sigma=sigma, classes=names, **counts)
+        return w.finish(k=k, seed=seed, sigma=sigma, pseudo_mask=pseudo_mask, classes=names, **counts)
