@@ -89,18 +89,21 @@ def augment_dataset(
     data_root: Path | None = None,
     classes: Sequence[str] | None = None,
     seed: int = 0,
-    steps: int = 24,
-    guidance: float = 3.5,
+    steps: int = 40,
+    guidance: float = 4.0,
     crop: int | None = None,
     sigma: float = 7.0,
     callback: Callable[..., Any] | None = None,
     warn: Callable[[str], None] = print,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Write ``n`` synthetic lesion images (plus ``data_root``'s, if given) into ``stage``.
 
     Image ``i`` uses healthy image ``i mod len(healthy)``, seed ``seed + i`` and a class
     drawn uniformly from ``classes`` (default: the dataset's thing classes, or
     benign/malignant). Unreadable healthy images are reported through ``warn`` and skipped.
+    Lesions are inpainted as :func:`inpaint_lesion` does in ``mode`` (MAM-E's whole-image way by
+    default, 40 steps at guidance 4 as ``siemens_inpainting.py:173-174``).
     Returns the written ``panoptic.json`` content.
     """
     from PIL import Image
@@ -140,7 +143,8 @@ def augment_dataset(
         s = seed + made
         try:
             result, region = inpaint_lesion(
-                inpaint_pipe, grey, auto_box=True, seed=s, steps=steps, guidance=guidance, crop=crop, callback=callback
+                inpaint_pipe, grey, auto_box=True, seed=s, steps=steps, guidance=guidance, crop=crop, callback=callback,
+                mode=mode,
             )
         except ModiseError as e:
             warn(f"{e} Skipped.")

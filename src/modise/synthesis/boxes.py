@@ -110,3 +110,82 @@ def box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:
     x0, y0, x1, y1 = box
     m[y0:y1, x0:x1] = True
     return m
+
+
+@dataclass(frozen=True)
+class MameBoxStats:
+    """MAM-E's lesion-box statistics in the 512 frame (``generation/inpainting/siemens_inpainting.py:52-127``).
+
+    ``area_q25``-``area_q75``: 25th-75th percentile of the training masks' areas (px of a
+    ``side`` x ``side`` frame); ``ratio_mean`` +- ``ratio_std``: of the annotation boxes'
+    height / width.
+    """
+
+    area_q25: float
+    area_q75: float
+    ratio_mean: float
+    ratio_std: float
+    side: int = 512
+
+    def scaled(self, side: int) -> "MameBoxStats":
+        """The same statistics for a frame of ``side`` px (areas scale with the side squared)."""
+        k = (side / self.side) ** 2
+        return MameBoxStats(self.area_q25 * k, self.area_q75 * k, self.ratio_mean, self.ratio_std, side)
+
+
+# Fitted with fit_mame_box_stats on the CDD-CESM sample's radiologist masks (22 lesions, one bounding box per
+# lesion, mapped into the 512 frame as `mame prepare --inpainting` does); VinDr's own Mass boxes,
+# which MAM-E used, are not public without a licence: `mame prepare --inpainting` writes
+# box_stats.json from your data and `modise inpaint --model RUN` reads it from the run folder.
+CDD_CESM_MAME_BOX_STATS = MameBoxStats(area_q25=760.0, area_q75=14790.0, ratio_mean=1.03, ratio_std=0.47)
+
+
+def fit_mame_box_stats(masks, side: int = 512) -> MameBoxStats:
+    """MAM-E's statistics from (side, side) training masks, one filled box each (or any lesion mask).
+
+    Area: the percentiles of mask pixel counts (siemens_inpainting.py:58-72); ratio: height /
+    width of each mask's bounding box (MAM-E took it from the annotation boxes, l.74-97).
+    """
+    areas, ratios = [], []
+    for m in masks:
+        m = np.asarray(m, bool)
+        if not m.any():
+            continue
+        ys, xs = np.nonzero(m)
+        areas.append(float(m.sum()))
+        ratios.append((ys.max() - ys.min() + 1) / (xs.max() - xs.min() + 1))
+    if len(areas) < 2:
+        raise ModiseError("Need at least two lesion masks to fit box statistics.")
+    return MameBoxStats(float(np.percentile(areas, 25)), float(np.percentile(areas, 75)),
+                        float(np.mean(ratios)), float(np.std(ratios)), side)
+
+
+def sample_mame_box(breast: np.ndarray, rng: np.random.Generator, stats: MameBoxStats,
+                    tries: int = 20000) -> Box:
+    """MAM-E's box draw (siemens_inpainting.py:134-161): a corner uniform in the breast's bounding
+    box, area uniform in [q25, q75), ratio uniform in mean +- std, width sqrt(area * ratio) and
+    height sqrt(area / ratio) (as the original: ``ratio`` is height / width there too); kept
+    only when the whole box lies in the breast, else drawn again.
+    """
+    breast = np.asarray(breast, bool)
+    if breast.sum() < 16:
+        raise ModiseError("The breast region is too small (or not found) to place a lesion box.")
+    ys, xs = np.nonzero(breast)
+    integral = np.pad(breast.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    H, W = breast.shape
+    lo, hi = int(stats.area_q25), max(int(stats.area_q75), int(stats.area_q25) + 1)
+    r_lo, r_hi = stats.ratio_mean - stats.ratio_std, stats.ratio_mean + stats.ratio_std
+    for _ in range(tries):
+        x0 = int(rng.integers(xs.min(), xs.max() + 1))
+        y0 = int(rng.integers(ys.min(), ys.max() + 1))
+        area = int(rng.integers(lo, hi))
+        ratio = max(float(rng.uniform(r_lo, r_hi)), 0.05)
+        w, h = int(np.sqrt(area * ratio)), int(np.sqrt(area / ratio))
+        x1, y1 = x0 + w, y0 + h
+        if w < 1 or h < 1 or x1 > W or y1 > H:
+            continue
+        inside = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        if inside == w * h:
+            return (x0, y0, x1, y1)
+    raise ModiseError("Could not place a lesion box inside the breast; the breast region is too small for the "
+                      "box statistics.")

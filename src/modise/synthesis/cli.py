@@ -12,12 +12,19 @@ from typing import Optional
 import typer
 
 from modise.errors import ModiseError
+from modise.synthesis.cli_checks import choice, density_choice, positive, side
+from modise.synthesis.prompts import AREAS, VENDORS, VIEWS
 
-Size = typer.Option("full", "--size", help="Architecture size for --random-weights: full (SD 1.5) or tiny.")
 RandomWeights = typer.Option(False, "--random-weights", help="Random-weight architecture, offline (no download).")
 Out = typer.Option(..., "--out", help="Output folder (refused if not empty unless --overwrite).")
 Overwrite = typer.Option(False, "--overwrite", help="Replace a non-empty output folder.")
-Seed = typer.Option(0, "--seed", help="Random seed; image i uses seed+i.")
+Seed = typer.Option(0, "--seed", min=0, help="Random seed; image i uses seed+i.")
+SizeOpt = typer.Option("full", "--size", callback=choice(("full", "tiny")),
+                       help="Architecture size for --random-weights: full (SD 1.5) or tiny.")
+Mode = typer.Option(None, "--mode", callback=choice(("whole", "crop")),
+                    help="whole: MAM-E's way, the whole image as the 512 frame [default] | crop: a native-resolution "
+                    "window around the lesion, keeps detail on large images [default when --crop is given].")
+Crop = typer.Option(None, "--crop", callback=side, help="Window side of --mode crop, a multiple of 8 [the model's, 512].")
 Json = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
 
 
@@ -27,33 +34,30 @@ def _warn(msg: str) -> None:
     Console(stderr=True).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
 
-def _check_size(size: str) -> None:
-    if size not in ("full", "tiny"):
-        raise ModiseError(f"--size must be full or tiny, not '{size}'.")
-
-
 def _report(summary: dict, as_json: bool, text: str) -> None:
     typer.echo(json.dumps(summary) if as_json else text)
 
 
 def generate(
-    vendor: Optional[str] = typer.Option(None, "--vendor", help="siemens | hologic"),
-    view: Optional[str] = typer.Option(None, "--view", help="CC | MLO"),
-    density: Optional[str] = typer.Option(None, "--density", help="very low | low | high | very high, or BI-RADS A-D"),
-    area: Optional[str] = typer.Option(None, "--area", help="small | medium | big"),
+    vendor: Optional[str] = typer.Option(None, "--vendor", callback=choice(VENDORS), help="siemens | hologic"),
+    view: Optional[str] = typer.Option(None, "--view", callback=choice(VIEWS), help="CC | MLO"),
+    density: Optional[str] = typer.Option(None, "--density", callback=density_choice,
+                                          help="very low | low | high | very high, or BI-RADS A-D"),
+    area: Optional[str] = typer.Option(None, "--area", callback=choice(AREAS), help="small | medium | big"),
     density_first: bool = typer.Option(False, "--density-first", help="Put density before area in the prompt."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Free prompt text (overrides the parts above)."),
     print_prompt: bool = typer.Option(False, "--print-prompt", help="Print the prompt and exit."),
     n: int = typer.Option(1, "--n", min=1, help="Number of images."),
     seed: int = Seed,
     steps: int = typer.Option(24, "--steps", min=1, help="DPM-Solver steps."),
-    guidance: float = typer.Option(5.0, "--guidance", help="Classifier-free guidance scale (MAM-E: 4-6)."),
-    laterality: str = typer.Option("L", "--laterality", help="L (as generated) or R (mirrored)."),
+    guidance: float = typer.Option(5.0, "--guidance", min=0.0, help="Classifier-free guidance scale (MAM-E: 4-6)."),
+    laterality: str = typer.Option("L", "--laterality", callback=choice(("L", "R")), help="L (as generated) or R (mirrored)."),
     guidance_sweep: bool = typer.Option(False, "--guidance-sweep", help="Grid image: prompts x guidance 4..14."),
     sweep_values: str = typer.Option("4,6,8,10,12,14", "--sweep-values", help="Guidance values of the sweep."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", help="Image side (default: the model's, 512)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", callback=side,
+                                             help="Image side, a multiple of 8 [the model's: 512; tiny: 64]."),
     model: Optional[str] = typer.Option(None, "--model", help="Hub id or pipeline folder [Likalto4/fusion_healthy]."),
-    size: str = Size,
+    size: str = SizeOpt,
     random_weights: bool = RandomWeights,
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (refused if not empty unless --overwrite)."),
     overwrite: bool = Overwrite,
@@ -68,7 +72,6 @@ def generate(
         raise typer.Exit(0)
     if out is None:
         raise ModiseError("Missing --out (the output folder).")
-    _check_size(size)
     try:
         guidances = [float(v) for v in sweep_values.split(",") if v.strip()]
     except ValueError:
@@ -142,12 +145,15 @@ def inpaint(
     auto_box: bool = typer.Option(False, "--auto-box", help="Draw a lesion box inside the breast."),
     n: int = typer.Option(1, "--n", min=1, help="Number of variants (seed+i; a new box each with --auto-box)."),
     seed: int = Seed,
-    steps: int = typer.Option(24, "--steps", min=1, help="DPM-Solver steps."),
-    guidance: float = typer.Option(3.5, "--guidance", help="Guidance scale (MAM-E inpainting: 3-4)."),
+    steps: int = typer.Option(40, "--steps", min=1, help="DPM-Solver steps [MAM-E: 40]."),
+    guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale [MAM-E: 4]."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt [a mammogram with a lesion]."),
-    crop: Optional[int] = typer.Option(None, "--crop", help="Inpainting window side (default: the model's, 512)."),
+    mode: Optional[str] = Mode,
+    crop: Optional[int] = Crop,
+    laterality: Optional[str] = typer.Option(None, "--laterality", callback=choice(("L", "R")),
+                                             help="L | R for --mode whole [from DICOM, else guessed from the image]."),
     model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder [Likalto4/vindr_lesion-inpainting]."),
-    size: str = Size,
+    size: str = SizeOpt,
     random_weights: bool = RandomWeights,
     out: Path = Out,
     overwrite: bool = Overwrite,
@@ -156,7 +162,9 @@ def inpaint(
     """Inpaint a lesion into a mammogram; writes the result and the lesion mask PNGs."""
     if (mask is None) == (not auto_box):
         raise ModiseError("Give exactly one of --mask or --auto-box.")
-    _check_size(size)
+    if mode == "whole" and crop is not None:
+        raise typer.BadParameter("--crop is the window of --mode crop; leave it out with --mode whole.",
+                                 param_hint="--crop")
     from PIL import Image
 
     from modise.data.imageio import read_image, to_uint8
@@ -167,7 +175,9 @@ def inpaint(
     from modise.synthesis.prompts import INPAINT_PROMPT
 
     check_output_dir(out, overwrite)
-    grey = to_uint8(read_image(image).pixels)
+    loaded = read_image(image)
+    grey = to_uint8(loaded.pixels)
+    laterality = laterality or (loaded.meta.get("laterality") or None)
     lesion = _read_mask(mask, grey.shape) if mask is not None else None
     pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
     text = prompt or INPAINT_PROMPT
@@ -178,7 +188,7 @@ def inpaint(
         for i in range(n):
             result, region = inpaint_lesion(
                 pipe, grey, lesion, auto_box=auto_box, seed=seed + i, steps=steps, guidance=guidance,
-                prompt=text, crop=crop, callback=cb,
+                prompt=text, crop=crop, callback=cb, mode=mode, laterality=laterality,
             )
             name, mname = f"{image.stem}_inpainted_{i:03d}.png", f"{image.stem}_mask_{i:03d}.png"
             result.save(stage / name)
@@ -186,7 +196,8 @@ def inpaint(
             files += [name, mname]
             records.append(
                 dict(file_name=name, mask_file=mname, source=str(image), prompt=text, seed=seed + i, steps=steps,
-                     guidance=guidance, auto_box=auto_box, random_weights=random_weights,
+                     guidance=guidance, auto_box=auto_box, mode=mode or ("crop" if crop else "whole"), crop=crop,
+                     random_weights=random_weights,
                      model=f"random-{size}" if random_weights else (model or MAME_INPAINT))
             )
         write_metadata_jsonl(stage / "metadata.jsonl", records)
@@ -199,19 +210,19 @@ def augment(
     data: Optional[Path] = typer.Option(None, "--data", help="Panoptic dataset to merge with (kept as it is)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated lesion classes to draw from."),
     seed: int = Seed,
-    steps: int = typer.Option(24, "--steps", min=1, help="DPM-Solver steps."),
-    guidance: float = typer.Option(3.5, "--guidance", help="Guidance scale."),
-    crop: Optional[int] = typer.Option(None, "--crop", help="Inpainting window side (default: the model's)."),
-    sigma: float = typer.Option(7.0, "--sigma", help="Pseudo-mask blur sigma (px)."),
+    steps: int = typer.Option(40, "--steps", min=1, help="DPM-Solver steps [MAM-E: 40]."),
+    guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale [MAM-E: 4]."),
+    mode: Optional[str] = Mode,
+    crop: Optional[int] = Crop,
+    sigma: float = typer.Option(7.0, "--sigma", callback=positive, help="Pseudo-mask blur sigma (px)."),
     model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder [Likalto4/vindr_lesion-inpainting]."),
-    size: str = Size,
+    size: str = SizeOpt,
     random_weights: bool = RandomWeights,
     out: Path = Out,
     overwrite: bool = Overwrite,
     as_json: bool = Json,
 ) -> None:
     """Inpaint lesions into healthy mammograms and write a panoptic training dataset."""
-    _check_size(size)
     from modise.outputs import check_output_dir, output_dir
     from modise.synthesis.augment import augment_dataset, list_healthy
     from modise.synthesis.pipelines import load_inpaint
@@ -225,7 +236,7 @@ def augment(
     pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
     with output_dir(out, overwrite) as stage, step_progress(n * steps, "augmenting") as cb:
         result = augment_dataset(
-            pipe, files, n, stage, data, names, seed, steps, guidance, crop, sigma, callback=cb, warn=_warn
+            pipe, files, n, stage, data, names, seed, steps, guidance, crop, sigma, callback=cb, warn=_warn, mode=mode
         )
     synth = sum(1 for im in result["images"] if im.get("synthetic"))
     summary = {"out": str(out), "images": len(result["images"]), "synthetic": synth}

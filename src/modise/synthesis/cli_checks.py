@@ -21,3 +21,29 @@ def side(value: int | None) -> int | None:
     if value is not None and (value < 8 or value % 8):
         raise typer.BadParameter(f"{value} is not a positive multiple of 8 (the VAE's downscale).")
     return value
+
+
+def choice(allowed: tuple[str, ...]):
+    """Callback factory: one of ``allowed`` (case-insensitive), returned as spelled in ``allowed``."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return None
+        for a in allowed:
+            if str(value).strip().lower() == a.lower():
+                return a
+        raise typer.BadParameter(f"'{value}' is not one of: {', '.join(allowed)}.")
+
+    return check
+
+
+def density_choice(value: str | None) -> str | None:
+    """Callback: a MAM-E density word or a BI-RADS letter A-D."""
+    from modise.errors import ModiseError
+    from modise.synthesis.prompts import density_word
+
+    try:
+        density_word(value)
+    except ModiseError:
+        raise typer.BadParameter(f"'{value}' is not very low, low, high, very high or a BI-RADS letter A-D.") from None
+    return value

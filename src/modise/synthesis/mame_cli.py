@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 
 from modise.errors import ModiseError
-from modise.synthesis.cli_checks import positive, side
+from modise.synthesis.cli_checks import choice, positive, side
+from modise.synthesis.prompts import VENDORS
 
 mame_app = typer.Typer(help="Train your own MAM-E: prepare mammograms with prompts, fine-tune SD.", no_args_is_help=True)
 
@@ -43,8 +44,9 @@ def prepare(
     csv: Optional[Path] = typer.Option(None, "--csv", help="Metadata CSV [ROOT/finding_annotations.csv|metadata.csv]."),
     data: Optional[Path] = typer.Option(None, "--data", help="Canonical panoptic dataset (inpainting masks)."),
     inpainting: bool = typer.Option(False, "--inpainting", help="Lesion images with mask PNGs (VinDr masses)."),
-    vendor: Optional[str] = typer.Option(None, "--vendor", help="siemens | hologic (else from DICOM Manufacturer)."),
-    side: int = typer.Option(512, "--resolution", help="Output side (MAM-E: 512)."),
+    vendor: Optional[str] = typer.Option(None, "--vendor", callback=choice(VENDORS),
+                                         help="siemens | hologic (else from DICOM Manufacturer)."),
+    frame: int = typer.Option(512, "--resolution", callback=side, help="Output side, a multiple of 8 (MAM-E: 512)."),
     out: Path = typer.Option(..., "--out", help="Output folder (refused if not empty unless --overwrite)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
@@ -52,19 +54,16 @@ def prepare(
     """Write 512x512 left-facing 8-bit PNGs + metadata.jsonl prompts for MAM-E training."""
     from modise.outputs import output_dir
     from modise.synthesis.mame_prepare import prepare_folder, prepare_panoptic
-    from modise.synthesis.prompts import VENDORS
 
     if (root is None) == (data is None):
         raise ModiseError("Give exactly one of --root (images + CSV) or --data (panoptic dataset).")
-    if vendor is not None and vendor.lower() not in VENDORS:
-        raise ModiseError(f"Unknown vendor '{vendor}'; choose one of: {', '.join(VENDORS)}.")
     with output_dir(out, overwrite) as stage:
         if data is not None:
-            records = prepare_panoptic(data, stage, side, warn=_warn)
+            records = prepare_panoptic(data, stage, frame, warn=_warn)
         else:
             if not root.is_dir():
                 raise ModiseError(f"Folder '{root}' not found.")
-            records = prepare_folder(root, csv, stage, inpainting, vendor and vendor.lower(), side, warn=_warn)
+            records = prepare_folder(root, csv, stage, inpainting, vendor, frame, warn=_warn)
     summary = {"out": str(out), "images": len(records), "inpainting": inpainting or data is not None}
     typer.echo(json.dumps(summary) if as_json else f"prepared {len(records)} image(s) in {out}")
 
