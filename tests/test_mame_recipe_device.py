@@ -78,3 +78,15 @@ def test_loss_creates_no_cpu_tensor_when_the_model_is_elsewhere(tmp_path, sample
     batch = {k: v[None].to("meta") for k, v in dataset[0].items()}
     assert module.loss(batch).device.type == "meta"
     assert torch.zeros(()).device.type == "cpu"  # the default device is untouched
+
+
+def test_inpainting_run_keeps_the_training_box_statistics(tmp_path, sample_images):
+    from modise.synthesis.boxes import MameBoxStats, load_box_stats, save_box_stats
+
+    data = _folder(tmp_path / "d", sample_images, inpainting=True)
+    stats = MameBoxStats(area_q25=50, area_q75=300, ratio_mean=1.1, ratio_std=0.2, side=64)
+    save_box_stats(stats, data)
+    res = CliRunner().invoke(app, ["mame", "train", *TINY, "--inpainting", "--max-steps", "1", "--val-every", "0",
+                                   "--data", str(data), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert load_box_stats(tmp_path / "run") == stats

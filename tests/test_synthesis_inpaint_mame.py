@@ -133,3 +133,33 @@ def test_bad_numbers_and_choices_stop_at_the_cli_edge(tmp_path, args, option):
     assert res.exit_code == 2, res.output
     assert option in res.output and "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_box_statistics_travel_from_prepare_to_inpaint(tmp_path, sample_images):
+    from modise.synthesis.boxes import load_box_stats, save_box_stats
+    from modise.synthesis.pipelines import build_random_pipeline
+    from tests.test_mame_original import HEADER, _write_dicom
+
+    root = tmp_path / "vindr"
+    for i, (y0, y1) in enumerate(((60, 90), (100, 150))):
+        _write_dicom(root / "images" / f"s{i}" / f"m{i}.dicom", 4095 - 1400, "SIEMENS", "L", "CC")
+    rows = [f"s{i},x,m{i},L,CC,200,100,BI-RADS 4,DENSITY C,['Mass'],BI-RADS 4,5,{y0},25,{y1},training"
+            for i, (y0, y1) in enumerate(((60, 90), (100, 150)))]
+    (root / "finding_annotations.csv").write_text(HEADER + "\n".join(rows) + "\n")
+    res = CliRunner().invoke(app, ["mame", "prepare", "--root", str(root), "--inpainting", "--out",
+                                   str(tmp_path / "prep"), "--resolution", "64"])
+    assert res.exit_code == 0, res.output
+    stats = load_box_stats(tmp_path / "prep")
+    assert stats.side == 64 and stats.area_q25 < stats.area_q75 and stats.ratio_mean > 1  # tall boxes
+
+    # An inpainting "run" folder with narrow statistics: the automatic box follows them.
+    run = tmp_path / "run"
+    build_random_pipeline("tiny", inpainting=True).save_pretrained(run)
+    save_box_stats(MameBoxStats(area_q25=100, area_q75=101, ratio_mean=1.0, ratio_std=0.0, side=64), run)
+    src = tmp_path / "in.png"
+    Image.open(sample_images[1]).convert("L").save(src)  # 512x512: 8 px per frame pixel
+    res = CliRunner().invoke(app, ["inpaint", "--image", str(src), "--auto-box", "--steps", "1", "--model", str(run),
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    mask = np.asarray(Image.open(next((tmp_path / "o").glob("*_mask_*.png")))) > 127
+    assert mask.sum() == 10 * 10 * 8 * 8  # a 10x10 frame box (area 100, ratio 1) at 8 px per frame pixel

@@ -96,6 +96,7 @@ def augment_dataset(
     callback: Callable[..., Any] | None = None,
     warn: Callable[[str], None] = print,
     mode: str | None = None,
+    stats: Any = None,
 ) -> dict[str, Any]:
     """Write ``n`` synthetic lesion images (plus ``data_root``'s, if given) into ``stage``.
 
@@ -144,7 +145,7 @@ def augment_dataset(
         try:
             result, region = inpaint_lesion(
                 inpaint_pipe, grey, auto_box=True, seed=s, steps=steps, guidance=guidance, crop=crop, callback=callback,
-                mode=mode,
+                mode=mode, stats=stats,
             )
         except ModiseError as e:
             warn(f"{e} Skipped.")

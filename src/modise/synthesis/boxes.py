@@ -8,6 +8,7 @@ must lie wholly inside the breast mask (eroded by a skin margin).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -189,3 +190,29 @@ def sample_mame_box(breast: np.ndarray, rng: np.random.Generator, stats: MameBox
             return (x0, y0, x1, y1)
     raise ModiseError("Could not place a lesion box inside the breast; the breast region is too small for the "
                       "box statistics.")
+
+
+BOX_STATS_FILE = "box_stats.json"
+
+
+def save_box_stats(stats: MameBoxStats, folder: Path) -> Path:
+    """Write ``folder/box_stats.json`` (``mame prepare --inpainting`` and the inpainting run folder)."""
+    import json
+    from dataclasses import asdict
+
+    path = Path(folder) / BOX_STATS_FILE
+    path.write_text(json.dumps(asdict(stats), indent=2))
+    return path
+
+
+def load_box_stats(folder: str | Path | None) -> MameBoxStats | None:
+    """The box statistics saved beside a prepared folder or an inpainting run, or None."""
+    import json
+
+    path = Path(folder).expanduser() / BOX_STATS_FILE if folder else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return MameBoxStats(**json.loads(path.read_text()))
+    except (ValueError, TypeError) as e:
+        raise ModiseError(f"{path}: not a box statistics file ({e}).") from None

@@ -126,6 +126,13 @@ def _concepts(prompt: str) -> dict:
     return {"concept_extrapolation": why is not None, "extrapolation": why}
 
 
+def _run_box_stats(model: str | None, mode: str):
+    """Whole mode with ``--model RUN``: the run's box_stats.json (from its training masks), if any."""
+    from modise.synthesis.boxes import load_box_stats
+
+    return load_box_stats(model) if mode == "whole" and model else None
+
+
 def _read_mask(path: Path, shape: tuple[int, int]):
     import numpy as np
 
@@ -180,6 +187,8 @@ def inpaint(
     laterality = laterality or (loaded.meta.get("laterality") or None)
     lesion = _read_mask(mask, grey.shape) if mask is not None else None
     pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
+    mode = mode or ("crop" if crop else "whole")
+    stats = _run_box_stats(model, mode)
     text = prompt or INPAINT_PROMPT
     from modise.synthesis.progress import step_progress
 
@@ -188,7 +197,7 @@ def inpaint(
         for i in range(n):
             result, region = inpaint_lesion(
                 pipe, grey, lesion, auto_box=auto_box, seed=seed + i, steps=steps, guidance=guidance,
-                prompt=text, crop=crop, callback=cb, mode=mode, laterality=laterality,
+                prompt=text, crop=crop, callback=cb, mode=mode, laterality=laterality, stats=stats,
             )
             name, mname = f"{image.stem}_inpainted_{i:03d}.png", f"{image.stem}_mask_{i:03d}.png"
             result.save(stage / name)
@@ -196,7 +205,7 @@ def inpaint(
             files += [name, mname]
             records.append(
                 dict(file_name=name, mask_file=mname, source=str(image), prompt=text, seed=seed + i, steps=steps,
-                     guidance=guidance, auto_box=auto_box, mode=mode or ("crop" if crop else "whole"), crop=crop,
+                     guidance=guidance, auto_box=auto_box, mode=mode, crop=crop,
                      random_weights=random_weights,
                      model=f"random-{size}" if random_weights else (model or MAME_INPAINT))
             )
@@ -236,7 +245,8 @@ def augment(
     pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
     with output_dir(out, overwrite) as stage, step_progress(n * steps, "augmenting") as cb:
         result = augment_dataset(
-            pipe, files, n, stage, data, names, seed, steps, guidance, crop, sigma, callback=cb, warn=_warn, mode=mode
+            pipe, files, n, stage, data, names, seed, steps, guidance, crop, sigma, callback=cb, warn=_warn, mode=mode,
+            stats=_run_box_stats(model, mode or ("crop" if crop else "whole")),
         )
     synth = sum(1 for im in result["images"] if im.get("synthetic"))
     summary = {"out": str(out), "images": len(result["images"]), "synthetic": synth}

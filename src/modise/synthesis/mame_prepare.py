@@ -263,6 +263,8 @@ def prepare_folder(
     if not records:
         raise ModiseError(f"No usable images found through {csv}.")
     write_metadata_jsonl(out / "metadata.jsonl", records)
+    if inpainting:
+        _write_box_stats(out, records, side, warn)
     return records
 
 
@@ -290,7 +292,21 @@ def prepare_panoptic(dataset: Path, out: Path, side: int = 512, warn: Callable[[
     if not records:
         raise ModiseError(f"{dataset}: no image with a lesion segment.")
     write_metadata_jsonl(out / "metadata.jsonl", records)
+    _write_box_stats(out, records, side, warn)
     return records
+
+
+def _write_box_stats(out: Path, records: list[dict[str, Any]], side: int, warn: Callable[[str], None]) -> None:
+    """MAM-E's inpainting box statistics from the masks just written (``box_stats.json``)."""
+    from PIL import Image
+
+    from modise.synthesis.boxes import fit_mame_box_stats, save_box_stats
+
+    masks = [np.asarray(Image.open(out / r["mask_file_name"])) > 127 for r in records if "mask_file_name" in r]
+    try:
+        save_box_stats(fit_mame_box_stats(masks, side), out)
+    except ModiseError as e:
+        warn(f"{e} No box_stats.json written; automatic boxes will use the built-in statistics.")
 
 
 def _write(out: Path, src: Path, prep: Prepared, inpainting: bool, index: int) -> dict[str, Any]:

@@ -430,6 +430,8 @@ def train_mame(
         summary["loss_after"] = fixed.after
         module.to("cpu")
         save_pipeline(module, out)
+        if inpainting and (Path(data) / "box_stats.json").is_file():  # inpaint --model RUN draws boxes from it
+            (out / "box_stats.json").write_text((Path(data) / "box_stats.json").read_text())
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
