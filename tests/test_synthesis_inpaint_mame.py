@@ -18,7 +18,7 @@ from modise.synthesis.breast_mask import breast_mask
 
 @pytest.fixture(scope="module")
 def pipe():
-    return load_inpaint(size="tiny", random_weights=True)  # native side 64: the frame is 64x64
+    return load_inpaint(size="tiny", random_weights=True)  # native side 128: the frame is 128x128
 
 
 @pytest.fixture()
@@ -55,9 +55,11 @@ def test_whole_mode_is_the_default_and_keeps_everything_outside_the_box(pipe, la
     assert np.array_equal(out[~region], large[~region])
     # The box has MAM-E's area in frame pixels: 25th-75th percentile of the (scaled) training areas
     from modise.synthesis.boxes import CDD_CESM_MAME_BOX_STATS as S
+    from modise.synthesis.pipelines import native_resolution
 
-    frame_area = region.sum() / (900 / 64) ** 2
-    assert 0.6 * S.scaled(64).area_q25 <= frame_area <= 1.4 * S.scaled(64).area_q75
+    side = native_resolution(pipe)
+    frame_area = region.sum() / (900 / side) ** 2  # the short side (900 px) is the frame's side
+    assert 0.6 * S.scaled(side).area_q25 <= frame_area <= 1.4 * S.scaled(side).area_q75
 
 
 def test_right_breast_is_mirrored_into_the_frame(pipe, large):
@@ -155,11 +157,11 @@ def test_box_statistics_travel_from_prepare_to_inpaint(tmp_path, sample_images):
     # An inpainting "run" folder with narrow statistics: the automatic box follows them.
     run = tmp_path / "run"
     build_random_pipeline("tiny", inpainting=True).save_pretrained(run)
-    save_box_stats(MameBoxStats(area_q25=100, area_q75=101, ratio_mean=1.0, ratio_std=0.0, side=64), run)
+    save_box_stats(MameBoxStats(area_q25=400, area_q75=401, ratio_mean=1.0, ratio_std=0.0, side=128), run)
     src = tmp_path / "in.png"
-    Image.open(sample_images[1]).convert("L").save(src)  # 512x512: 8 px per frame pixel
+    Image.open(sample_images[1]).convert("L").save(src)  # 512x512 into the tiny model's 128 frame: 4 px per frame px
     res = CliRunner().invoke(app, ["inpaint", "--image", str(src), "--auto-box", "--steps", "1", "--model", str(run),
                                    "--out", str(tmp_path / "o")])
     assert res.exit_code == 0, res.output
     mask = np.asarray(Image.open(next((tmp_path / "o").glob("*_mask_*.png")))) > 127
-    assert mask.sum() == 10 * 10 * 8 * 8  # a 10x10 frame box (area 100, ratio 1) at 8 px per frame pixel
+    assert mask.sum() == 20 * 20 * 4 * 4  # a 20x20 frame box (area 400, ratio 1) at 4 px per frame pixel

@@ -55,7 +55,7 @@ def generate(
     guidance_sweep: bool = typer.Option(False, "--guidance-sweep", help="Grid image: prompts x guidance 4..14."),
     sweep_values: str = typer.Option("4,6,8,10,12,14", "--sweep-values", help="Guidance values of the sweep."),
     resolution: Optional[int] = typer.Option(None, "--resolution", callback=side,
-                                             help="Image side, a multiple of 8 [the model's: 512; tiny: 64]."),
+                                             help="Image side, a multiple of 8 [the model's: 512; tiny: 128]."),
     model: Optional[str] = typer.Option(None, "--model", help="Hub id or pipeline folder [Likalto4/fusion_healthy]."),
     size: str = SizeOpt,
     random_weights: bool = RandomWeights,

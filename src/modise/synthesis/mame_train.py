@@ -218,7 +218,8 @@ class ValidationStrip(L.Callback):
                 row = [inpaint_lesion(pipe, self.image, self.mask, seed=s, steps=self.steps, crop=self.resolution)[0]
                        for s in range(len(self.prompts))]
             else:
-                row = [generate_images(pipe, p, 1, s, self.steps, 5.0, "L", self.resolution)[0]
+                # guidance 4 as MAM-E's validation (config_file.yaml@dc9fead:22)
+                row = [generate_images(pipe, p, 1, s, self.steps, 4.0, "L", self.resolution)[0]
                        for s, p in enumerate(self.prompts)]
         module.train(was_training)
         self.out.mkdir(parents=True, exist_ok=True)
