@@ -64,6 +64,8 @@ def test_inpainting_data_is_one_box_mask_per_mass_finding(tmp_path):
         assert mask.sum() == (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)  # one filled box
     tops = sorted(int(np.nonzero(np.asarray(Image.open(out / r["mask_file_name"])) > 127)[0].min()) for r in recs)
     assert tops[0] < 20 < tops[1]  # the two masses, each in its own mask
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["images"] == 2 and isinstance(report["warnings"], list)
 
 
 def test_cdd_cesm_rows_without_an_image_file_are_named(tmp_path):

@@ -123,6 +123,8 @@ def test_inpaint_cli_defaults_to_mames_settings(tmp_path, sample_images):
     (["generate", "--vendor", "agfa"], "--vendor"),
     (["inpaint", "--image", "x.png", "--auto-box", "--crop", "-512"], "--crop"),
     (["inpaint", "--image", "x.png", "--auto-box", "--mode", "tile"], "--mode"),
+    (["inpaint", "--image", "x.png", "--auto-box", "--mode", "whole", "--crop", "64"], "--crop"),
+    (["mame", "train", "--data", ".", "--precision", "fp8"], "--precision"),
     (["augment", "--healthy", ".", "--n", "1", "--sigma", "0"], "--sigma"),
     (["mame", "train", "--data", ".", "--lr", "-1"], "--lr"),
     (["mame", "train", "--data", ".", "--batch-size", "0"], "--batch-size"),

@@ -16,6 +16,9 @@ from modise.synthesis.prompts import VENDORS
 mame_app = typer.Typer(help="Train your own MAM-E: prepare mammograms with prompts, fine-tune SD.", no_args_is_help=True)
 
 
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+
+
 class SizeChoice(str, Enum):
     full = "full"
     tiny = "tiny"
@@ -57,14 +60,21 @@ def prepare(
 
     if (root is None) == (data is None):
         raise ModiseError("Give exactly one of --root (images + CSV) or --data (panoptic dataset).")
+    skipped: list[str] = []
+
+    def warn(msg: str) -> None:  # every skipped row or file, on stderr and in prepare_report.json
+        skipped.append(msg)
+        _warn(msg)
+
     with output_dir(out, overwrite) as stage:
         if data is not None:
-            records = prepare_panoptic(data, stage, frame, warn=_warn)
+            records = prepare_panoptic(data, stage, frame, warn=warn)
         else:
             if not root.is_dir():
                 raise ModiseError(f"Folder '{root}' not found.")
-            records = prepare_folder(root, csv, stage, inpainting, vendor, frame, warn=_warn)
-    summary = {"out": str(out), "images": len(records), "inpainting": inpainting or data is not None}
+            records = prepare_folder(root, csv, stage, inpainting, vendor, frame, warn=warn)
+        summary = {"out": str(out), "images": len(records), "inpainting": inpainting or data is not None}
+        (stage / "prepare_report.json").write_text(json.dumps({**summary, "warnings": skipped}, indent=2))
     typer.echo(json.dumps(summary) if as_json else f"prepared {len(records)} image(s) in {out}")
 
 
@@ -86,7 +96,8 @@ def train(
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", min=0.0, help="AdamW weight decay [1e-2]."),
     grad_accum: Optional[int] = typer.Option(None, "--grad-accum", min=1, help="Gradient accumulation batches [recipe]."),
     clip: Optional[float] = typer.Option(None, "--clip", min=0.0, help="Gradient-norm clip, 0 = off [1.0]."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="Lightning precision [bf16-mixed on GPU, else 32]."),
+    precision: Optional[str] = typer.Option(None, "--precision", callback=choice(PRECISIONS),
+                                            help="Lightning precision [bf16-mixed on GPU, else 32-true]."),
     devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, a count, or a list like 0,1."),
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines taking part."),
     resolution: Optional[int] = typer.Option(None, "--resolution", callback=side,
