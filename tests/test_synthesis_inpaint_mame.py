@@ -167,3 +167,17 @@ def test_box_statistics_travel_from_prepare_to_inpaint(tmp_path, sample_images):
     assert res.exit_code == 0, res.output
     mask = np.asarray(Image.open(next((tmp_path / "o").glob("*_mask_*.png")))) > 127
     assert mask.sum() == 20 * 20 * 4 * 4  # a 20x20 frame box (area 400, ratio 1) at 4 px per frame pixel
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_frame_maps_back_onto_the_original_pixels(large, flip):
+    from modise.synthesis.frame import Frame
+
+    frame = Frame(*large.shape, side=128, flip=flip)
+    win = frame.to_frame(large)
+    box = np.zeros((128, 128), bool)
+    box[40:80, 20:60] = True
+    rows, cols = frame.region_of(box, margin=0)
+    back, orig = frame.sample(win, rows, cols), large[rows, cols].astype(np.float64)
+    assert np.abs(back - orig).mean() < 0.3 * np.abs(orig - orig.mean()).mean()  # the same tissue, only softer
+    assert (frame.sample(box.astype(float), rows, cols, nearest=True) > 0.5).mean() > 0.99
