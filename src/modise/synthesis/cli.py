@@ -22,9 +22,9 @@ Seed = typer.Option(0, "--seed", min=0, help="Random seed; image i uses seed+i."
 SizeOpt = typer.Option("full", "--size", callback=choice(("full", "tiny")),
                        help="Architecture size for --random-weights: full (SD 1.5) or tiny.")
 Mode = typer.Option(None, "--mode", callback=choice(("whole", "crop")),
-                    help="whole: MAM-E's way, the whole image as the 512 frame [default] | crop: a native-resolution "
-                    "window around the lesion, keeps detail on large images [default when --crop is given].")
-Crop = typer.Option(None, "--crop", callback=side, help="Window side of --mode crop, a multiple of 8 [the model's, 512].")
+                    help="whole: MAM-E's way, the whole image as the 512 frame (the default) | crop: a native-resolution "
+                    "window around the lesion, keeps detail on large images (the default when --crop is given).")
+Crop = typer.Option(None, "--crop", callback=side, help="Window side of --mode crop, a multiple of 8 (default: the model's, 512).")
 Json = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
 
 
@@ -55,8 +55,8 @@ def generate(
     guidance_sweep: bool = typer.Option(False, "--guidance-sweep", help="Grid image: prompts x guidance 4..14."),
     sweep_values: str = typer.Option("4,6,8,10,12,14", "--sweep-values", help="Guidance values of the sweep."),
     resolution: Optional[int] = typer.Option(None, "--resolution", callback=side,
-                                             help="Image side, a multiple of 8 [the model's: 512; tiny: 128]."),
-    model: Optional[str] = typer.Option(None, "--model", help="Hub id or pipeline folder [Likalto4/fusion_healthy]."),
+                                             help="Image side, a multiple of 8 (default: the model's, 512; tiny: 128)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or pipeline folder (default: Likalto4/fusion_healthy)."),
     size: str = SizeOpt,
     random_weights: bool = RandomWeights,
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (refused if not empty unless --overwrite)."),
@@ -152,14 +152,14 @@ def inpaint(
     auto_box: bool = typer.Option(False, "--auto-box", help="Draw a lesion box inside the breast."),
     n: int = typer.Option(1, "--n", min=1, help="Number of variants (seed+i; a new box each with --auto-box)."),
     seed: int = Seed,
-    steps: int = typer.Option(40, "--steps", min=1, help="DPM-Solver steps [MAM-E: 40]."),
-    guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale [MAM-E: 4]."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt [a mammogram with a lesion]."),
+    steps: int = typer.Option(40, "--steps", min=1, help="DPM-Solver steps (MAM-E: 40)."),
+    guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale (MAM-E: 4)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt (default: a mammogram with a lesion)."),
     mode: Optional[str] = Mode,
     crop: Optional[int] = Crop,
     laterality: Optional[str] = typer.Option(None, "--laterality", callback=choice(("L", "R")),
-                                             help="L | R for --mode whole [from DICOM, else guessed from the image]."),
-    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder [Likalto4/vindr_lesion-inpainting]."),
+                                             help="L | R for --mode whole (default: from DICOM, else guessed from the image)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder (default: Likalto4/vindr_lesion-inpainting)."),
     size: str = SizeOpt,
     random_weights: bool = RandomWeights,
     out: Path = Out,
@@ -219,12 +219,12 @@ def augment(
     data: Optional[Path] = typer.Option(None, "--data", help="Panoptic dataset to merge with (kept as it is)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated lesion classes to draw from."),
     seed: int = Seed,
-    steps: int = typer.Option(40, "--steps", min=1, help="DPM-Solver steps [MAM-E: 40]."),
-    guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale [MAM-E: 4]."),
+    steps: int = typer.Option(40, "--steps", min=1, help="DPM-Solver steps (MAM-E: 40)."),
+    guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale (MAM-E: 4)."),
     mode: Optional[str] = Mode,
     crop: Optional[int] = Crop,
     sigma: float = typer.Option(7.0, "--sigma", callback=positive, help="Pseudo-mask blur sigma (px)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder [Likalto4/vindr_lesion-inpainting]."),
+    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder (default: Likalto4/vindr_lesion-inpainting)."),
     size: str = SizeOpt,
     random_weights: bool = RandomWeights,
     out: Path = Out,
