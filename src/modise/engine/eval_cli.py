@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+
+class APSource(str, Enum):
+    """Where AP comes from (the names are the evaluator's ``AP_SOURCES``)."""
+
+    instances = "instances"
+    panoptic = "panoptic"
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +29,12 @@ def register(app: typer.Typer) -> None:
         overlays: int = typer.Option(0, "--overlays", help="Write N image | GT | prediction PNGs."),
         images: Optional[Path] = typer.Option(None, "--images", help="Image folder for overlays (default GT/images)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+        ap_source: APSource = typer.Option(
+            APSource.instances, "--ap-source",
+            help="instances: AP on PRED/instances.json (top-100 overlapping instances per image, as detectron2 scores "
+                 "Mask2Former/ODISE; falls back to panoptic when PRED has none) | panoptic: AP on the panoptic segments.",
+        ),
+        fold: Optional[int] = typer.Option(None, "--fold", min=0, help="Score only the GT images of fold K of GT/folds.json."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
         as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
     ) -> None:
@@ -30,12 +44,12 @@ def register(app: typer.Typer) -> None:
 
         thr = parse_thresholds(thresholds)
         m = evaluate_folders(gt, pred, out, thresholds=thr, overlays=overlays, overwrite=overwrite,
-                             images_root=images, workers=workers, progress=not as_json)
+                             images_root=images, workers=workers, progress=not as_json, ap_source=ap_source.value, fold=fold)
         if as_json:
             typer.echo(json.dumps(m))
         else:
             typer.echo(metrics_table_row(m, pred.resolve().name), nl=False)
-            typer.echo(f"written to {out}")
+            typer.echo(f"AP on {m['ap_source']}" + (f", fold {fold}" if fold is not None else "") + f"; written to {out}")
 
     @app.command("report")
     def report(
