@@ -17,6 +17,13 @@ class APSource(str, Enum):
     panoptic = "panoptic"
 
 
+class ThresholdRule(str, Enum):
+    """Which IoU threshold a report row is read at (report.RULES)."""
+
+    mean_best = "mean-best"
+    fold_best = "fold-best"
+
+
 def register(app: typer.Typer) -> None:
     """Add ``evaluate`` and ``report`` to the ``modise`` app."""
 
@@ -54,7 +61,11 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         runs: list[Path] = typer.Argument(..., help="Training runs, CV folders (fold*/) or folders with metrics.json."),
-        out: Path = typer.Option(..., "--out", help="Output folder: report.md, report.csv, report.json, pq_threshold.png."),
+        out: Path = typer.Option(..., "--out", help="Output folder: report.md/.csv/.json, sweep.csv, pq_threshold.png, sweep.png."),
+        at: ThresholdRule = typer.Option(
+            ThresholdRule.mean_best, "--at",
+            help="mean-best: every column at the t with the best fold-mean PQ | fold-best: each fold at its own best t.",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
         as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
     ) -> None:
@@ -62,7 +73,7 @@ def register(app: typer.Typer) -> None:
         from modise.engine.evaluation import write_report
         from modise.engine.evaluation.report import table_markdown
 
-        result = write_report(runs, out, overwrite=overwrite)
+        result = write_report(runs, out, overwrite=overwrite, rule=at.value)
         if as_json:
             typer.echo(json.dumps(result))
         else:
