@@ -94,7 +94,7 @@ def reproduce(
                 **json.loads(base.model_dump_json(exclude={"preset", "fold", "data", *HARDWARE}))}
     if is_global_zero():
         _check_settings(out, settings, presets, overwrite)
-    say = _say(progress)
+    say = _say(progress and is_global_zero())
     for i, (p, d) in enumerate(zip(presets, dirs)):
         say(f"[{i + 1}/{len(presets)}] {p}: {folds} fold(s) in {out / d}")
         train_folds(base.model_copy(update={"preset": p}), out / d, folds, overwrite=overwrite, progress=progress)

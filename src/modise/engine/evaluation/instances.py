@@ -3,9 +3,11 @@
 Mask2Former's ``instance_inference`` (mask2former/maskformer_model.py:344-380, inherited by
 ODISE's odise/modeling/meta_arch/odise.py:365-369) keeps the top-100 (query, class) pairs of
 an image, thing classes only when panoptic is on, each with its own binary mask (masks may
-overlap) and score = class prob x mean mask prob inside the mask. detectron2's
-COCOEvaluator stores them as COCO results (RLE ``segmentation``, ``score``,
-``category_id``) and runs COCOeval on them. Here:
+overlap) and score = class prob x mean mask prob inside the mask. ODISE turns it on
+(configs/common/models/mask_generator_with_label.py:101-103: instance_on, test_topk_per_image
+100) and scores it with detectron2's COCOEvaluator, tasks ("segm",)
+(configs/common/data/coco_panoptic_semseg.py:79-83), which stores the instances as COCO
+results (RLE ``segmentation``, ``score``, ``category_id``) and runs COCOeval on them. Here:
 
 * :func:`instance_records` turns a model result into those records (what ``modise predict``
   writes to ``instances.json``, a COCO results list, and what ``PanopticEvaluator.add``
