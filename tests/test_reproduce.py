@@ -98,3 +98,25 @@ def test_reproduce_refuses_a_folder_it_did_not_start(tmp_path):
     res = CliRunner().invoke(_app(), ["reproduce", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "S"),
                                       *ARGS[:2], "--folds", "3", *ARGS[4:]])
     assert res.exit_code == 1 and "fewer than --folds 3" in str(res.exception)
+
+
+def test_table_rows_read_at_the_best_fold_mean_threshold(tmp_path):
+    """Fold A peaks at t=0.1, fold B at t=0.2; their mean peaks at 0.2, so every column of the
+    row (AP from the per-threshold list) is read there; --at fold-best keeps each fold's own t."""
+    from modise.engine.evaluation import write_report
+
+    def metrics(pq, ap, best):
+        return {"thresholds": [0.1, 0.2], "pq": pq, "rq": [p + 10 for p in pq], "sq": [80.0, 90.0], "ap": ap,
+                "ap_source": "instances", "dice": 40.0,
+                "best": {"threshold": [0.1, 0.2][best], "pq": pq[best], "rq": pq[best] + 10, "sq": [80.0, 90.0][best], "ap": ap[best]}}
+
+    for k, m in enumerate((metrics([50.0, 10.0], [30.0, 20.0], 0), metrics([0.0, 45.0], [5.0, 25.0], 1))):
+        (tmp_path / "odise" / f"fold{k}").mkdir(parents=True)
+        (tmp_path / "odise" / f"fold{k}" / "metrics.json").write_text(json.dumps(m))
+    row = write_report([tmp_path / "odise"], tmp_path / "T")["variants"][0]
+    assert row["thresholds_t"] == [0.2] and row["PQ_t"]["mean"] == pytest.approx(27.5)
+    assert row["AP_t"]["mean"] == pytest.approx(22.5) and row["SQ_t"]["std"] == 0.0
+    assert "| odise | 2 | 0.20 |" in (tmp_path / "T" / "report.md").read_text()
+    row = write_report([tmp_path / "odise"], tmp_path / "F", rule="fold-best")["variants"][0]
+    assert row["thresholds_t"] == [0.1, 0.2] and row["PQ_t"]["mean"] == pytest.approx(47.5) and row["AP_t"]["mean"] == pytest.approx(27.5)
+    assert "| odise | 2 | 0.10/0.20 |" in (tmp_path / "F" / "report.md").read_text()
