@@ -63,6 +63,11 @@ def test_reproduce_two_presets_two_folds(tmp_path):
     assert sweep[0][:4] == ["variant", "t", "PQ_mean", "PQ_std"] and len(sweep) == 1 + 2 * 18
     assert res.stdout.splitlines()[0].startswith("| variant")  # progress went to stderr
 
+    # `modise report OUT` reads the same table from a reproduce folder
+    res = CliRunner().invoke(_app(), ["report", str(out), "--out", str(tmp_path / "again"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "again" / "report.json").read_text())["variants"] == rows
+
     # resumable: everything finished is kept
     before = _mtimes(out)
     assert len(before) == 4

@@ -63,6 +63,19 @@ def _preset(run: Path) -> str | None:
     return str(preset) if preset else None
 
 
+def _expand_reproduce(runs) -> list[Path]:
+    """A ``modise reproduce`` folder stands for its variant folders (``<preset>/fold*``)."""
+    from modise.engine.reproduce import SETTINGS_JSON
+
+    out = []
+    for run in runs:
+        if run.is_dir() and (run / SETTINGS_JSON).is_file():
+            out += sorted(d for d in run.iterdir() if d.is_dir() and any(_FOLD.match(f.name) for f in d.iterdir() if f.is_dir()))
+        else:
+            out.append(run)
+    return out
+
+
 def collect_runs(runs: Sequence[Path]) -> tuple[dict[str, list[tuple[Path, dict]]], list[str]]:
     """Variant name -> [(metrics path, metrics)], plus warnings about skipped runs."""
     variants: dict[str, list[tuple[Path, dict]]] = {}
@@ -76,7 +89,7 @@ def collect_runs(runs: Sequence[Path]) -> tuple[dict[str, list[tuple[Path, dict]
         name = _preset(run_dir) or fallback_name
         variants.setdefault(name, []).append((metrics_path, m))
 
-    for run in map(Path, runs):
+    for run in _expand_reproduce(map(Path, runs)):
         if run.is_file():
             add(run.parent, run, run.parent.name)
         elif not run.is_dir():
