@@ -68,11 +68,12 @@ def load_instances(pred_root: Path, image_ids: set) -> dict[Any, list[dict]] | N
 
 
 def pair_images(
-    gt_root: Path, pred_root: Path, image_ids: Sequence[Any] | None = None
+    gt_root: Path, pred_root: Path, image_ids: Sequence[Any] | None = None, with_instances: bool = True
 ) -> tuple[list[Category], list[Pair], list[str], list[str]]:
     """Match prediction annotations to GT images by id (same file stem when both have one)
     or else by file name. ``image_ids``: score only these GT images (a fold); predictions of
-    the others are left out silently. Returns categories, pairs (ascending image id), GT
+    the others are left out silently. ``with_instances``: attach PRED/instances.json (if
+    any) to the pairs. Returns categories, pairs (ascending image id), GT
     images without a prediction, prediction entries without a GT image."""
     gt, pred = load_panoptic_json(gt_root), load_panoptic_json(pred_root)
     try:
@@ -82,7 +83,7 @@ def pair_images(
     gt_imgs = {im["id"]: im for im in gt["images"]}
     gt_anns = {a["image_id"]: a for a in gt["annotations"]}
     pred_imgs = {im["id"]: im for im in pred["images"]}
-    instances = load_instances(pred_root, set(pred_imgs) | {a.get("image_id") for a in pred["annotations"]})
+    instances = load_instances(pred_root, set(pred_imgs) | {a.get("image_id") for a in pred["annotations"]}) if with_instances else None
     keep = None if image_ids is None else set(image_ids)
     if keep is not None and not keep <= set(gt_imgs):
         raise ModiseError(f"{gt_root / 'panoptic.json'}: does not list image(s) {sorted(keep - set(gt_imgs))[:5]} of the requested fold.")
@@ -232,13 +233,10 @@ def evaluate_folders(
         from modise.data.dataset import load_folds
 
         image_ids = fold_image_ids(load_folds(gt), fold, gt)
-    cats, pairs, missing, extra = pair_images(gt, pred, image_ids)
+    cats, pairs, missing, extra = pair_images(gt, pred, image_ids, with_instances=ap_source == "instances")
     if not pairs:
         raise ModiseError(f"{gt / 'panoptic.json'}: lists no images to evaluate.")
     ev = PanopticEvaluator(cats, thr, ap_source=ap_source)
-    if ap_source == "panoptic":
-        for p in pairs:
-            p.instances = None  # not needed: skip decoding them
     with output_dir(out, overwrite) as stage:
         results = score_pairs(pairs, ev.cat_index, ev.thresholds, workers, ev.instance_classes)
         if progress:
