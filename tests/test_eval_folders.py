@@ -67,8 +67,10 @@ def test_evaluate_folders_matches_in_memory_and_writes_outputs(folders):
         ev.add(i, g, gs, p, ps)
     assert m == json.loads(json.dumps(ev.compute()))
     saved = json.loads((tmp / "E" / "metrics.json").read_text())
-    assert list(saved) == ["thresholds", "pq", "rq", "sq", "best", "dice", "per_class"]
-    assert set(saved["best"]) == {"threshold", "pq", "rq", "sq", "ap"}
+    # no instances.json in PRED: AP falls back to the panoptic segments and says so
+    assert list(saved) == ["thresholds", "pq", "rq", "sq", "ap", "ap_source", "ap_source_note", "best", "dice", "per_class"]
+    assert saved["ap_source"] == "panoptic" and len(saved["ap"]) == 18
+    assert set(saved["best"]) == {"threshold", "pq", "rq", "sq", "ap", "ap_by_source"}
     assert len(saved["pq"]) == 18 and saved == m
     md = (tmp / "E" / "metrics.md").read_text()
     assert "RQ_t | SQ_t | PQ_t | AP_t | Dice" in md and f"{m['best']['pq']:.1f}" in md

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+
+class APSource(str, Enum):
+    """Where AP comes from (the names are the evaluator's ``AP_SOURCES``)."""
+
+    instances = "instances"
+    panoptic = "panoptic"
+
+
+class ThresholdRule(str, Enum):
+    """Which IoU threshold a report row is read at (report.RULES)."""
+
+    mean_best = "mean-best"
+    fold_best = "fold-best"
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +36,12 @@ def register(app: typer.Typer) -> None:
         overlays: int = typer.Option(0, "--overlays", help="Write N image | GT | prediction PNGs."),
         images: Optional[Path] = typer.Option(None, "--images", help="Image folder for overlays (default GT/images)."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+        ap_source: APSource = typer.Option(
+            APSource.instances, "--ap-source",
+            help="instances: AP on PRED/instances.json (top-100 overlapping instances per image, as detectron2 scores "
+                 "Mask2Former/ODISE; falls back to panoptic when PRED has none) | panoptic: AP on the panoptic segments.",
+        ),
+        fold: Optional[int] = typer.Option(None, "--fold", min=0, help="Score only the GT images of fold K of GT/folds.json."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
         as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
     ) -> None:
@@ -30,17 +51,21 @@ def register(app: typer.Typer) -> None:
 
         thr = parse_thresholds(thresholds)
         m = evaluate_folders(gt, pred, out, thresholds=thr, overlays=overlays, overwrite=overwrite,
-                             images_root=images, workers=workers, progress=not as_json)
+                             images_root=images, workers=workers, progress=not as_json, ap_source=ap_source.value, fold=fold)
         if as_json:
             typer.echo(json.dumps(m))
         else:
             typer.echo(metrics_table_row(m, pred.resolve().name), nl=False)
-            typer.echo(f"written to {out}")
+            typer.echo(f"AP on {m['ap_source']}" + (f", fold {fold}" if fold is not None else "") + f"; written to {out}")
 
     @app.command("report")
     def report(
         runs: list[Path] = typer.Argument(..., help="Training runs, CV folders (fold*/) or folders with metrics.json."),
-        out: Path = typer.Option(..., "--out", help="Output folder: report.md, report.csv, report.json, pq_threshold.png."),
+        out: Path = typer.Option(..., "--out", help="Output folder: report.md/.csv/.json, sweep.csv, pq_threshold.png, sweep.png."),
+        at: ThresholdRule = typer.Option(
+            ThresholdRule.mean_best, "--at",
+            help="mean-best: every column at the t with the best fold-mean PQ | fold-best: each fold at its own best t.",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
         as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
     ) -> None:
@@ -48,7 +73,7 @@ def register(app: typer.Typer) -> None:
         from modise.engine.evaluation import write_report
         from modise.engine.evaluation.report import table_markdown
 
-        result = write_report(runs, out, overwrite=overwrite)
+        result = write_report(runs, out, overwrite=overwrite, rule=at.value)
         if as_json:
             typer.echo(json.dumps(result))
         else:

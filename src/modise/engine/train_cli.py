@@ -125,7 +125,9 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict_cmd(
         checkpoint: Path = typer.Option(..., "--checkpoint", help="Training run folder (or its model/ folder)."),
-        input: list[Path] = typer.Option(..., "--input", help="Image files or folders (PNG, JPEG, TIFF, DICOM); repeatable."),
+        input: Optional[list[Path]] = typer.Option(None, "--input", help="Image files or folders (PNG, JPEG, TIFF, DICOM); repeatable."),
+        data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; with --fold, predict that fold's images."),
+        fold: Optional[int] = typer.Option(None, "--fold", min=0, help="Fold K of DATA/folds.json to predict (needs --data)."),
         out: Path = typer.Option(..., "--out"),
         dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Write a DICOM SEG per DICOM input."),
         batch_size: int = typer.Option(1, "--batch-size"),
@@ -141,6 +143,7 @@ def register(app: typer.Typer) -> None:
         summary = predict_files(
             checkpoint, input, out, dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite,
             overlays=not no_overlays, device=device, object_mask_threshold=object_mask_threshold,
+            data=data, fold=fold,
         )
         if as_json:
             typer.echo(json.dumps(summary, indent=2))

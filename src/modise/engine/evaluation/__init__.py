@@ -1,15 +1,20 @@
 """The paper's evaluation protocol (DESIGN section 4): PQ/RQ/SQ swept over IoU thresholds
-with MONAI's matching rule, COCO AP at the best threshold, Dice; plus tables and figures."""
+with MONAI's matching rule, COCO AP at the best threshold (on the model's instances, as
+detectron2 scores Mask2Former/ODISE, or on panoptic segments), Dice; plus tables and figures."""
 
-from .evaluator import DEFAULT_THRESHOLDS, PanopticEvaluator, check_thresholds, parse_thresholds
+from .evaluator import AP_SOURCES, DEFAULT_THRESHOLDS, PanopticEvaluator, check_thresholds, parse_thresholds
+from .instances import INSTANCES_JSON, instance_records
 from .matching import ImageResult, match_image
 
 __all__ = [
+    "AP_SOURCES",
     "DEFAULT_THRESHOLDS",
+    "INSTANCES_JSON",
     "ImageResult",
     "PanopticEvaluator",
     "check_thresholds",
     "evaluate_folders",
+    "instance_records",
     "match_image",
     "parse_thresholds",
     "write_report",

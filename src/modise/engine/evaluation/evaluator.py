@@ -22,6 +22,7 @@ from .matching import ImageResult, match_image
 from .panoptic_quality import best_index, class_mean, pq_per_class
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 19))  # 0.05 .. 0.90
+AP_SOURCES = ("instances", "panoptic")
 
 
 def check_thresholds(thresholds: Sequence[float] | None) -> np.ndarray:
@@ -81,15 +82,29 @@ class PanopticEvaluator:
         thresholds: IoU thresholds in (0, 1]; default 0.05 .. 0.90 step 0.05.
         strict: a listed segment without pixels is an error (folder evaluation); by default
             it is ignored, as it is invisible to MONAI too (e.g. a lesion lost in resizing).
+        ap_source: ``"instances"`` (default, detectron2's protocol for Mask2Former/ODISE: AP on
+            the top-100 possibly overlapping instances of each image, thing classes only) or
+            ``"panoptic"`` (AP on the non-overlapping panoptic segments, all classes). Without
+            any instances added, ``"instances"`` falls back to panoptic and says so in
+            ``compute()["ap_source_note"]``.
     """
 
-    def __init__(self, categories: Sequence[Category], thresholds: Sequence[float] | None = None, strict: bool = False) -> None:
+    def __init__(
+        self, categories: Sequence[Category], thresholds: Sequence[float] | None = None, strict: bool = False,
+        ap_source: str = "instances",
+    ) -> None:
         if not categories:
             raise ModiseError("The dataset defines no categories.")
+        if ap_source not in AP_SOURCES:
+            raise ModiseError(f"AP source '{ap_source}' is not one of {', '.join(AP_SOURCES)}.")
         self.categories = sorted(categories, key=lambda c: c.id)  # COCOeval uses sorted catIds
         self.cat_index = {c.id: i for i, c in enumerate(self.categories)}
         self.thresholds = check_thresholds(thresholds)
         self.strict = strict
+        self.ap_source = ap_source
+        # detectron2's instance GT holds thing classes only (all classes if none is a thing)
+        things = np.array([c.isthing == 1 for c in self.categories])
+        self.instance_classes = things if things.any() else np.ones_like(things)
         self.reset()
 
     def reset(self) -> None:
@@ -103,6 +118,9 @@ class PanopticEvaluator:
         self.pred_area = np.zeros(C, dtype=np.int64)
         self.n_gt = np.zeros(C, dtype=np.int64)
         self._dets: list[tuple[tuple, dict[int, np.ndarray], dict[int, np.ndarray]]] = []
+        self.inst_n_gt = np.zeros(C, dtype=np.int64)
+        self._inst_dets: list[tuple[tuple, dict[int, np.ndarray], dict[int, np.ndarray]]] = []
+        self._with_instances = 0
         self._seen: set = set()
 
     def add(
@@ -112,10 +130,15 @@ class PanopticEvaluator:
         gt_segments: Sequence[dict],
         pred_ids: np.ndarray,
         pred_segments: Sequence[dict],
+        instances: Sequence[dict] | None = None,
     ) -> None:
         """Score one image. ``gt_ids``/``pred_ids``: (H, W) int segment-id maps (0 = background);
-        segments: dicts with ``id``, ``category_id`` (+ ``score`` for predictions)."""
-        self.add_result(match_image(image_id, gt_ids, gt_segments, pred_ids, pred_segments, self.cat_index, self.thresholds, strict=self.strict))
+        segments: dicts with ``id``, ``category_id`` (+ ``score`` for predictions).
+        ``instances``: the image's instance predictions for AP, dicts with ``category_id``,
+        ``score`` and ``segmentation`` (COCO RLE) or ``mask`` ((H, W) bool); masks may overlap
+        (:func:`~.instances.instance_records` makes them from a model result)."""
+        self.add_result(match_image(image_id, gt_ids, gt_segments, pred_ids, pred_segments, self.cat_index, self.thresholds,
+                                    strict=self.strict, instances=instances, instance_classes=self.instance_classes))
 
     def add_result(self, r: ImageResult) -> None:
         """Fold in a result computed elsewhere (e.g. by a worker process)."""
@@ -132,29 +155,57 @@ class PanopticEvaluator:
         self.pred_area += r.pred_area
         if r.det_scores or r.n_gt.any():
             self._dets.append((_sort_key(r.image_id), r.det_scores, r.det_matched))
+        if r.inst_scores is not None:
+            self._with_instances += 1
+            self.inst_n_gt += r.inst_n_gt
+            if r.inst_scores or r.inst_n_gt.any():
+                self._inst_dets.append((_sort_key(r.image_id), r.inst_scores, r.inst_matched))
 
     @property
     def num_images(self) -> int:
         return len(self._seen)
 
-    def average_precision(self, t_index: int) -> tuple[float | None, list[float | None]]:
-        """COCO AP (fraction) at ``thresholds[t_index]`` and per class."""
-        dets = sorted(self._dets, key=lambda d: d[0])  # COCOeval walks images by ascending id
+    def resolved_ap_source(self) -> tuple[str, str | None]:
+        """(source AP is computed on, note when the requested one could not be used)."""
+        if self.ap_source == "panoptic":
+            return "panoptic", None
+        if self._with_instances == 0 and self.num_images:
+            return "panoptic", "no image came with instance predictions, so AP is computed on the panoptic segments"
+        if 0 < self._with_instances < self.num_images:
+            raise ModiseError(f"Instance predictions came with {self._with_instances} of {self.num_images} images; "
+                              "give them for every image or for none.")
+        return "instances", None
+
+    def average_precision(self, t_index: int, source: str | None = None) -> tuple[float | None, list[float | None]]:
+        """COCO AP (fraction) at ``thresholds[t_index]`` and per class, on ``source``
+        (default: :meth:`resolved_ap_source`)."""
+        source = source or self.resolved_ap_source()[0]
+        dets, n_gt = (self._inst_dets, self.inst_n_gt) if source == "instances" else (self._dets, self.n_gt)
+        dets = sorted(dets, key=lambda d: d[0])  # COCOeval walks images by ascending id
         per_class = []
         for c in range(len(self.categories)):
+            if source == "instances" and not self.instance_classes[c]:
+                per_class.append(None)  # not in the instance GT (a stuff class)
+                continue
             scores = [s[c] for _, s, _ in dets if c in s]
             matched = [m[c][t_index] for _, s, m in dets if c in s]
-            per_class.append(class_precision(scores, matched, int(self.n_gt[c])))
+            per_class.append(class_precision(scores, matched, int(n_gt[c])))
         ap_c = [None if p is None else float(np.mean(p)) for p in per_class]
         return mean_ap(per_class), ap_c
 
     def compute(self) -> dict[str, Any]:
-        """The metrics.json structure (percentages): thresholds, pq, rq, sq, best, dice, per_class."""
+        """The metrics.json structure (percentages): thresholds, pq, rq, sq, ap (per threshold), ap_source
+        (+ ap_source_note when it fell back), best (AP at the best-PQ threshold), dice, per_class."""
         pq_c, rq_c, sq_c = pq_per_class(self.tp, self.fp, self.fn, self.iou_sum)
         occurs = (self.n_gt + (self.tp[0] + self.fp[0])) > 0  # in GT or prediction
         pq, rq, sq = (class_mean(v, occurs) for v in (pq_c, rq_c, sq_c))
         b = best_index(pq)
-        ap, ap_c = self.average_precision(b)
+        source, note = self.resolved_ap_source()
+        ap_all = [self.average_precision(i, source) for i in range(len(self.thresholds))]
+        ap, ap_c = ap_all[b]
+        ap_by_source = {source: _pct(ap)}
+        if source == "instances":
+            ap_by_source["panoptic"] = _pct(self.average_precision(b, "panoptic")[0])
         dice_c = dice_per_class(self.inter, self.pred_area, self.gt_area)
         lesion = np.array([c.isthing == 1 for c in self.categories])
         if not lesion.any():
@@ -184,7 +235,11 @@ class PanopticEvaluator:
             "pq": _pct_list(pq),
             "rq": _pct_list(rq),
             "sq": _pct_list(sq),
-            "best": {"threshold": t_best, "pq": _pct(float(pq[b])), "rq": _pct(float(rq[b])), "sq": _pct(float(sq[b])), "ap": _pct(ap)},
+            "ap": [_pct(a) for a, _ in ap_all],
+            "ap_source": source,
+            **({"ap_source_note": note} if note else {}),
+            "best": {"threshold": t_best, "pq": _pct(float(pq[b])), "rq": _pct(float(rq[b])), "sq": _pct(float(sq[b])), "ap": _pct(ap),
+                     "ap_by_source": ap_by_source},
             "dice": _pct(dice),
             "per_class": per_class,
         }

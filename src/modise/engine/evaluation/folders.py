@@ -7,6 +7,7 @@ only counts; with enough images a process pool uses all cores.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -21,6 +22,7 @@ from modise.errors import ModiseError
 from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
 
 from .evaluator import PanopticEvaluator, check_thresholds
+from .instances import INSTANCES_JSON
 from .matching import ImageResult, match_image
 
 POOL_MIN_IMAGES = 64  # below this, worker start-up costs more than it saves
@@ -38,16 +40,41 @@ class Pair:
     pred_segments: list[dict]
     height: int | None = None
     width: int | None = None
+    instances: list[dict] | None = None  # instance predictions (None: PRED has no instances.json)
 
 
 def _stem(name: str | None) -> str | None:
     return Path(name).stem if name else None
 
 
-def pair_images(gt_root: Path, pred_root: Path) -> tuple[list[Category], list[Pair], list[str], list[str]]:
+def load_instances(pred_root: Path, image_ids: set) -> dict[Any, list[dict]] | None:
+    """``PRED/instances.json`` (a COCO results list) grouped by image id; None when absent."""
+    path = pred_root / INSTANCES_JSON
+    if not path.is_file():
+        return None
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModiseError(f"{path}: cannot read ({e}).") from None
+    if not isinstance(records, list):
+        raise ModiseError(f"{path}: expected a list of COCO results (image_id, category_id, score, segmentation).")
+    by_image: dict[Any, list[dict]] = {i: [] for i in image_ids}
+    for k, r in enumerate(records):
+        if not isinstance(r, dict) or not isinstance(r.get("image_id"), (int, str)) or r["image_id"] not in by_image:
+            raise ModiseError(f"{path}: entry {k} refers to image_id {r.get('image_id') if isinstance(r, dict) else r!r}, "
+                              f"which {pred_root / 'panoptic.json'} does not list.")
+        by_image[r["image_id"]].append(r)
+    return by_image
+
+
+def pair_images(
+    gt_root: Path, pred_root: Path, image_ids: Sequence[Any] | None = None, with_instances: bool = True
+) -> tuple[list[Category], list[Pair], list[str], list[str]]:
     """Match prediction annotations to GT images by id (same file stem when both have one)
-    or else by file name. Returns categories, pairs (ascending image id), GT images without a
-    prediction, prediction entries without a GT image."""
+    or else by file name. ``image_ids``: score only these GT images (a fold); predictions of
+    the others are left out silently. ``with_instances``: attach PRED/instances.json (if
+    any) to the pairs. Returns categories, pairs (ascending image id), GT
+    images without a prediction, prediction entries without a GT image."""
     gt, pred = load_panoptic_json(gt_root), load_panoptic_json(pred_root)
     try:
         cats = [Category.from_json(c) for c in gt["categories"]]
@@ -56,6 +83,10 @@ def pair_images(gt_root: Path, pred_root: Path) -> tuple[list[Category], list[Pa
     gt_imgs = {im["id"]: im for im in gt["images"]}
     gt_anns = {a["image_id"]: a for a in gt["annotations"]}
     pred_imgs = {im["id"]: im for im in pred["images"]}
+    instances = load_instances(pred_root, set(pred_imgs) | {a.get("image_id") for a in pred["annotations"]}) if with_instances else None
+    keep = None if image_ids is None else set(image_ids)
+    if keep is not None and not keep <= set(gt_imgs):
+        raise ModiseError(f"{gt_root / 'panoptic.json'}: does not list image(s) {sorted(keep - set(gt_imgs))[:5]} of the requested fold.")
     pred_by_id, pred_by_stem = {}, {}
     for a in pred["annotations"]:
         if "image_id" not in a or "file_name" not in a:
@@ -78,16 +109,19 @@ def pair_images(gt_root: Path, pred_root: Path) -> tuple[list[Category], list[Pa
                 p = None
         if p is None:
             p = pred_by_stem.get(stem)
+        if p is not None:
+            used.add(id(p))
+        if keep is not None and image_id not in keep:
+            continue
         if p is None:
             missing.append(name)
-        else:
-            used.add(id(p))
+        inst = None if instances is None else ([] if p is None else instances.get(p["image_id"], []))
         pairs.append(Pair(
             image_id=image_id, file_name=name,
             gt_png=gt_root / PANOPTIC_DIR / ann["file_name"], gt_segments=list(ann.get("segments_info", [])),
             pred_png=None if p is None else pred_root / PANOPTIC_DIR / p["file_name"],
             pred_segments=[] if p is None else list(p.get("segments_info", [])),
-            height=im.get("height"), width=im.get("width"),
+            height=im.get("height"), width=im.get("width"), instances=inst,
         ))
     extra = [str(a["file_name"]) for a in pred["annotations"] if id(a) not in used]
     return cats, pairs, missing, extra
@@ -127,20 +161,24 @@ def read_ids(path: Path) -> np.ndarray:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cat_index: dict[int, int], thresholds: np.ndarray) -> None:
-    _WORKER["cat_index"], _WORKER["thresholds"] = cat_index, thresholds
+def _init_worker(cat_index: dict[int, int], thresholds: np.ndarray, instance_classes: np.ndarray | None = None) -> None:
+    _WORKER["cat_index"], _WORKER["thresholds"], _WORKER["instance_classes"] = cat_index, thresholds, instance_classes
 
 
 def _score_pair(pair: Pair) -> ImageResult:
     gt, pred, where = load_pair(pair)
-    return match_image(pair.image_id, gt, pair.gt_segments, pred, pair.pred_segments, _WORKER["cat_index"], _WORKER["thresholds"], where, strict=True)
+    return match_image(pair.image_id, gt, pair.gt_segments, pred, pair.pred_segments, _WORKER["cat_index"], _WORKER["thresholds"], where,
+                       strict=True, instances=pair.instances, instance_classes=_WORKER["instance_classes"])
 
 
-def score_pairs(pairs: Sequence[Pair], cat_index: dict[int, int], thresholds: np.ndarray, workers: int | None = None) -> Iterator[ImageResult]:
+def score_pairs(
+    pairs: Sequence[Pair], cat_index: dict[int, int], thresholds: np.ndarray, workers: int | None = None,
+    instance_classes: np.ndarray | None = None,
+) -> Iterator[ImageResult]:
     """Yield each image's result in order; a fork pool when the set is large enough."""
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers <= 1 or len(pairs) < POOL_MIN_IMAGES or sys.platform == "win32":
-        _init_worker(cat_index, thresholds)
+        _init_worker(cat_index, thresholds, instance_classes)
         for p in pairs:
             yield _score_pair(p)
         return
@@ -149,7 +187,7 @@ def score_pairs(pairs: Sequence[Pair], cat_index: dict[int, int], thresholds: np
     import scipy.optimize  # noqa: F401  imported once here, inherited by the forked workers
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(cat_index, thresholds)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(cat_index, thresholds, instance_classes)) as pool:
         yield from pool.imap(_score_pair, pairs, chunksize=max(1, min(32, len(pairs) // (4 * workers))))
 
 
@@ -177,19 +215,30 @@ def evaluate_folders(
     images_root: Path | None = None,
     workers: int | None = None,
     progress: bool = False,
+    ap_source: str = "instances",
+    fold: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate PRED against GT and write ``out``/{metrics.json, metrics.md, threshold_sweep.png,
-    overlays/}. Returns the metrics.json dict. Nothing is left in ``out`` on failure."""
+    overlays/}. Returns the metrics.json dict. Nothing is left in ``out`` on failure.
+
+    ``ap_source``: "instances" (AP on PRED/instances.json, detectron2's protocol; falls back
+    to the panoptic segments, with a warning, when PRED has none) or "panoptic".
+    ``fold``: score only the GT images of fold K of GT/folds.json."""
     gt, pred, out = Path(gt), Path(pred), Path(out)
     thr = check_thresholds(thresholds)
     if overlays < 0:
         raise ModiseError("--overlays must be >= 0.")
-    cats, pairs, missing, extra = pair_images(gt, pred)
+    image_ids = None
+    if fold is not None:
+        from modise.data.dataset import load_folds
+
+        image_ids = fold_image_ids(load_folds(gt), fold, gt)
+    cats, pairs, missing, extra = pair_images(gt, pred, image_ids, with_instances=ap_source == "instances")
     if not pairs:
         raise ModiseError(f"{gt / 'panoptic.json'}: lists no images to evaluate.")
-    ev = PanopticEvaluator(cats, thr)
+    ev = PanopticEvaluator(cats, thr, ap_source=ap_source)
     with output_dir(out, overwrite) as stage:
-        results = score_pairs(pairs, ev.cat_index, ev.thresholds, workers)
+        results = score_pairs(pairs, ev.cat_index, ev.thresholds, workers, ev.instance_classes)
         if progress:
             from rich.progress import Progress
 
@@ -202,8 +251,12 @@ def evaluate_folders(
             for r in results:
                 ev.add_result(r)
         metrics = ev.compute()
+        if fold is not None:
+            metrics["fold"] = {"index": fold, "images": len(pairs)}
         write_json_atomic(stage / "metrics.json", metrics)
-        notes = ""
+        notes = f"\nAP on {metrics['ap_source']}" + (f" ({metrics['ap_source_note']})" if "ap_source_note" in metrics else "") + ".\n"
+        if fold is not None:
+            notes += f"\nFold {fold} of {gt / 'folds.json'}: {len(pairs)} image(s).\n"
         if missing:
             notes += f"\n{len(missing)} GT image(s) had no prediction and count as empty: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}\n"
         if extra:
@@ -217,10 +270,19 @@ def evaluate_folders(
 
             shown = sorted(pairs, key=lambda p: not (p.gt_segments or p.pred_segments))[:overlays]  # lesions first
             write_overlays(shown, ev.categories, stage / "overlays", images_root or gt / IMAGES_DIR)
+    if "ap_source_note" in metrics:
+        _stderr_console().print(f"[yellow]warning:[/] {pred / INSTANCES_JSON} not found: {metrics['ap_source_note']}.", highlight=False)
     for msg, items in (("GT image(s) had no prediction and count as empty", missing), ("prediction(s) match no GT image and were ignored", extra)):
         if items:
             _stderr_console().print(f"[yellow]warning:[/] {len(items)} {msg}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}", highlight=False)
     return metrics
+
+
+def fold_image_ids(folds: list[list[int]], fold: int, root: Path) -> list[int]:
+    """The image ids of fold ``fold`` with a clear error when it does not exist."""
+    if not 0 <= fold < len(folds):
+        raise ModiseError(f"--fold {fold}: {Path(root) / 'folds.json'} defines folds 0..{len(folds) - 1}.")
+    return list(folds[fold])
 
 
 def _stderr_console():

@@ -45,6 +45,10 @@ class ImageResult:
     # COCO: per category index, detection scores (COCO order) and matched flags (T, D)
     det_scores: dict[int, np.ndarray] = field(default_factory=dict)
     det_matched: dict[int, np.ndarray] = field(default_factory=dict)
+    # the same from instance predictions (None: the image came without instances)
+    inst_n_gt: np.ndarray | None = None  # (C,) GT segments of the classes instance AP uses
+    inst_scores: dict[int, np.ndarray] | None = None
+    inst_matched: dict[int, np.ndarray] | None = None
 
 
 def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +92,20 @@ def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str, st
     return index, seg_counts.astype(np.int64)
 
 
+def check_score(item: dict, who: str) -> float:
+    """``item['score']`` as a finite float; ``who`` names the item in the error."""
+    sc = item.get("score")
+    if sc is None or isinstance(sc, bool):
+        raise ModiseError(f"{who} has no 'score'.")
+    try:
+        sc = float(sc)
+    except (TypeError, ValueError):
+        raise ModiseError(f"{who} has a non-numeric score {sc!r}.") from None
+    if not np.isfinite(sc):
+        raise ModiseError(f"{who} has a non-finite score {sc}.")
+    return sc
+
+
 def _segment_table(segments: Sequence[dict], cat_index: dict[int, int], where: str, what: str, need_score: bool):
     """segments_info -> (ids ascending, category index per id, scores, listing order)."""
     ids, cats, scores = [], [], []
@@ -100,16 +118,7 @@ def _segment_table(segments: Sequence[dict], cat_index: dict[int, int], where: s
         if cid not in cat_index:
             raise ModiseError(f"{where}: {what} segment {sid} has unknown category_id {cid}.")
         if need_score:
-            sc = s.get("score")
-            if sc is None or isinstance(sc, bool):
-                raise ModiseError(f"{where}: predicted segment {sid} has no 'score'.")
-            try:
-                sc = float(sc)
-            except (TypeError, ValueError):
-                raise ModiseError(f"{where}: predicted segment {sid} has a non-numeric score {sc!r}.") from None
-            if not np.isfinite(sc):
-                raise ModiseError(f"{where}: predicted segment {sid} has a non-finite score {sc}.")
-            scores.append(sc)
+            scores.append(check_score(s, f"{where}: predicted segment {sid}"))
         ids.append(sid)
         cats.append(cat_index[cid])
     ids_a = np.asarray(ids, dtype=np.int64)
@@ -130,11 +139,15 @@ def match_image(
     thresholds: np.ndarray,
     where: str | None = None,
     strict: bool = True,
+    instances: Sequence[dict] | None = None,
+    instance_classes: np.ndarray | None = None,
 ) -> ImageResult:
     """Match one image for all thresholds. ``gt_ids``/``pred_ids``: (H, W) int segment ids.
 
     ``strict``: a segment listed in ``segments_info`` without any pixel is an error
-    (otherwise it is ignored)."""
+    (otherwise it is ignored). ``instances``: the image's instance predictions (COCO result
+    records, masks may overlap, see :mod:`.instances`) for AP on instances; they are scored
+    for the classes ``instance_classes`` (C,) bool marks (default all)."""
     where = where or f"image {image_id}"
     gt_ids = np.asarray(gt_ids)
     pred_ids = np.asarray(pred_ids)
@@ -183,6 +196,16 @@ def match_image(
             p_list = p_list[np.argsort(-p_score[p_list], kind="mergesort")][:MAX_DETS]
             res.det_scores[int(c)] = p_score[p_list]
             res.det_matched[int(c)] = _coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
+    if instances is not None:
+        from .instances import match_instances
+
+        use = np.ones(n_cls, dtype=bool) if instance_classes is None else np.asarray(instance_classes, dtype=bool)
+        listing = np.argsort(g_order, kind="stable")  # ascending-id positions in listing order
+        rank = np.empty(ng, dtype=np.int64)
+        rank[listing] = np.arange(ng)
+        gt_index = np.concatenate([[0], rank + 1])[g_idx].reshape(gt_ids.shape)
+        res.inst_n_gt, res.inst_scores, res.inst_matched = match_instances(
+            gt_index, g_cat[listing], instances, cat_index, use, thresholds, where)
     return res
 
 

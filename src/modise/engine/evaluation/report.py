@@ -4,6 +4,11 @@ A run is a training run (``RUN/config.yaml`` with ``preset``, metrics in
 ``RUN/metrics.json``), a cross-validation folder holding ``fold*/`` runs, a bare folder
 with ``metrics.json`` (or the file itself). Runs of the same variant (preset, else folder
 name; a bare ``foldK`` folder takes its parent's name) are folds: mean ± sample std.
+
+The threshold of a variant's row (``rule="mean-best"``, the default) is the IoU threshold
+with the best PQ averaged over its folds (smallest on ties, as for one evaluation); every
+column is then the folds' mean ± std at that one t. ``rule="fold-best"`` takes each fold at
+its own best t instead (the t column then lists them all).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from modise.errors import ModiseError
 from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
 
 COLUMNS = (("RQ_t", "rq"), ("SQ_t", "sq"), ("PQ_t", "pq"), ("AP_t", "ap"), ("Dice", "dice"))
+TABLE1_ORDER = ("m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise")  # the paper's rows
+RULES = ("mean-best", "fold-best")
 _FOLD = re.compile(r"^fold[_-]?\d+$", re.IGNORECASE)
 
 
@@ -56,6 +63,19 @@ def _preset(run: Path) -> str | None:
     return str(preset) if preset else None
 
 
+def _expand_reproduce(runs) -> list[Path]:
+    """A ``modise reproduce`` folder stands for its variant folders (``<preset>/fold*``)."""
+    from modise.engine.reproduce import SETTINGS_JSON
+
+    out = []
+    for run in runs:
+        if run.is_dir() and (run / SETTINGS_JSON).is_file():
+            out += sorted(d for d in run.iterdir() if d.is_dir() and any(_FOLD.match(f.name) for f in d.iterdir() if f.is_dir()))
+        else:
+            out.append(run)
+    return out
+
+
 def collect_runs(runs: Sequence[Path]) -> tuple[dict[str, list[tuple[Path, dict]]], list[str]]:
     """Variant name -> [(metrics path, metrics)], plus warnings about skipped runs."""
     variants: dict[str, list[tuple[Path, dict]]] = {}
@@ -69,7 +89,7 @@ def collect_runs(runs: Sequence[Path]) -> tuple[dict[str, list[tuple[Path, dict]
         name = _preset(run_dir) or fallback_name
         variants.setdefault(name, []).append((metrics_path, m))
 
-    for run in map(Path, runs):
+    for run in _expand_reproduce(map(Path, runs)):
         if run.is_file():
             add(run.parent, run, run.parent.name)
         elif not run.is_dir():
@@ -99,15 +119,54 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None, int]
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0, int(v.size)
 
 
-def summarise(variants: dict[str, list[tuple[Path, dict]]]) -> list[dict[str, Any]]:
+def table1_order(names: Sequence[str]) -> list[str]:
+    """The paper's row order for its six presets, any other variant after them as given."""
+    names = list(names)
+    rank = {name: i for i, name in enumerate(TABLE1_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
+
+
+def _at_threshold(m: dict, t_index: int, key: str, name: str, warnings: list[str]) -> float | None:
+    """A fold's ``key`` value at ``thresholds[t_index]`` (AP from the per-threshold list, or
+    from ``best`` when that is the same threshold)."""
+    if key == "dice":
+        return m["dice"]
+    values = m.get(key)
+    if isinstance(values, list) and len(values) == len(m["thresholds"]):
+        return values[t_index]
+    if abs(m["best"]["threshold"] - m["thresholds"][t_index]) < 1e-12:
+        return m["best"].get(key)
+    warnings.append(f"{name}: a fold has no {key.upper()} per threshold (older metrics.json); left out of {key.upper()}_t.")
+    return None
+
+
+def summarise(variants: dict[str, list[tuple[Path, dict]]], rule: str = "mean-best", warnings: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per variant (in Table-1 order, others after): mean ± std over folds of each column."""
+    from .panoptic_quality import best_index
+
+    if rule not in RULES:
+        raise ModiseError(f"Threshold rule '{rule}' is not one of {', '.join(RULES)}.")
+    warnings = [] if warnings is None else warnings
     rows = []
-    for name, items in variants.items():
+    for name in table1_order(variants):
+        items = variants[name]
         ms = [m for _, m in items]
-        row: dict[str, Any] = {"variant": name, "folds": len(ms), "runs": [str(p) for p, _ in items]}
-        row["thresholds_t"] = [m["best"]["threshold"] for m in ms]
-        for col, key in COLUMNS:
-            vals = [m["dice"] if key == "dice" else m["best"].get(key) for m in ms]
-            row[col] = dict(zip(("mean", "std", "n"), _stats(vals)))
+        row: dict[str, Any] = {"variant": name, "folds": len(ms), "runs": [str(p) for p, _ in items], "rule": rule}
+        same_t = len({tuple(m["thresholds"]) for m in ms}) == 1
+        if rule == "mean-best" and not same_t:
+            warnings.append(f"{name}: folds were evaluated at different thresholds; each fold is taken at its own best t.")
+        if rule == "mean-best" and same_t:
+            mean_pq = np.nanmean(np.array([[np.nan if v is None else v for v in m["pq"]] for m in ms], dtype=float), axis=0)
+            b = best_index(mean_pq)
+            row["thresholds_t"] = [ms[0]["thresholds"][b]]
+            for col, key in COLUMNS:
+                row[col] = dict(zip(("mean", "std", "n"), _stats([_at_threshold(m, b, key, name, warnings) for m in ms])))
+        else:
+            row["thresholds_t"] = [m["best"]["threshold"] for m in ms]
+            for col, key in COLUMNS:
+                vals = [m["dice"] if key == "dice" else m["best"].get(key) for m in ms]
+                row[col] = dict(zip(("mean", "std", "n"), _stats(vals)))
+        row["ap_source"] = "/".join(sorted({str(m.get("ap_source", "panoptic")) for m in ms}))
         rows.append(row)
     for col, _ in COLUMNS:  # best value per column (ties all marked)
         means = [r[col]["mean"] for r in rows if r[col]["mean"] is not None]
@@ -151,38 +210,74 @@ def table_csv(rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def _pq_curves(variants: dict[str, list[tuple[Path, dict]]], warnings: list[str]) -> dict[str, tuple]:
-    curves = {}
-    for name, items in variants.items():
+def sweep_curves(variants: dict[str, list[tuple[Path, dict]]], warnings: list[str]) -> dict[str, dict[str, tuple]]:
+    """Metric ("pq", "rq", "sq", "ap") -> variant -> (thresholds, mean, std over folds), in
+    Table-1 order; AP only where every fold has it per threshold."""
+    curves: dict[str, dict[str, tuple]] = {"pq": {}, "rq": {}, "sq": {}, "ap": {}}
+    for name in table1_order(variants):
+        items = variants[name]
         ts = [tuple(m["thresholds"]) for _, m in items]
         if len(set(ts)) != 1:
-            warnings.append(f"{name}: folds were evaluated at different thresholds; left out of the PQ figure.")
+            warnings.append(f"{name}: folds were evaluated at different thresholds; left out of the sweep figures.")
             continue
-        pq = np.array([[np.nan if v is None else v for v in m["pq"]] for _, m in items], dtype=float)
-        std = np.nanstd(pq, axis=0, ddof=1) if len(items) > 1 else np.zeros(pq.shape[1])
-        curves[name] = (np.array(ts[0]), np.nanmean(pq, axis=0), np.nan_to_num(std))
+        for key in curves:
+            if not all(isinstance(m.get(key), list) and len(m[key]) == len(ts[0]) for _, m in items):
+                continue
+            v = np.array([[np.nan if x is None else x for x in m[key]] for _, m in items], dtype=float)
+            std = np.nanstd(v, axis=0, ddof=1) if len(items) > 1 else np.zeros(v.shape[1])
+            curves[key][name] = (np.array(ts[0]), np.nanmean(v, axis=0), np.nan_to_num(std))
     return curves
 
 
-def write_report(runs: list[Path], out: Path, overwrite: bool = False) -> dict[str, Any]:
-    """Aggregate runs into ``out``/{report.md, report.csv, report.json, pq_threshold.png}."""
+def sweep_csv(curves: dict[str, dict[str, tuple]]) -> str:
+    """One line per variant and threshold: mean and std of PQ, RQ, SQ, AP over folds (%)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    keys = [k for k in ("pq", "rq", "sq", "ap") if curves.get(k)]
+    w.writerow(["variant", "t"] + [f"{k.upper()}_{s}" for k in keys for s in ("mean", "std")])
+    for name, (t, _, _) in curves["pq"].items():
+        for i, ti in enumerate(t):
+            cells = []
+            for k in keys:
+                mean, std = (curves[k][name][1][i], curves[k][name][2][i]) if name in curves[k] else (np.nan, np.nan)
+                cells += ["" if np.isnan(mean) else f"{mean:.4f}", "" if np.isnan(std) else f"{std:.4f}"]
+            w.writerow([name, f"{ti:.2f}"] + cells)
+    return buf.getvalue()
+
+
+def _protocol_note(rows: list[dict[str, Any]], rule: str) -> str:
+    how = ("t: the IoU threshold with the best PQ averaged over folds; every column at that t" if rule == "mean-best"
+           else "t: each fold's own best-PQ IoU threshold")
+    sources = sorted({r["ap_source"] for r in rows})
+    return f"{how}. Dice does not depend on t. AP on {', '.join(sources)}.\n"
+
+
+def write_report(runs: list[Path], out: Path, overwrite: bool = False, rule: str = "mean-best") -> dict[str, Any]:
+    """Aggregate runs into ``out``/{report.md, report.csv, report.json, sweep.csv,
+    pq_threshold.png, sweep.png}: the Table 1 rows, the per-threshold sweep as CSV, PQ against
+    t per variant and the Fig. S1 sweep (PQ, RQ, SQ, AP against t; mean ± std over folds)."""
     import warnings as _w
 
-    from .figures import pq_by_variant_figure
+    from .figures import pq_by_variant_figure, sweep_by_variant_figure
 
     variants, warnings = collect_runs(runs)
-    rows = summarise(variants)
-    md = "# Results (mean ± std over folds, %; best per column in bold)\n\n" + table_markdown(rows)
-    with output_dir(out, overwrite) as stage, _w.catch_warnings():
+    with _w.catch_warnings():
         _w.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of undefined PQ
-        curves = _pq_curves(variants, warnings)
-        if warnings:
-            md += "\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
+        rows = summarise(variants, rule, warnings)
+        curves = sweep_curves(variants, warnings)
+    warnings = list(dict.fromkeys(warnings))
+    md = "# Results (mean ± std over folds, %; best per column in bold)\n\n" + table_markdown(rows)
+    md += "\n" + _protocol_note(rows, rule)
+    if warnings:
+        md += "\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
+    with output_dir(out, overwrite) as stage:
         write_bytes_atomic(stage / "report.md", md.encode())
         write_bytes_atomic(stage / "report.csv", table_csv(rows).encode())
+        write_bytes_atomic(stage / "sweep.csv", sweep_csv(curves).encode())
         result = {"variants": rows, "warnings": warnings}
         write_json_atomic(stage / "report.json", result)
-        pq_by_variant_figure(curves, stage / "pq_threshold.png")
+        pq_by_variant_figure(curves["pq"], stage / "pq_threshold.png")
+        sweep_by_variant_figure(curves, stage / "sweep.png")
     if warnings:
         from rich.console import Console
 

@@ -88,6 +88,7 @@ class Predictor:
         """PQ/RQ/SQ sweep, AP and Dice (the evaluation engine) of this model on ``image_ids`` of ``root``."""
         from modise.data.dataset import PanopticDataset
         from modise.engine.evaluation import PanopticEvaluator
+        from modise.engine.evaluation.instances import instance_records
 
         ds = PanopticDataset(root, image_ids=list(image_ids))
         evaluator = PanopticEvaluator(self.categories)
@@ -98,7 +99,8 @@ class Predictor:
             for s, r in zip(samples, results):
                 gt_ids, gt_segments = gt_from_sample(s, self.categories)
                 pred_ids, pred_segments = panoptic_record(r)
-                evaluator.add(int(s["image_id"]), gt_ids, gt_segments, pred_ids, pred_segments)
+                # AP on the top-100 instances, as detectron2 evaluates Mask2Former (maskformer_model.py:344-380)
+                evaluator.add(int(s["image_id"]), gt_ids, gt_segments, pred_ids, pred_segments, instances=instance_records(r, self.categories))
         return evaluator.compute()
 
 

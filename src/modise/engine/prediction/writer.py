@@ -1,7 +1,9 @@
 """``modise predict``: images in, canonical COCO-panoptic predictions (with scores) out.
 
 Layout of ``O``: ``panoptic.json`` + ``panoptic/*.png`` (what ``modise evaluate --pred``
-reads), ``heatmaps/<name>_<class>.png`` (per-class probability x255), ``overlays/<name>.png``
+reads), ``instances.json`` (the model's top-100 instances per image as a COCO results list:
+``image_id``, ``category_id``, ``score``, RLE ``segmentation``; masks may overlap; what
+``evaluate`` computes AP on, as detectron2 does for Mask2Former), ``heatmaps/<name>_<class>.png`` (per-class probability x255), ``overlays/<name>.png``
 (Fig. 2 views) and, with ``dicom_seg``, ``dicom_seg/<name>.dcm`` per DICOM input.
 """
 
@@ -55,19 +57,27 @@ def predict_files(
     device: str | None = None,
     progress: bool = True,
     object_mask_threshold: float | None = None,
+    instances: bool = True,
+    data: str | Path | None = None,
+    fold: int | None = None,
 ) -> dict[str, Any]:
-    """Predict every readable input; return a summary (``images``, ``segments``, ``errors``)."""
+    """Predict every readable input; return a summary (``images``, ``segments``, ``errors``).
+
+    ``data`` + ``fold``: predict the images of fold K of ``data/folds.json`` (added to ``inputs``)."""
     from modise.data.imageio import read_image
+    from modise.engine.evaluation.instances import INSTANCES_JSON, instance_records
     from modise.outputs import check_output_dir, output_dir, write_json_atomic
 
     check_output_dir(out, overwrite)
-    paths = discover_inputs(inputs)
+    if not inputs and fold is None:
+        raise ModiseError("Nothing to predict: give --input FILES/FOLDERS or --data DATASET --fold K.")
+    paths = discover_inputs([*(inputs or []), *fold_inputs(data, fold)])
     predictor = Predictor.from_run(checkpoint, device=device, object_mask_threshold=object_mask_threshold)
     cats = predictor.categories
     known_ids = _dataset_ids(paths)
     next_id = max(known_ids.values(), default=0) + 1
     names = unique_stems(paths)
-    images, annotations, errors = [], [], []
+    images, annotations, errors, inst_records = [], [], [], []
     n_segments = 0
     with output_dir(out, overwrite) as stage:
         for sub in (PANOPTIC_DIR, *(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []), *(["dicom_seg"] if dicom_seg else [])):
@@ -92,6 +102,8 @@ def predict_files(
                 write_id_png(stage / PANOPTIC_DIR / f"{name}.png", ids)
                 images.append({"id": image_id, "file_name": path.name, "height": h, "width": w, "source": str(path)})
                 annotations.append({"image_id": image_id, "file_name": f"{name}.png", "segments_info": segments})
+                if instances:
+                    inst_records.extend(instance_records(res, cats, image_id))
                 sem = res["sem_seg"]
                 sem = np.asarray(sem.float().cpu() if hasattr(sem, "cpu") else sem)
                 if heatmaps:
@@ -134,9 +146,32 @@ def predict_files(
             "info": {"description": "modise predictions", "checkpoint": str(checkpoint)},
             "images": images, "annotations": annotations, "categories": [c.to_json() for c in cats],
         })
+        if instances:
+            write_json_atomic(stage / INSTANCES_JSON, inst_records)
         summary = {"out": str(Path(out)), "images": len(images), "segments": n_segments, "errors": errors}
         write_json_atomic(stage / "summary.json", summary)
     return summary
+
+
+def fold_inputs(data: str | Path | None, fold: int | None) -> list[Path]:
+    """The image files of fold ``fold`` of dataset ``data`` (none without ``fold``)."""
+    if fold is None:
+        if data is not None:
+            raise ModiseError("--data needs --fold K (which fold's images to predict).")
+        return []
+    if data is None:
+        raise ModiseError("--fold needs --data (the dataset whose folds.json names the images).")
+    from modise.data.dataset import load_folds
+    from modise.data.panoptic import IMAGES_DIR, load_panoptic_json
+    from modise.engine.evaluation.folders import fold_image_ids
+
+    data = Path(data)
+    ids = set(fold_image_ids(load_folds(data), fold, data))
+    files = {im["id"]: im["file_name"] for im in load_panoptic_json(data)["images"]}
+    missing = sorted(ids - set(files))
+    if missing:
+        raise ModiseError(f"{data / 'folds.json'}: fold {fold} lists image id {missing[0]}, which {data / 'panoptic.json'} does not.")
+    return [data / IMAGES_DIR / files[i] for i in sorted(ids)]
 
 
 def _safe(name: str) -> str:

@@ -19,30 +19,45 @@ def fold_done(run: Path) -> bool:
         return False
 
 
-def cross_validate(
-    cfg: TrainConfig, out: str | Path, folds: int = 5, *, overwrite: bool = False, progress: bool = True
-) -> dict[str, Any]:
-    """Train/evaluate folds 0..folds-1 into ``out/fold{k}`` (finished folds are kept, a
-    started one resumes from its last checkpoint), then ``write_report`` into ``out/report``."""
+def check_folds(data: str | Path, folds: int) -> None:
+    """Refuse ``folds`` beyond what ``data/folds.json`` defines."""
     from modise.data.dataset import load_folds
-    from modise.engine.evaluation import write_report
 
-    out = Path(out)
-    available = len(load_folds(cfg.data))
+    if folds < 1:
+        raise ModiseError(f"--folds must be at least 1, not {folds}.")
+    available = len(load_folds(data))
     if folds > available:
-        raise ModiseError(f"{Path(cfg.data) / 'folds.json'} defines {available} folds, fewer than --folds {folds}.")
-    if overwrite and out.is_dir() and is_global_zero():
-        import shutil
+        raise ModiseError(f"{Path(data) / 'folds.json'} defines {available} folds, fewer than --folds {folds}.")
 
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+
+def train_folds(
+    cfg: TrainConfig, out: str | Path, folds: int = 5, *, overwrite: bool = False, progress: bool = True
+) -> list[Path]:
+    """Train/evaluate folds 0..folds-1 into ``out/fold{k}``, each one Lightning run (so the
+    loop works under torchrun / SLURM: every rank walks it). Finished folds are kept and
+    skipped, a started one resumes from its last checkpoint; ``overwrite`` trains every fold
+    again. Returns the fold run folders."""
+    check_folds(cfg.data, folds)
+    out = Path(out)
+    if is_global_zero():
+        out.mkdir(parents=True, exist_ok=True)
     runs = []
     for k in range(folds):
         run = out / f"fold{k}"
         runs.append(run)
-        if fold_done(run):
+        if fold_done(run) and not overwrite:
             continue
-        train(cfg.model_copy(update={"fold": k}), run, resume=True, overwrite=True, progress=progress)
+        train(cfg.model_copy(update={"fold": k}), run, resume=not overwrite, overwrite=True, progress=progress)
+    return runs
+
+
+def cross_validate(
+    cfg: TrainConfig, out: str | Path, folds: int = 5, *, overwrite: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """:func:`train_folds` into ``out``, then ``write_report`` into ``out/report``."""
+    from modise.engine.evaluation import write_report
+
+    runs = train_folds(cfg, out, folds, overwrite=overwrite, progress=progress)
     if not is_global_zero():
         return {}
-    return write_report(runs, out / "report", overwrite=True)
+    return write_report(runs, Path(out) / "report", overwrite=True)

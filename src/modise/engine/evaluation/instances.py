@@ -1,0 +1,137 @@
+"""Instance predictions for AP, the way detectron2 scores Mask2Former / ODISE.
+
+Mask2Former's ``instance_inference`` (mask2former/maskformer_model.py:344-380, inherited by
+ODISE's odise/modeling/meta_arch/odise.py:365-369) keeps the top-100 (query, class) pairs of
+an image, thing classes only when panoptic is on, each with its own binary mask (masks may
+overlap) and score = class prob x mean mask prob inside the mask. ODISE turns it on
+(configs/common/models/mask_generator_with_label.py:101-103: instance_on, test_topk_per_image
+100) and scores it with detectron2's COCOEvaluator, tasks ("segm",)
+(configs/common/data/coco_panoptic_semseg.py:79-83), which stores the instances as COCO
+results (RLE ``segmentation``, ``score``, ``category_id``) and runs COCOeval on them. Here:
+
+* :func:`instance_records` turns a model result into those records (what ``modise predict``
+  writes to ``instances.json``, a COCO results list, and what ``PanopticEvaluator.add``
+  takes as ``instances``);
+* :func:`match_instances` makes COCOeval's per-image matches for every threshold from them,
+  with COCOeval's IoU (``pycocotools.mask.iou`` on RLE, float64) against the GT segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from modise.errors import ModiseError
+
+INSTANCES_JSON = "instances.json"  # beside panoptic.json in a prediction folder
+MAX_DETS = 100  # COCO maxDets[-1]; Mask2Former test_topk_per_image
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """(H, W) bool -> COCO RLE with ``counts`` as text (JSON-ready), as detectron2 writes it."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def instance_records(result: dict[str, Any], categories: Sequence[Any], image_id: Any = None) -> list[dict[str, Any]]:
+    """A model result's ``instances`` (``masks`` [N,H,W] bool, ``labels`` [N] indices into
+    ``categories``, ``scores`` [N]) -> COCO result records ``{category_id, score, segmentation}``
+    (+ ``image_id`` when given), in the model's order (descending score)."""
+    inst = result["instances"]
+    masks, labels, scores = (_numpy(inst[k]) for k in ("masks", "labels", "scores"))
+    out = []
+    for m, lab, sc in zip(masks, labels.tolist(), scores.tolist()):
+        rec: dict[str, Any] = {"category_id": int(categories[int(lab)].id), "score": float(sc), "segmentation": encode_mask(m > 0)}
+        if image_id is not None:
+            rec = {"image_id": image_id, **rec}
+        out.append(rec)
+    return out
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _rle(rec: dict[str, Any], shape: tuple[int, int], where: str) -> dict[str, Any]:
+    """A record's ``segmentation`` (RLE, compressed or not) or ``mask`` -> compressed RLE."""
+    from pycocotools import mask as mask_utils
+
+    if "mask" in rec:
+        m = np.asarray(rec["mask"])
+        if m.shape != shape:
+            raise ModiseError(f"{where}: an instance mask is {m.shape[0]}x{m.shape[1]} but the image is {shape[0]}x{shape[1]}.")
+        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+        return rle
+    seg = rec.get("segmentation")
+    if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
+        raise ModiseError(f"{where}: an instance has no RLE 'segmentation' ({{'size': [h, w], 'counts': ...}}); polygons are not supported.")
+    try:
+        h, w = (int(v) for v in seg["size"])
+    except (TypeError, ValueError):
+        raise ModiseError(f"{where}: an instance's segmentation 'size' is not [height, width].") from None
+    if (h, w) != tuple(shape):
+        raise ModiseError(f"{where}: an instance mask is {h}x{w} but the image is {shape[0]}x{shape[1]}.")
+    counts = seg["counts"]
+    if isinstance(counts, list):  # uncompressed RLE
+        return mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def match_instances(
+    gt_index: np.ndarray,
+    gt_cat: np.ndarray,
+    instances: Sequence[dict[str, Any]],
+    cat_index: dict[int, int],
+    use_class: np.ndarray,
+    thresholds: np.ndarray,
+    where: str,
+) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """COCOeval's ``evaluateImg`` for one image, every threshold at once.
+
+    ``gt_index``: (H, W) int, 0 = background, j + 1 = the j-th GT segment in listing order
+    (COCO's GT order); ``gt_cat`` (G,) their category indices; ``instances``: records with ``category_id``,
+    ``score`` and ``segmentation`` (COCO RLE) or ``mask``; ``use_class`` (C,) bool: classes
+    that take part (things). Returns (GT count per class (C,), detection scores and (T, D)
+    matched flags per class index), detections in COCO order: descending score, stable
+    over listing order, at most 100 per class.
+    """
+    from pycocotools import mask as mask_utils
+
+    from .matching import _coco_greedy, check_score
+
+    n_cls, shape = use_class.size, tuple(gt_index.shape)
+    gt_cat = np.asarray(gt_cat, dtype=np.int64)
+    n_gt = np.bincount(gt_cat[use_class[gt_cat]] if gt_cat.size else gt_cat, minlength=n_cls).astype(np.int64)
+    by_class: dict[int, list[tuple[float, dict]]] = {}
+    for rec in instances:
+        if not isinstance(rec, dict):
+            raise ModiseError(f"{where}: an instance is not an object ({rec!r}).")
+        try:
+            cid = int(rec["category_id"])
+        except (KeyError, TypeError, ValueError):
+            raise ModiseError(f"{where}: an instance lacks an integer 'category_id'.") from None
+        if cid not in cat_index:
+            raise ModiseError(f"{where}: an instance has unknown category_id {cid}.")
+        c = cat_index[cid]
+        if use_class[c]:
+            by_class.setdefault(c, []).append((check_score(rec, f"{where}: an instance"), rec))
+    scores_out: dict[int, np.ndarray] = {}
+    matched_out: dict[int, np.ndarray] = {}
+    coco_thr = np.minimum(thresholds, 1 - 1e-10)
+    for c, dets in by_class.items():
+        sc = np.array([s for s, _ in dets], dtype=np.float64)
+        keep = np.argsort(-sc, kind="mergesort")[:MAX_DETS]
+        d_rles = [_rle(dets[i][1], shape, where) for i in keep]
+        g_rles = [mask_utils.encode(np.asfortranarray((gt_index == j + 1).astype(np.uint8))) for j in np.flatnonzero(gt_cat == c)]
+        if g_rles:
+            ious = np.asarray(mask_utils.iou(d_rles, g_rles, [0] * len(g_rles)), dtype=np.float64).reshape(len(d_rles), len(g_rles))
+        else:
+            ious = np.zeros((len(d_rles), 0))
+        scores_out[c] = sc[keep]
+        matched_out[c] = _coco_greedy(ious, coco_thr)
+    return n_gt, scores_out, matched_out

@@ -1,0 +1,110 @@
+"""``modise reproduce``: the paper's Table 1 in one command.
+
+Every preset x K folds is trained and evaluated by :func:`~modise.engine.training.cv.train_folds`
+(one Lightning run per fold, so the loop works under torchrun / SLURM; finished folds are kept
+and skipped, a started one resumes), each fold scored on its held-out images at every IoU
+threshold; :func:`~modise.engine.evaluation.report.write_report` then writes Table 1 (mean ± std
+over folds at the best threshold, the paper's rows and columns), the Fig. S1 sweep and CSVs.
+
+Layout of ``OUT``::
+
+    reproduce.json          the settings every fold was trained with (checked on resume)
+    <preset>/fold<k>/       one training run per fold (config.yaml, model/, metrics.json, ...)
+    table1/                 report.md, report.csv, report.json, sweep.csv, sweep.png, pq_threshold.png
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modise.errors import ModiseError
+
+SETTINGS_JSON = "reproduce.json"
+TABLE_DIR = "table1"
+# how a fold runs, not what it computes: may change between a run and its resumption
+HARDWARE = {"accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers", "checkpoint_every"}
+
+
+def variant_dir(preset: str) -> str:
+    """Folder of a preset's folds: its name, or the stem of a preset YAML file."""
+    return Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
+
+
+def _check_settings(out: Path, settings: dict[str, Any], presets: Sequence[str], overwrite: bool) -> None:
+    """Refuse an ``out`` this command did not start, or one started with other settings
+    (unless ``overwrite``: then every fold is trained again); record the settings."""
+    from modise.outputs import write_json_atomic
+
+    path = out / SETTINGS_JSON
+    if out.is_dir() and any(out.iterdir()):
+        if not path.is_file():
+            raise ModiseError(f"'{out}' is not empty and holds no {SETTINGS_JSON}, so `modise reproduce` did not start it; choose another --out.")
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ModiseError(f"{path}: cannot read ({e}).") from None
+        old = before.get("settings", {})
+        diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if diff and not overwrite:
+            k = diff[0]
+            raise ModiseError(f"'{out}' was started with {k}={old.get(k)!r}, not {settings.get(k)!r}; pass the same options "
+                              "to resume it, or --overwrite to train every fold again.")
+        presets = list(dict.fromkeys([*before.get("presets", []), *presets])) if not diff else list(presets)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"settings": settings, "presets": list(presets)})
+
+
+def reproduce(
+    data: str | Path,
+    out: str | Path,
+    presets: Sequence[str] | None = None,
+    folds: int = 5,
+    *,
+    size: str = "full",
+    random_weights: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    **train_options: Any,
+) -> dict[str, Any]:
+    """Train and evaluate ``presets`` (default: the six of Table 1) x ``folds`` folds of ``data``
+    into ``out``; return the table (``write_report``'s result; empty on ranks other than 0).
+
+    ``train_options``: further :class:`~modise.engine.training.train.TrainConfig` fields
+    (``max_steps``, ``batch_size``, ``image_size``, ``devices``, ``strategy``, ...); None = default.
+    ``overwrite``: train every fold again (only folders this command made are replaced)."""
+    from modise.engine.evaluation.report import TABLE1_ORDER, write_report
+    from modise.engine.training.cv import check_folds, train_folds
+    from modise.engine.training.train import TrainConfig, is_global_zero
+    from modise.model.config import load_preset
+
+    presets = list(dict.fromkeys(presets or TABLE1_ORDER))
+    dirs = [variant_dir(p) for p in presets]
+    if len(set(dirs)) != len(dirs) or TABLE_DIR in dirs:
+        raise ModiseError(f"--presets {', '.join(presets)}: two presets would share a folder (or one is named '{TABLE_DIR}').")
+    base = TrainConfig(preset=presets[0], size=size, data=str(data), random_weights=random_weights,
+                       **{k: v for k, v in train_options.items() if v is not None})
+    for p in presets:  # unknown presets / bad overrides fail now, not after hours of training
+        load_preset(p, size, base.model_overrides or None)
+    check_folds(data, folds)
+    out = Path(out)
+    settings = {"data": str(Path(data).resolve()), "folds": folds,
+                **json.loads(base.model_dump_json(exclude={"preset", "fold", "data", *HARDWARE}))}
+    if is_global_zero():
+        _check_settings(out, settings, presets, overwrite)
+    say = _say(progress and is_global_zero())
+    for i, (p, d) in enumerate(zip(presets, dirs)):
+        say(f"[{i + 1}/{len(presets)}] {p}: {folds} fold(s) in {out / d}")
+        train_folds(base.model_copy(update={"preset": p}), out / d, folds, overwrite=overwrite, progress=progress)
+    if not is_global_zero():
+        return {}
+    return write_report([out / d for d in dirs], out / TABLE_DIR, overwrite=True)
+
+
+def _say(enabled: bool):
+    from rich.console import Console
+
+    con = Console(stderr=True)
+    return (lambda msg: con.print(msg, highlight=False)) if enabled else (lambda msg: None)

@@ -1,0 +1,58 @@
+"""``modise reproduce`` (heavy imports stay inside the command body)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``reproduce`` to the ``modise`` app."""
+
+    @app.command("reproduce")
+    def reproduce_cmd(
+        data: Path = typer.Option(..., "--data", help="Prepared dataset (canonical panoptic layout with folds.json)."),
+        out: Path = typer.Option(..., "--out", help="Folder: <preset>/fold<k>/ runs, table1/ (Table 1, Fig. S1 sweep, CSVs)."),
+        presets: Optional[list[str]] = typer.Option(
+            None, "--presets", help="Comma list or repeatable (default: the six Table-1 presets, in the paper's order)."),
+        folds: int = typer.Option(5, "--folds", min=1, help="Folds 0..K-1 of folds.json, each held out once."),
+        size: str = typer.Option("full", "--size", help="full | tiny"),
+        random_weights: bool = typer.Option(False, "--random-weights", help="Random frozen parts (offline)."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Training steps per fold (default 10000)."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Per device."),
+        lr: Optional[float] = typer.Option(None, "--lr", min=0.0),
+        image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="LSJ crop (multiple of 32)."),
+        num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0),
+        accelerator: str = typer.Option("auto", "--accelerator", help="auto | cpu | gpu"),
+        devices: str = typer.Option("auto", "--devices"),
+        num_nodes: int = typer.Option(1, "--num-nodes", min=1),
+        strategy: str = typer.Option("auto", "--strategy", help="auto | ddp (multi-GPU / multi-node, torchrun or SLURM)."),
+        precision: str = typer.Option("auto", "--precision"),
+        override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE (repeatable), every preset."),
+        seed: int = typer.Option(0, "--seed"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Train every fold again (otherwise finished folds are kept)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the table (report.json) to stdout."),
+    ) -> None:
+        """Table 1: train + evaluate presets x folds (resumable), then mean ± std at the best IoU threshold."""
+        from modise.engine.evaluation.report import table_markdown
+        from modise.engine.reproduce import TABLE_DIR, reproduce
+        from modise.engine.train_cli import _train_config
+
+        names = [p.strip() for item in (presets or []) for p in item.split(",") if p.strip()] or None
+        cfg = _train_config(
+            preset="m-odise", size=size, data=str(data), random_weights=random_weights, max_steps=max_steps,
+            batch_size=batch_size, lr=lr, image_size=image_size, num_workers=num_workers, accelerator=accelerator,
+            devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, override=override, seed=seed,
+        )
+        result = reproduce(data, out, names, folds, size=size, random_weights=random_weights, overwrite=overwrite,
+                           **cfg.model_dump(exclude={"preset", "size", "data", "fold", "random_weights"}))
+        if not result:
+            return
+        if as_json:
+            typer.echo(json.dumps(result, indent=2, default=str))
+        else:
+            typer.echo(table_markdown(result["variants"]), nl=False)
+            typer.echo(f"written to {out / TABLE_DIR}")
