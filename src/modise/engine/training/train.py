@@ -27,10 +27,10 @@ class TrainConfig(BaseModel):
     fold: int | None = 0
     random_weights: bool = False
     model_overrides: dict[str, Any] = Field(default_factory=dict)
-    # optimisation (ODISE: AdamW 1e-4, wd 0.05, 250 warm-up iters, x0.1 at ~89% and ~96%, clip)
+    # optimisation (ODISE: AdamW 1e-4, wd 0.05, x0.1 at ~89% and ~96%, clip); groups: the preset's optimizer:
     lr: float = 1e-4
     weight_decay: float = 0.05
-    warmup_steps: int = 250
+    warmup_steps: int | None = None  # None: the preset's optimizer.warmup_fraction of the run (ODISE 500/184375)
     milestones: tuple[float, float] = (0.889, 0.963)
     grad_clip: float = 0.01
     max_steps: int = 10000
