@@ -128,13 +128,14 @@ def test_tiny_presets_overfit_two_lesion_classes(preset):
     x[1, :, 60:110, 50:100], masks[1, 0, 60:110, 50:100] = 0.5, 1
     t = [{"labels": torch.tensor([0]), "masks": masks[0]}, {"labels": torch.tensor([1]), "masks": masks[1]}]
     opt = torch.optim.AdamW(m.trainable_parameters(), lr=1e-3)
-    losses = []
-    for _ in range(40):
-        loss = m.loss(m(x), t)["loss"]
+
+    def step() -> float:
         opt.zero_grad()
-        loss.backward()
+        (loss := m.loss(m(x), t)["loss"]).backward()
         opt.step()
-        losses.append(loss.item())
+        return loss.item()
+
+    losses = [step() for _ in range(40)]
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
     res = m.inference(x, object_mask_threshold=0.5)
     for r, want in zip(res, (1, 2)):
@@ -208,3 +209,24 @@ def test_inference_thresholds_are_odise_or_mask2former_and_saved_with_the_weight
     assert (ic.object_mask_threshold, ic.overlap_threshold) == want
     assert load_preset(preset, "tiny").inference == ic
     assert c.model_dump()["inference"]["object_mask_threshold"] == want[0]  # what save_pretrained writes
+
+
+def test_a_runs_thresholds_live_in_the_model_config_saved_with_its_weights(tmp_path):
+    import yaml
+
+    from modise.data.phantoms import prepare_synthetic
+    from modise.engine.prediction.predictor import Predictor
+    from modise.engine.training.train import TrainConfig, train
+
+    data = tmp_path / "data"
+    prepare_synthetic(data, n=6, seed=0, size=96, k=3, quiet=True)
+    base = dict(preset="m2f-sd", size="tiny", data=str(data), fold=0, random_weights=True, image_size=96, batch_size=2,
+                max_steps=1, checkpoint_every=1, accelerator="cpu", devices=1)
+    for kw, want in (({}, (0.8, 0.8)), ({"object_mask_threshold": 0.3}, (0.3, 0.8))):
+        run = tmp_path / f"run{len(kw)}"
+        train(TrainConfig(**base, **kw), run)
+        saved = yaml.safe_load((run / "model" / "config.yaml").read_text())["inference"]
+        assert (saved["object_mask_threshold"], saved["overlap_threshold"]) == want
+        p = Predictor.from_run(run, device="cpu")
+        ic = p.model.config.inference
+        assert (ic.object_mask_threshold, ic.overlap_threshold) == want

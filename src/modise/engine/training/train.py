@@ -51,9 +51,9 @@ class TrainConfig(BaseModel):
     precision: str = "auto"  # bf16-mixed on GPU, 32-true on CPU
     checkpoint_every: int = 100
     time_budget_s: float | None = None  # cut max_steps to fit this many seconds of training
-    # inference used for the final validation
-    object_mask_threshold: float = 0.8
-    overlap_threshold: float = 0.8
+    # inference thresholds: None = the preset's (model config ``inference:``); set values are written there
+    object_mask_threshold: float | None = None
+    overlap_threshold: float | None = None
 
     def resolved_image_size(self) -> int:
         size = self.image_size or (512 if self.size == "full" else 128)
@@ -180,7 +180,11 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
     from modise.data.dataset import load_categories
 
     categories = load_categories(cfg.data)
-    model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=cfg.model_overrides or None)
+    overrides = dict(cfg.model_overrides or {})
+    thresholds = {k: getattr(cfg, k) for k in ("object_mask_threshold", "overlap_threshold") if getattr(cfg, k) is not None}
+    if thresholds:  # the model config saved with the weights owns the inference thresholds
+        overrides["inference"] = {**overrides.get("inference", {}), **thresholds}
+    model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=overrides or None)
     module = ModiseLightning(model, cfg.lr, cfg.weight_decay, cfg.max_steps, cfg.warmup_steps, cfg.milestones)
     callbacks = list(callbacks or [])
     if cfg.time_budget_s:
