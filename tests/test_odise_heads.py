@@ -172,9 +172,8 @@ def test_maskclip_full_mask_token_equals_the_class_token(odise):
     assert torch.allclose(e[0, 0], ref[0], atol=1e-4)  # attends to everything the class token does
     assert not torch.allclose(e[0, 1], ref[0], atol=1e-3)
     am = clf.attention_mask(F.interpolate(full, size=(s, s)))
-    heads = clf.visual.transformer.resblocks[0].attn.num_heads
     q, p = 2, (s // clf.visual.conv1.stride[0]) ** 2
-    assert am.shape == (heads, q + 1 + p, q + 1 + p)
+    assert am.shape == (1, q + 1 + p, q + 1 + p)
     assert torch.isinf(am[0, :, :q]).all() and not torch.isinf(am[0, q:, q:]).any()
     assert torch.isinf(am[0, 1, q + 1:]).sum() == p // 2  # the half-image mask hides half the patches
     assert clf(x, full).shape == (1, 2, len(odise.categories))
@@ -184,20 +183,33 @@ def test_ensemble_runs_at_inference_for_clip_presets_only(odise):
     assert odise.config.inference.clip_ensemble and "clip_ensemble" in odise.extras
     res = odise.inference(torch.rand(1, 3, 70, 90))[0]
     assert res["sem_seg"].shape == (len(odise.categories), 70, 90)
-    for preset in ("m-odise", "odise-biomedclip"):
+    for preset in ("m-odise", "odise-biomedclip"):  # BiomedCLIP: off (the paper is silent, ODISE cannot pool timm)
         assert not load_preset(preset, "full").inference.clip_ensemble
+    m = build_model("m-odise", "tiny", overrides={"inference": {"clip_ensemble": True}})  # opt-in works
+    assert "clip_ensemble" in m.extras and m.inference(torch.rand(1, 3, 96, 96))[0]["sem_seg"].shape[-2:] == (96, 96)
     with pytest.raises(ModiseError, match="clip_ensemble"):
-        build_model("m-odise", "tiny", overrides={"inference": {"clip_ensemble": True}})
+        build_model("m2f-sd", "tiny", overrides={"inference": {"clip_ensemble": True}})
 
 
-def test_biomedclip_timm_tower_cannot_be_mask_pooled():
-    # BiomedCLIP's image tower is a timm ViT: no open_clip positional_embedding / class-token layout
-    import timm
+def test_biomedclip_style_timm_tower_is_mask_pooled_like_its_class_token():
+    # BiomedCLIP's image tower: open_clip TimmModel around a timm ViT (no positional_embedding)
+    from open_clip.timm_model import TimmModel
 
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, depth=1, num_classes=0)
-    assert not hasattr(vit, "positional_embedding")
-    with pytest.raises(ModiseError, match="timm ViT"):
-        MaskCLIPClassifier(vit, 32, (0.5,) * 3, (0.5,) * 3, torch.randn(2, 1, 8), torch.ones(2, 1, dtype=torch.bool), 1.0)
+    torch.manual_seed(0)
+    visual = TimmModel("vit_tiny_patch16_224", embed_dim=16, image_size=224, pool="", proj="linear").eval()
+    assert not hasattr(visual, "positional_embedding")
+    clf = MaskCLIPClassifier(visual, 224, (0.5,) * 3, (0.5,) * 3, torch.randn(2, 1, 16), torch.ones(2, 1, dtype=torch.bool), 10.0)
+    x = torch.rand(1, 3, 64, 64)
+    masks = torch.full((1, 2, 16, 16), 10.0)
+    masks[0, 1, :, 8:] = -10.0
+    e = clf.mask_embed(x, masks)
+    with torch.no_grad():
+        ref = visual((F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False) - 0.5) / 0.5)
+    assert torch.allclose(e[0, 0], ref[0], atol=1e-4) and not torch.allclose(e[0, 1], ref[0], atol=1e-3)
+    assert clf(x, masks).shape == (1, 2, 2)
+    with pytest.raises(ModiseError, match="cannot mask-pool"):
+        MaskCLIPClassifier(torch.nn.Linear(2, 2), 32, (0.5,) * 3, (0.5,) * 3, torch.randn(2, 1, 8),
+                           torch.ones(2, 1, dtype=torch.bool), 1.0)
 
 
 # ------------------------------------------------------------------ thresholds
@@ -230,3 +242,29 @@ def test_a_runs_thresholds_live_in_the_model_config_saved_with_its_weights(tmp_p
         p = Predictor.from_run(run, device="cpu")
         ic = p.model.config.inference
         assert (ic.object_mask_threshold, ic.overlap_threshold) == want
+
+
+def test_full_size_heads_have_odises_trainable_counts():
+    """ODISE README: 28.1M trainable parameters. At full size (CLIP width 768, SD cond 77x768, time 1280,
+    hidden 256, 100 queries) the parts built here count: captioner 1,695,744, mask generator 20,035,776,
+    class head 461,825; with ODISE's 8 per-tap BottleneckBlocks (5,873,664: no shortcut where 512 -> 512)
+    that is 28,067,009."""
+    import open_clip
+
+    from modise.model.image_encoders import ClipBundle, ImageEncoder
+    from modise.model.implicit_captioner import ImplicitCaptioner
+    from modise.model.mask_generator import MaskGenerator
+
+    def n(m):
+        return sum(p.numel() for p in m.parameters() if p.requires_grad)
+
+    narrow = open_clip.CLIP(embed_dim=768, vision_cfg=dict(image_size=32, layers=1, width=32, patch_size=16, head_width=16),
+                            text_cfg=dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=1)).requires_grad_(False)
+    cap = ImplicitCaptioner(ImageEncoder(ClipBundle(narrow, None, 32)), cond_dim=768, seq_len=77, time_embed_dim=1280)
+    gen = MaskGenerator([512] * 4, 256, 100, 9, 6, 8, 2048, 1024)
+    head = TextClassHead(torch.randn(2, 1, 768), torch.ones(2, 1, dtype=torch.bool), torch.randn(768), 256, 256, 2.659)
+    assert (n(cap), n(gen), n(head)) == (1_695_744, 20_035_776, 461_825)
+    bottlenecks = sum(c * 128 + 9 * 128 * 128 + 128 * 512 + 2 * (128 + 128 + 512) + (c * 512 + 1024 if c != 512 else 0)
+                      for c in (512, 512, 2560, 1920, 960, 640, 512, 512))
+    assert bottlenecks == 5_873_664
+    assert n(cap) + n(gen) + n(head) + bottlenecks == 28_067_009  # "28.1M"
