@@ -54,10 +54,12 @@ def test_gradients_reach_captioner_and_projections_but_no_frozen_weight(model):
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
         model.captioner.gate.fill_(0.5)  # at gate 0 only the gate itself gets a gradient
+        model.captioner.time_gate.fill_(0.5)
     try:
         model.loss(model(_images()), _targets(192, 224))["loss"].backward()
-        for name in ("captioner.gate", "captioner.proj.weight", "captioner.pos", "projection.proj.0.0.weight",
-                     "projection.proj.7.0.weight", "class_head.query_proj.weight", "class_head.void_embed"):
+        for name in ("captioner.gate", "captioner.project.linear.weight", "captioner.project.positional_embedding",
+                     "captioner.time_gate", "projection.proj.0.0.weight", "projection.proj.7.0.weight",
+                     "class_head.pooled.pool_proj.1.weight", "class_head.text_proj.weight", "class_head.null_embed"):
             g = dict(model.named_parameters())[name].grad
             assert g is not None and g.abs().sum() > 0, name
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
@@ -68,6 +70,7 @@ def test_gradients_reach_captioner_and_projections_but_no_frozen_weight(model):
     finally:
         with torch.no_grad():
             model.captioner.gate.zero_()
+            model.captioner.time_gate.zero_()
         model.zero_grad(set_to_none=True)
 
 

@@ -18,7 +18,7 @@ from modise.model.mask_generator import MaskGenerator
 def test_every_preset_loads_at_both_sizes(preset):
     full, tiny = load_preset(preset, "full"), load_preset(preset, "tiny")
     assert full.preset == preset and full.size == "full" and tiny.size == "tiny"
-    assert (full.num_queries, full.hidden_dim, full.dec_layers) == (100, 256, 9)
+    assert (full.num_queries, full.hidden_dim, full.dec_layers) == (200 if preset == "m2f-swinl" else 100, 256, 9)
     assert tiny.num_queries < 100 and tiny.random_weights
     assert full.loss.class_weight == 2 and full.loss.mask_weight == 5 and full.loss.dice_weight == 5
     assert full.loss.void_weight == 0.1 and full.loss.num_points == 12544
@@ -81,11 +81,17 @@ def test_text_head_max_over_synonyms_and_void_last():
     emb = torch.nn.functional.normalize(torch.eye(4)[:, None].repeat(1, 2, 1), dim=-1)[:2]  # K=2, S=2, E=4
     emb[0, 1] = torch.tensor([0.0, 0.0, 1.0, 0.0])  # class 0 has a synonym along e2
     valid = torch.tensor([[True, True], [True, False]])
-    head = TextClassHead(emb, valid, hidden_dim=4, init_logit_scale=0.0)
-    with torch.no_grad():
-        head.query_proj.weight.copy_(torch.eye(4))
-        head.query_proj.bias.zero_()
-    logits = head(torch.tensor([[[0.0, 0.0, 1.0, 0.0]]])).detach()
+    null = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    head = TextClassHead(emb, valid, null, hidden_dim=4, projection_dim=4, init_logit_scale=0.0)
+    with torch.no_grad():  # make the mask embedding the query itself and the text projection the identity
+        head.text_proj.weight.copy_(torch.eye(4))
+        head.text_proj.bias.zero_()
+        for lin in head.pooled.pool_proj[1], *head.pooled.mask_embed[1].layers[:2]:
+            lin.weight.zero_(), lin.bias.zero_()
+        last = head.pooled.mask_embed[1].layers[2]
+        last.weight.zero_(), last.bias.copy_(torch.tensor([0.0, 0.0, 1.0, 0.0]))
+    logits = head(torch.zeros(1, 1, 4), torch.rand(1, 4, 3, 3), torch.zeros(1, 1, 3, 3)).detach()
     assert logits.shape == (1, 1, 3)
     assert logits[0, 0, 0] == pytest.approx(1.0)  # matched through the synonym
     assert logits[0, 0, 1] == pytest.approx(0.0)
+    assert logits[0, 0, 2] == pytest.approx(0.0)  # void: the projected "" embedding (e3)

@@ -117,9 +117,12 @@ class AppState:
         try:
             from modise.engine.training.train import load_run_config
 
-            training = load_run_config(path).get("training", {})
-            return (float(training.get("object_mask_threshold", DEFAULT_THRESHOLDS[0])),
-                    float(training.get("overlap_threshold", DEFAULT_THRESHOLDS[1])))
+            cfg = load_run_config(path)
+            # the model config saved with the weights owns them; older runs kept them under training:
+            inf = {**{k: v for k, v in cfg.get("training", {}).items() if v is not None},
+                   **(cfg.get("model", {}).get("inference") or {})}
+            return (float(inf.get("object_mask_threshold", DEFAULT_THRESHOLDS[0])),
+                    float(inf.get("overlap_threshold", DEFAULT_THRESHOLDS[1])))
         except (ModiseError, OSError, ValueError, TypeError, AttributeError):
             return DEFAULT_THRESHOLDS
 

@@ -42,6 +42,7 @@ def _empty_prompt_embeds(text_encoder) -> torch.Tensor:
 def build_from_config(config: ModelConfig, categories: list[Category] | None = None) -> MODISE:
     """Build MODISE from a validated config (what ``from_pretrained`` uses)."""
     from modise.model.class_head import LinearClassHead, TextClassHead
+    from modise.model.clip_ensemble import build_clip_ensemble
     from modise.model.diffusion_features import DiffusionFeatureExtractor
     from modise.model.feature_projection import FeatureProjection
     from modise.model.image_encoders import ImageEncoder, build_clip_bundle
@@ -64,7 +65,7 @@ def build_from_config(config: ModelConfig, categories: list[Category] | None = N
             bundles[key] = build_clip_bundle(kind, model_id, size, rnd, seed=c.seed + 10)
         return bundles[key]
 
-    captioner = projection = None
+    captioner = projection = pretrained_m2f = None
     extras: dict[str, torch.nn.Module] = {}
     if d.kind == "sd":
         vae, unet, text_encoder = load_sd_parts(d.model_id, size, rnd, seed=c.seed)
@@ -78,22 +79,29 @@ def build_from_config(config: ModelConfig, categories: list[Category] | None = N
         projection = FeatureProjection(backbone.tap_channels, backbone.tap_strides, d.projection_dim)
         feature_channels = [d.projection_dim] * 4
     else:
-        backbone = SwinFeatures(build_swin(d.model_id, size, rnd, seed=c.seed))
+        swin, pretrained_m2f = build_swin(d.model_id, size, rnd, seed=c.seed)
+        backbone = SwinFeatures(swin)
         if not d.trainable:
             freeze(backbone)
         feature_channels = backbone.channels
 
     mask_generator = MaskGenerator(feature_channels, c.hidden_dim, c.num_queries, c.dec_layers, c.enc_layers, c.nheads,
                                    c.dim_feedforward, c.enc_feedforward)
+    if pretrained_m2f is not None:
+        mask_generator.load_from_mask2former(pretrained_m2f)
+        del pretrained_m2f  # its class layer is not used: the linear head below is new (our classes)
     if c.class_head.kind == "linear":
         class_head = LinearClassHead(len(categories), c.hidden_dim)
     else:
         b = bundle(c.class_head.kind, c.class_head.model_id)
         text = TextEncoder(b)
-        embeds, valid = encode_categories(text, categories, c.class_head.prompt_template)
-        class_head = TextClassHead(embeds, valid, c.hidden_dim, c.class_head.init_logit_scale)
+        embeds, valid = encode_categories(text, categories, c.class_head.prompt_template)  # unnormalised
+        class_head = TextClassHead(embeds, valid, text.encode([""]), c.hidden_dim,
+                                   c.class_head.projection_dim or c.hidden_dim, c.class_head.init_logit_scale)
         # The whole open_clip model is frozen; its text side ran once above. Kept for accounting
         # (parameters shared with the captioner's image tower are counted once).
         extras["clip_model"] = b.model
+    if c.inference.clip_ensemble:
+        extras["clip_ensemble"] = build_clip_ensemble(c, categories, bundle)
     model = MODISE(c, categories, backbone, projection, captioner, mask_generator, class_head, extras)
     return model.train()

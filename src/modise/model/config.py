@@ -36,20 +36,23 @@ class DiffusionConfig(_Strict):
 
 
 class CaptionerConfig(_Strict):
-    """Implicit captioner: frozen image encoder -> trainable prefix added to the empty prompt."""
+    """Implicit captioner: frozen image encoder -> gated PositionalLinear added to the empty prompt (ODISE ldm.py:624-714)."""
 
     encoder: Literal["none", "clip", "biomedclip"] = "biomedclip"
     model_id: str | None = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
-    time_embedding: bool = False  # also add a learned map of the image embedding to the UNet time embedding
+    # ODISE turns the gated time-embedding path on (configs/common/models/odise_with_label.py:22).
+    time_embedding: bool = True
 
 
 class ClassHeadConfig(_Strict):
-    """Open-vocabulary head (frozen text encoder) or a plain linear classifier (m2f-*)."""
+    """Open-vocabulary head (ODISE's PooledMaskEmbed + CategoryEmbed) or a plain linear classifier (m2f-*)."""
 
     kind: Literal["linear", "clip", "biomedclip"] = "biomedclip"
     model_id: str | None = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
-    prompt_template: str = "a mammogram showing {}"
-    init_logit_scale: float = 2.659  # log(1/0.07), CLIP's temperature
+    # Used for categories without their own prompts; ODISE's CategoryEmbed encodes the raw label (prompt=None).
+    prompt_template: str = "{}"
+    projection_dim: int | None = None  # width of the mask/text embedding space; None = hidden_dim (ODISE: mask_dim 256)
+    init_logit_scale: float = 2.659  # log(1/0.07): PooledMaskEmbed's temperature 0.07
 
 
 class LossConfig(_Strict):
@@ -64,9 +67,39 @@ class LossConfig(_Strict):
 
 
 class InferenceConfig(_Strict):
+    """Inference settings saved with the weights (the one place that owns them).
+
+    ODISE: object_mask_threshold 0.0, overlap 0.8 (configs/common/models/mask_generator_with_label.py:91-92);
+    Mask2Former: 0.8 / 0.8 (configs/coco/panoptic-segmentation/maskformer2_R50_bs16_50ep.yaml TEST).
+    The geometric ensemble with a mask-pooled CLIP classifier is ODISE's PoolingCLIPHead
+    (odise/modeling/meta_arch/odise.py:1422-1542, alpha 0.3 / beta 0.7 from odise_with_label.py:31-32).
+    """
+
     object_mask_threshold: float = 0.8
     overlap_threshold: float = 0.8
     instances_per_image: int = 100
+    clip_ensemble: bool = False  # p^(1-a) * p_clip^a over the foreground classes (needs a CLIP captioner/class head)
+    ensemble_alpha: float = 0.3  # weight of the CLIP classifier for classes seen in training
+    ensemble_beta: float = 0.7  # ... for classes not seen in training
+    ensemble_prompt_template: str = "a photo of a {}."  # PoolingCLIPHead's prompt="photo" (for bare category names)
+
+
+class OptimizerConfig(_Strict):
+    """Per-parameter optimiser groups and warm-up (AdamW's lr / weight decay come from the training run).
+
+    ODISE: detectron2's get_default_optimizer_params with weight_decay_norm=0 and weight_decay_bias=0
+    (configs/common/optim.py:23-29); linear warm-up from 0.067 over 500/184375 of the run
+    (configs/Panoptic/odise_label_coco_50e.py:31-43). Mask2Former (train_net.py build_optimizer):
+    backbone lr x 0.1, no decay on norms, nn.Embedding and Swin position tables, biases decayed;
+    WARMUP_FACTOR 1.0 (no warm-up).
+    """
+
+    weight_decay_norm: float | None = 0.0  # None: the run's weight decay
+    weight_decay_bias: float | None = 0.0
+    weight_decay_embed: float | None = None
+    backbone_lr_multiplier: float = 1.0  # parameters under ``backbone.`` (only a trainable Swin has any)
+    warmup_fraction: float = 500 / 184375  # of the run's steps
+    warmup_factor: float = 0.067
 
 
 class ModelConfig(_Strict):
@@ -90,6 +123,7 @@ class ModelConfig(_Strict):
     seed: int = 0  # seed of random frozen weights (random_weights / tiny)
     loss: LossConfig = LossConfig()
     inference: InferenceConfig = InferenceConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Frozen open_clip towers shared by the implicit captioner (image side) and the class head (text side).
 
-``clip``: OpenAI CLIP ViT-L/14 (``ViT-L-14/openai``: architecture/tag, an ``hf-hub:`` id or a local
+``clip``: OpenAI CLIP ViT-L/14 at 336 px as ODISE uses (``ViT-L-14-336/openai``: architecture/tag, an ``hf-hub:`` id or a local
 folder). ``biomedclip``: BiomedCLIP (timm ViT-B/16 + PubMedBERT, 512-d joint space, context 256).
 Random-weight builds use open_clip's own architecture configs and the BERT configs shipped in
 ``modise/presets/text`` (no download); tiny builds are 2-layer towers of width 32.
@@ -73,7 +73,7 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
     if random_weights:
         with seeded(seed):
             if kind == "clip":
-                arch = (model_id or "ViT-L-14/openai").split("/")[0] if not str(model_id).startswith(("hf-hub:", "/")) else "ViT-L-14"
+                arch = (model_id or "ViT-L-14-336/openai").split("/")[0] if not str(model_id).startswith(("hf-hub:", "/")) else "ViT-L-14-336"
                 model = open_clip.create_model(arch, pretrained=None)
                 tok = SimpleTokenizer(context_length=77)
             else:
@@ -82,7 +82,7 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
                 model = open_clip.CustomTextCLIP(512, vision, _tiny_bert_text_cfg(TEXT_DIR / "pubmedbert-base", 256))
                 # Random weights carry no meaning, so the shipped small WordPiece vocabulary stands in.
                 tok = HFTokenizer(str(TEXT_DIR / "tiny-bert"), context_length=256)
-        return ClipBundle(freeze(model), tok, 224)
+        return ClipBundle(freeze(model), tok, _image_size(model))
 
     assert model_id is not None
 
@@ -95,14 +95,41 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
         return open_clip.create_model(arch, pretrained=tag or "openai", require_pretrained=True), open_clip.get_tokenizer(arch)
 
     model, tok = pretrained_or_missing(model_id, load, "the image/text encoder")
-    size_px = model.visual.image_size
-    size_px = size_px[0] if isinstance(size_px, (tuple, list)) else size_px
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
-    return ClipBundle(freeze(model), tok, int(size_px), tuple(cfg.get("mean", OPENAI_MEAN)), tuple(cfg.get("std", OPENAI_STD)))
+    return ClipBundle(freeze(model), tok, _image_size(model), tuple(cfg.get("mean", OPENAI_MEAN)), tuple(cfg.get("std", OPENAI_STD)))
+
+
+def _image_size(model: nn.Module) -> int:
+    """The image tower's input side (336 for ViT-L-14-336, 224 for BiomedCLIP)."""
+    size = getattr(model.visual, "image_size", None)
+    if size is None:  # timm trunks (BiomedCLIP) keep it on the patch embedding
+        size = model.visual.trunk.patch_embed.img_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def clip_preprocess(images: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """open_clip's eval transform on tensors: shortest side -> ``size`` (bicubic, antialiased),
+    centre crop ``size`` x ``size``, normalise. images [B,3,H,W] in [0,1] -> [B,3,size,size].
+
+    ODISE applies exactly these (``ClipAdapter.clip_preprocess`` = Resize, CenterCrop, Normalize of
+    ``open_clip.create_model_and_transforms``; odise/modeling/meta_arch/clip.py:94), so crops keep
+    their aspect ratio.
+    """
+    h, w = images.shape[-2:]
+    if (h, w) != (size, size):
+        short = min(h, w)
+        nh, nw = (size, int(size * w / h)) if h == short else (int(size * h / w), size)
+        x = F.interpolate(images, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
+        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+        images = x[..., top : top + size, left : left + size]
+    return (images - mean) / std
 
 
 class ImageEncoder(nn.Module):
-    """Frozen image tower: images [B,3,H,W] in [0,1] -> embeddings [B,E] (resized + normalised inside)."""
+    """Frozen image tower: images [B,3,H,W] in [0,1] -> unnormalised embeddings [B,E].
+
+    Unnormalised like ODISE's captioner (``ClipAdapter(normalize=False)``, ldm.py:652).
+    """
 
     def __init__(self, bundle: ClipBundle) -> None:
         super().__init__()
@@ -113,7 +140,9 @@ class ImageEncoder(nn.Module):
         with torch.no_grad():
             self.embed_dim = int(self.visual(torch.zeros(1, 3, self.image_size, self.image_size)).shape[-1])
 
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return clip_preprocess(images, self.image_size, self.mean.to(images.dtype), self.std.to(images.dtype))
+
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        return self.visual((x - self.mean) / self.std)
+        return self.visual(self.preprocess(images))

@@ -70,8 +70,9 @@ def init_mask_generator(pixel_decoder: nn.Module, transformer: nn.Module) -> Non
 
 
 class MaskGenerator(nn.Module):
-    """4 maps (strides 4, 8, 16, 32; channels ``feature_channels``) -> per decoder layer
-    (initial prediction included): mask logits [B,Q,H/4,W/4] and query embeddings [B,Q,D]."""
+    """4 maps (strides 4, 8, 16, 32; channels ``feature_channels``) -> per decoder layer (initial
+    prediction included): mask logits [B,Q,H/4,W/4] and normed query embeddings [B,Q,D]; plus the
+    pixel decoder's mask features [B,D,H/4,W/4] (ODISE's class head pools them)."""
 
     def __init__(self, feature_channels: list[int], hidden_dim: int = 256, num_queries: int = 100, dec_layers: int = 9,
                  enc_layers: int = 6, nheads: int = 8, dim_feedforward: int = 2048, enc_feedforward: int = 1024) -> None:
@@ -86,8 +87,23 @@ class MaskGenerator(nn.Module):
         self.transformer = Mask2FormerTransformerModule(in_features=hidden_dim, config=cfg)
         init_mask_generator(self.pixel_decoder, self.transformer)
 
-    def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def load_from_mask2former(self, model: nn.Module) -> None:
+        """Copy a ``transformers`` Mask2Former's pixel decoder and transformer decoder (COCO-pretrained
+        m2f-swinl); its class layer is not used (the class head is re-initialised for our classes)."""
+        from modise.errors import ModiseError
+
+        m = getattr(model, "model", model)  # Mask2FormerForUniversalSegmentation or Mask2FormerModel
+        for mine, theirs, name in ((self.pixel_decoder, m.pixel_level_module.decoder, "pixel decoder"),
+                                   (self.transformer, m.transformer_module, "transformer decoder")):
+            try:
+                mine.load_state_dict(theirs.state_dict(), strict=True)
+            except RuntimeError as e:
+                first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+                raise ModiseError(f"The pretrained Mask2Former's {name} does not fit the preset's sizes "
+                                  f"(num_queries, hidden_dim, dec_layers, enc_layers, ...): {first}") from None
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
         pix = self.pixel_decoder(features, return_dict=True)
         out = self.transformer(list(pix.multi_scale_features), pix.mask_features)
         queries = [h.transpose(0, 1) for h in out.intermediate_hidden_states]  # [Q,B,D] -> [B,Q,D]
-        return list(out.masks_queries_logits), queries
+        return list(out.masks_queries_logits), queries, pix.mask_features

@@ -64,8 +64,9 @@ class MODISE(nn.Module):
         h, w = images.shape[-2:]
         if h % 32 or w % 32:
             raise ValueError(f"image size {h}x{w} must be a multiple of 32 (inference() pads for you)")
-        masks, queries = self.mask_generator(self.features(images))
-        logits = [self.class_head(q) for q in queries]
+        masks, queries, mask_features = self.mask_generator(self.features(images))
+        # ODISE's class head pools the pixel decoder's features under each layer's own masks.
+        logits = [self.class_head(q, mask_features, m) for q, m in zip(queries, masks)]
         out = {"pred_logits": logits[-1], "pred_masks": masks[-1]}
         out["aux_outputs"] = [{"pred_logits": l, "pred_masks": m} for l, m in zip(logits[:-1], masks[:-1])]
         return out
@@ -89,9 +90,16 @@ class MODISE(nn.Module):
         self.eval()
         try:
             out = self(padded)
+            ic = self.config.inference
+            if "clip_ensemble" in self.extras:  # ODISE's PoolingCLIPHead (odise.py:292-323)
+                from modise.model.clip_ensemble import geometric_ensemble
+
+                seen = torch.ones(len(self.categories), dtype=torch.bool, device=padded.device)  # trained classes
+                clip_logits = self.extras["clip_ensemble"](padded, out["pred_masks"])
+                out["pred_logits"] = geometric_ensemble(out["pred_logits"].float(), clip_logits.float(), seen,
+                                                        ic.ensemble_alpha, ic.ensemble_beta)
         finally:
             self.train(was_training)
-        ic = self.config.inference
         omt = ic.object_mask_threshold if object_mask_threshold is None else object_mask_threshold
         ovt = ic.overlap_threshold if overlap_threshold is None else overlap_threshold
         return [

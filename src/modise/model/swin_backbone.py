@@ -14,20 +14,27 @@ SWIN_TINY = dict(embed_dim=32, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], wind
 OUT = ["stage1", "stage2", "stage3", "stage4"]
 
 
-def build_swin(model_id: str | None, size: str, random_weights: bool, seed: int = 0) -> nn.Module:
-    """Swin backbone with 4 outputs (strides 4/8/16/32): random ``size`` architecture or a Mask2Former checkpoint's."""
+def build_swin(model_id: str | None, size: str, random_weights: bool, seed: int = 0) -> tuple[nn.Module, nn.Module | None]:
+    """(Swin backbone with 4 outputs at strides 4/8/16/32, the whole pretrained Mask2Former or None).
+
+    Random weights: a ``size`` Swin architecture alone. Otherwise the COCO-panoptic
+    ``Mask2FormerForUniversalSegmentation`` (hub id or folder): its Swin is the backbone and
+    :meth:`MaskGenerator.load_from_mask2former` takes its pixel and transformer decoders too,
+    as Mask2Former's Swin-L model is fine-tuned whole (only the class layer is new).
+    """
     from transformers import SwinBackbone, SwinConfig
 
     if random_weights or size == "tiny":
         with seeded(seed):
-            return SwinBackbone(SwinConfig(**(SWIN_L if size == "full" else SWIN_TINY), out_features=OUT))
+            return SwinBackbone(SwinConfig(**(SWIN_L if size == "full" else SWIN_TINY), out_features=OUT)), None
 
     def load():
-        from transformers import Mask2FormerModel
+        from transformers import Mask2FormerForUniversalSegmentation
 
-        return Mask2FormerModel.from_pretrained(model_id).pixel_level_module.encoder
+        return Mask2FormerForUniversalSegmentation.from_pretrained(model_id)
 
-    return pretrained_or_missing(str(model_id), load, "the Swin backbone")
+    m2f = pretrained_or_missing(str(model_id), load, "the Mask2Former (Swin) model")
+    return m2f.model.pixel_level_module.encoder, m2f
 
 
 class SwinFeatures(nn.Module):

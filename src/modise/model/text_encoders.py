@@ -1,4 +1,9 @@
-"""Frozen text tower: category prompts -> normalised embeddings (computed once, cached by the class head)."""
+"""Frozen text tower: category prompts -> text embeddings (computed once, cached by the class head).
+
+ODISE's ``CategoryEmbed`` keeps the UNnormalised CLIP text embeddings (``ClipAdapter(normalize=False)``,
+``build_clip_text_embed``: odise/modeling/meta_arch/clip.py:29-73) and normalises only after its
+trainable projection; the class head here does the same.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from modise.model.image_encoders import ClipBundle
 
 
 class TextEncoder(nn.Module):
-    """Wraps an open_clip model's text side; ``encode(list[str]) -> [N,E]`` unit vectors."""
+    """Wraps an open_clip model's text side; ``encode(list[str]) -> [N,E]`` (raw, or unit vectors)."""
 
     def __init__(self, bundle: ClipBundle) -> None:
         super().__init__()
@@ -19,8 +24,9 @@ class TextEncoder(nn.Module):
         self.tokenizer = bundle.tokenizer
 
     @torch.no_grad()
-    def encode(self, prompts: list[str]) -> torch.Tensor:
-        return F.normalize(self.clip.encode_text(self.tokenizer(prompts)).float(), dim=-1)
+    def encode(self, prompts: list[str], normalize: bool = False) -> torch.Tensor:
+        e = self.clip.encode_text(self.tokenizer(prompts)).float()
+        return F.normalize(e, dim=-1) if normalize else e
 
 
 def category_prompts(categories: list[Category], template: str) -> list[list[str]]:
@@ -32,11 +38,12 @@ def category_prompts(categories: list[Category], template: str) -> list[list[str
     return [list(c.prompts) if c.prompts and list(c.prompts) != [c.name] else [template.format(c.name)] for c in categories]
 
 
-def encode_categories(encoder: TextEncoder, categories: list[Category], template: str) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_categories(encoder: TextEncoder, categories: list[Category], template: str,
+                      normalize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (embeddings [K,S,E], valid [K,S]) with S = most synonyms of any category (padded, masked)."""
     prompts = category_prompts(categories, template)
     flat = [p for ps in prompts for p in ps]
-    emb = encoder.encode(flat)
+    emb = encoder.encode(flat, normalize=normalize)
     s = max(len(ps) for ps in prompts)
     out = emb.new_zeros(len(prompts), s, emb.shape[-1])
     valid = torch.zeros(len(prompts), s, dtype=torch.bool)

@@ -24,8 +24,8 @@ class Predictor:
         model: torch.nn.Module,
         categories: Sequence[Category],
         image_size: int,
-        object_mask_threshold: float = 0.8,
-        overlap_threshold: float = 0.8,
+        object_mask_threshold: float | None = None,  # None: the model config's inference thresholds
+        overlap_threshold: float | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         self.model = model.eval().to(device)
@@ -57,7 +57,7 @@ class Predictor:
             raise ModiseError(f"'{run}': the model's categories are unknown.")
         training = cfg.get("training", {})
         size = int(training.get("image_size") or 512)
-        kw = {k: float(training[k]) for k in ("object_mask_threshold", "overlap_threshold") if k in training}
+        kw = {k: float(training[k]) for k in ("object_mask_threshold", "overlap_threshold") if training.get(k) is not None}
         kw.update({k: v for k, v in thresholds.items() if v is not None})
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return cls(model, categories, size, device=dev, **kw)

@@ -9,7 +9,7 @@ import torch
 
 from torch.optim.lr_scheduler import LambdaLR
 
-from .schedule import warmup_step_decay
+from .schedule import groups_from_config, warmup_step_decay
 
 
 class ModiseLightning(L.LightningModule):
@@ -26,13 +26,15 @@ class ModiseLightning(L.LightningModule):
         lr: float = 1e-4,
         weight_decay: float = 0.05,
         max_steps: int = 1000,
-        warmup_steps: int = 250,
+        warmup_steps: float | None = None,
         milestones: tuple[float, float] = (0.889, 0.963),
     ) -> None:
+        """``warmup_steps=None``: the preset's ``optimizer.warmup_fraction`` of ``max_steps`` (ODISE 500/184375)."""
         super().__init__()
         self.model = model
         self.lr, self.weight_decay = lr, weight_decay
         self.max_steps, self.warmup_steps, self.milestones = max_steps, warmup_steps, tuple(milestones)
+        self.optim_config = getattr(getattr(model, "config", None), "optimizer", None)
         self.strict_loading = False  # frozen weights are not in the checkpoint
         self._trainable_keys = {f"model.{k}" for k in model.trainable_state_dict()}
 
@@ -55,11 +57,19 @@ class ModiseLightning(L.LightningModule):
         return losses["loss"]
 
     def configure_optimizers(self):
-        params = [p for p in self.model.trainable_parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        groups = groups_from_config(self.model, self.lr, self.weight_decay, self.optim_config)
+        opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        factor = self.optim_config.warmup_factor if self.optim_config is not None else 0.067
         # the lambda reads self.max_steps at each step, so a time budget may shorten the run
-        sched = LambdaLR(opt, lambda s: warmup_step_decay(s, self.max_steps, self.warmup_steps, self.milestones))
+        sched = LambdaLR(opt, lambda s: warmup_step_decay(s, self.max_steps, self.resolved_warmup_steps(), self.milestones,
+                                                          warmup_factor=factor))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def resolved_warmup_steps(self) -> float:
+        if self.warmup_steps is not None:
+            return float(self.warmup_steps)
+        fraction = self.optim_config.warmup_fraction if self.optim_config is not None else 500 / 184375
+        return fraction * self.max_steps
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in self._trainable_keys}

@@ -27,10 +27,10 @@ class TrainConfig(BaseModel):
     fold: int | None = 0
     random_weights: bool = False
     model_overrides: dict[str, Any] = Field(default_factory=dict)
-    # optimisation (ODISE: AdamW 1e-4, wd 0.05, 250 warm-up iters, x0.1 at ~89% and ~96%, clip)
+    # optimisation (ODISE: AdamW 1e-4, wd 0.05, x0.1 at ~89% and ~96%, clip); groups: the preset's optimizer:
     lr: float = 1e-4
     weight_decay: float = 0.05
-    warmup_steps: int = 250
+    warmup_steps: int | None = None  # None: the preset's optimizer.warmup_fraction of the run (ODISE 500/184375)
     milestones: tuple[float, float] = (0.889, 0.963)
     grad_clip: float = 0.01
     max_steps: int = 10000
@@ -51,9 +51,9 @@ class TrainConfig(BaseModel):
     precision: str = "auto"  # bf16-mixed on GPU, 32-true on CPU
     checkpoint_every: int = 100
     time_budget_s: float | None = None  # cut max_steps to fit this many seconds of training
-    # inference used for the final validation
-    object_mask_threshold: float = 0.8
-    overlap_threshold: float = 0.8
+    # inference thresholds: None = the preset's (model config ``inference:``); set values are written there
+    object_mask_threshold: float | None = None
+    overlap_threshold: float | None = None
 
     def resolved_image_size(self) -> int:
         size = self.image_size or (512 if self.size == "full" else 128)
@@ -180,7 +180,11 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
     from modise.data.dataset import load_categories
 
     categories = load_categories(cfg.data)
-    model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=cfg.model_overrides or None)
+    overrides = dict(cfg.model_overrides or {})
+    thresholds = {k: getattr(cfg, k) for k in ("object_mask_threshold", "overlap_threshold") if getattr(cfg, k) is not None}
+    if thresholds:  # the model config saved with the weights owns the inference thresholds
+        overrides["inference"] = {**overrides.get("inference", {}), **thresholds}
+    model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=overrides or None)
     module = ModiseLightning(model, cfg.lr, cfg.weight_decay, cfg.max_steps, cfg.warmup_steps, cfg.milestones)
     callbacks = list(callbacks or [])
     if cfg.time_budget_s:
