@@ -97,3 +97,36 @@ def test_train_mame_library_call(tmp_path, sample_images):
     with pytest.raises(ModiseError, match="--overwrite"):
         train_mame(cfg, tmp_path / "run", progress=False)  # a non-empty run folder is refused
     assert train_mame(cfg, tmp_path / "run", overwrite=True, progress=False)["global_step"] == 1
+
+
+def test_lora_on_unet_and_text_encoder_is_fused_through_public_diffusers_api(tmp_path, sample_images):
+    """save_pipeline fuses with pipe.fuse_lora + unload_lora_weights (no peft/transformers private state):
+    the saved UNet and text encoder are whole plain models that carry the trained adapters."""
+    import torch
+    from safetensors.torch import load_file
+
+    from modise.synthesis import load_text2img
+    from modise.synthesis.pipelines import build_random_pipeline
+
+    data = _folder(tmp_path / "d", sample_images)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["mame", "train", *TINY, "--max-steps", "2", "--lr", "1e-2", "--lora",
+                                   "--lora-rank", "4", "--lora-text-encoder", "--data", str(data), "--out", str(run)])
+    assert res.exit_code == 0, (res.output, res.exception)
+    base = build_random_pipeline("tiny")
+    for part in ("unet", "text_encoder"):
+        saved = load_file(next((run / part).glob("*.safetensors")))
+        want = getattr(base, part).state_dict()
+        assert set(saved) == set(want)  # whole model, no adapter-only file, no lora keys
+    lora = load_file(run / "lora" / "pytorch_lora_weights.safetensors")
+    assert any(k.startswith("text_encoder.") for k in lora) and any(k.startswith("unet.") for k in lora)
+
+    loaded = load_text2img(str(run), device="cpu")
+    ids = base.tokenizer(["a siemens mammogram"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        plain = base.text_encoder(ids)[0]
+        base.load_lora_weights(str(run / "lora"))
+        adapted = base.text_encoder(ids)[0]
+        fused = loaded.text_encoder(ids)[0]
+    assert not torch.allclose(plain, fused, atol=1e-5)  # the text-encoder adapters were trained and fused
+    torch.testing.assert_close(adapted, fused, atol=1e-4, rtol=1e-4)

@@ -10,7 +10,7 @@ MAM-E used bitsandbytes' 8-bit AdamW (l.60); modise uses torch's AdamW.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from modise.errors import ModiseError
@@ -28,9 +28,6 @@ class MameRecipe:
     weight_decay: float
     grad_clip: float
     train_text_encoder: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 RECIPES = {

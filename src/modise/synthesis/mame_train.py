@@ -104,20 +104,6 @@ def add_lora(model: Any, rank: int, targets: tuple[str, ...]) -> None:
                                  target_modules=list(targets)))
 
 
-def merge_lora(model: Any) -> None:
-    """Fold the LoRA weights into the base layers and drop the adapters (a plain model again)."""
-    from diffusers.utils import recurse_remove_peft_layers
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for m in model.modules():
-        if isinstance(m, BaseTunerLayer):
-            m.merge()
-    recurse_remove_peft_layers(model)
-    if hasattr(model, "peft_config"):
-        del model.peft_config
-    model._hf_peft_config_loaded = False  # else transformers' save_pretrained writes the adapter only
-
-
 class MameModule(L.LightningModule):
     """UNet + text encoder trained on the noise-prediction loss; VAE frozen. Parts are injected.
 
@@ -260,14 +246,16 @@ def save_lora(module: MameModule, out: Path) -> Path:
 def save_pipeline(module: MameModule, out: Path) -> None:
     """Write the run folder's diffusers pipeline (model_index.json, unet/, vae/, text_encoder/, ...).
 
-    With LoRA the adapters go to ``out/lora/`` first, then are merged, so ``out`` is a plain pipeline.
+    With LoRA the adapters go to ``out/lora/`` first, then are fused into the weights and removed
+    (diffusers' ``fuse_lora`` + ``unload_lora_weights``), so ``out`` is a plain pipeline.
     """
     if module.lora_rank:
         save_lora(module, out / "lora")
-        merge_lora(module.unet)
-        if module.train_text_encoder:
-            merge_lora(module.text_encoder)
-    module.pipeline().save_pretrained(out)
+    pipe = module.pipeline()  # shares the module's UNet and text encoder: fusing changes them in place
+    if module.lora_rank:
+        pipe.fuse_lora(components=["unet", "text_encoder"] if module.train_text_encoder else ["unet"])
+        pipe.unload_lora_weights()
+    pipe.save_pretrained(out)
 
 
 @torch.no_grad()
