@@ -50,7 +50,7 @@ def test_fixed_loss_runs_inside_fit_on_the_training_device(tmp_path, sample_imag
     real = mame_train.fixed_loss
 
     def spy(module, *args, **kwargs):
-        trainer = module._trainer
+        trainer = module.trainer
         seen.append(trainer is not None and next(module.parameters()).device == trainer.strategy.root_device)
         return real(module, *args, **kwargs)
 

@@ -8,7 +8,8 @@ ends up as a diffusers pipeline (``save_pretrained``) that ``--model RUN`` accep
 
 LoRA (option, ``lora_rank > 0``): peft adapters on the UNet's attention projections (and,
 on request, the text encoder's), everything else frozen. Checkpoints hold the adapters
-only; the final pipeline has them merged in, and ``RUN/lora/`` holds them alone.
+only; the final pipeline has them fused in, and ``RUN/lora/`` holds them alone.
+Settings: :class:`modise.synthesis.mame_config.MameTrainConfig`.
 """
 
 from __future__ import annotations
@@ -337,7 +338,7 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     prepare_run_dir(out, resume, overwrite)
     cfg = cfg.resolved()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    module, dataset = _build(cfg, resume and ckpt, say)
+    module, dataset = _build(cfg, ckpt if resume else None, say)
     trainer = _trainer(cfg, module, dataset, out, progress, say)
     effective = cfg.batch_size * cfg.grad_accum * trainer.world_size
     if trainer.is_global_zero:
@@ -429,10 +430,16 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def _prepend_csv_rows(path: Path, earlier: list[dict[str, str]]) -> None:
-    """Put the curve from before ``--resume`` back in front of the new rows (CSVLogger starts its file anew)."""
+    """Put the curve from before ``--resume`` back in front of the new rows (CSVLogger starts its file anew).
+
+    Rows logged after the resumed checkpoint (a run killed between checkpoints) give way to the new ones.
+    """
+    new = _csv_rows(path)
+    first = min((int(r["step"]) for r in new if r.get("step")), default=None)
+    earlier = [r for r in earlier if first is None or (r.get("step") and int(r["step"]) < first)]
     if not earlier:
         return
-    rows = earlier + _csv_rows(path)
+    rows = earlier + new
     keys = list(dict.fromkeys(k for row in rows for k in row))
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
