@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from modise.cli import app
@@ -19,7 +20,7 @@ def test_mame_recipe_is_the_original_config_and_default_for_full_size():
 
     r = resolve_recipe(default_recipe("full"))
     # experiments/with_prompt/fusion/config_file.yaml at dc9fead, lines 39-57
-    assert (r.name, r.batch_size, r.grad_accum, r.max_steps, r.lr, r.weight_decay, r.clip, r.train_text_encoder) == (
+    assert (r.name, r.batch_size, r.grad_accum, r.max_steps, r.lr, r.weight_decay, r.grad_clip, r.train_text_encoder) == (
         "mame", 16, 16, 6000, 1e-6, 1e-2, 1.0, True)
     assert default_recipe("tiny") == "light"
     assert resolve_recipe("mame", lora=True).lr == 1e-4  # LoRA's lr unless given
@@ -32,10 +33,11 @@ def test_recipe_is_saved_in_the_run_config_and_the_effective_batch_printed(tmp_p
     res = CliRunner().invoke(app, ["mame", "train", *TINY, "--recipe", "mame", "--max-steps", "1", "--lr", "1e-3",
                                    "--val-every", "0", "--data", str(data), "--out", str(run), "--json"])
     assert res.exit_code == 0, (res.output, res.exception)
-    cfg = json.loads((run / "run_config.json").read_text())
-    assert cfg["recipe"] == {"name": "mame", "batch_size": 16, "grad_accum": 16, "max_steps": 1, "lr": 1e-3,
-                             "weight_decay": 0.01, "clip": 1.0, "train_text_encoder": True}
-    assert cfg["effective_batch"] == 256 and cfg["world_size"] == 1
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    t = cfg["training"]
+    assert (t["recipe"], t["batch_size"], t["grad_accum"], t["max_steps"], t["lr"], t["weight_decay"], t["grad_clip"],
+            t["train_text_encoder"]) == ("mame", 16, 16, 1, 1e-3, 0.01, 1.0, True)
+    assert t["effective_batch"] == 256 and t["world_size"] == 1
     assert "effective batch 256" in res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1])["global_step"] == 1
 
@@ -48,7 +50,7 @@ def test_fixed_loss_runs_inside_fit_on_the_training_device(tmp_path, sample_imag
     real = mame_train.fixed_loss
 
     def spy(module, *args, **kwargs):
-        trainer = module._trainer
+        trainer = module.trainer
         seen.append(trainer is not None and next(module.parameters()).device == trainer.strategy.root_device)
         return real(module, *args, **kwargs)
 

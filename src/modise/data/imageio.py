@@ -1,7 +1,9 @@
 """Read mammograms from PNG, JPEG, TIFF and DICOM into one grey float array.
 
 DICOM goes through the modality LUT (rescale), the VOI LUT or window, and MONOCHROME1
-inversion, so that in every returned image dense tissue is bright. JPEG 2000 and
+inversion, so that in every returned image dense tissue is bright; :func:`dicom_values`
+gives those values unscaled, for readers that scale them their own way (MAM-E's vendor
+saturation in ``synthesis.mame_prepare``). JPEG 2000 and
 other compressed transfer syntaxes decode through pylibjpeg.
 """
 
@@ -79,32 +81,47 @@ def read_raster(path: str | Path) -> LoadedImage:
     return LoadedImage(pixels=np.clip(arr / maxval, 0, 1).astype(np.float32), path=path)
 
 
-def read_dicom(path: str | Path) -> LoadedImage:
+def open_dicom(path: str | Path) -> Any:
+    """The pydicom Dataset of ``path`` with its pixels decoded; ModiseError if it is not a readable DICOM image."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    path = Path(path)
     try:
         ds = pydicom.dcmread(path)
-        raw = ds.pixel_array
+        ds.pixel_array  # decode now: broken or unsupported pixel data fails here, named
     except Exception as e:  # pydicom raises many types for garbage input
         raise ModiseError(f"{path}: not a readable DICOM image ({type(e).__name__}: {e}).") from None
+    return ds
+
+
+def dicom_values(ds: Any) -> np.ndarray:
+    """Display values of a DICOM image, in its stored range: (H, W) float64.
+
+    Modality LUT (rescale), then the first VOI LUT or window, then MONOCHROME1 inverted as
+    ``2**BitsStored - 1 - value`` so dense tissue is high. Not normalised: vendor-specific
+    scalings (MAM-E's /4095, /3500) apply to these values.
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    raw = ds.pixel_array
     if raw.ndim == 3 and getattr(ds, "SamplesPerPixel", 1) == 1:
         raw = raw[0]  # multi-frame: first frame
     if raw.ndim == 3:
         raw = raw.mean(axis=2)
     arr = apply_modality_lut(raw, ds).astype(np.float64)
-    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
-    if has_voi:
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
         arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True).astype(np.float64)
-    lo, hi = float(arr.min()), float(arr.max())
-    if has_voi and "WindowCenter" in ds and "VOILUTSequence" not in ds:
-        # apply_voi_lut keeps the output range of the stored bits; normalise to it
-        bits = int(getattr(ds, "BitsStored", 16))
-        lo, hi = 0.0, float(2**bits - 1)
-    out = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
     if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        out = 1.0 - out
+        arr = stored_max(ds) - arr
+    return arr
+
+
+def stored_max(ds: Any) -> float:
+    """The largest stored pixel value, ``2**BitsStored - 1``."""
+    return float(2 ** int(getattr(ds, "BitsStored", 16)) - 1)
+
+
+def dicom_meta(ds: Any) -> dict[str, Any]:
+    """Manufacturer, laterality, view, pixel spacing (mm) and photometric interpretation of a DICOM image."""
     meta = {
         "manufacturer": str(getattr(ds, "Manufacturer", "")),
         "laterality": str(getattr(ds, "ImageLaterality", "") or getattr(ds, "Laterality", "")),
@@ -114,4 +131,19 @@ def read_dicom(path: str | Path) -> LoadedImage:
     }
     if meta["pixel_spacing"] is None and "ImagerPixelSpacing" in ds:
         meta["pixel_spacing"] = [float(v) for v in ds.ImagerPixelSpacing]
-    return LoadedImage(pixels=np.clip(out, 0, 1).astype(np.float32), path=path, is_dicom=True, meta=meta, dataset=ds)
+    return meta
+
+
+def read_dicom(path: str | Path) -> LoadedImage:
+    """A DICOM image through :func:`dicom_values`, scaled to [0, 1]: by the window's stored range when a
+    window (and no VOI LUT) is given, else by the image's own min and max."""
+    path = Path(path)
+    ds = open_dicom(path)
+    arr = dicom_values(ds)
+    if "WindowCenter" in ds and "VOILUTSequence" not in ds:
+        lo, hi = 0.0, stored_max(ds)  # apply_voi_lut keeps the output range of the stored bits
+    else:
+        lo, hi = float(arr.min()), float(arr.max())
+    out = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    return LoadedImage(pixels=np.clip(out, 0, 1).astype(np.float32), path=path, is_dicom=True, meta=dicom_meta(ds),
+                       dataset=ds)

@@ -9,14 +9,12 @@ from typing import Optional
 
 import typer
 
+from modise.engine.training.precision import PRECISIONS
 from modise.errors import ModiseError
 from modise.synthesis.cli_checks import choice, positive, side
 from modise.synthesis.prompts import VENDORS
 
 mame_app = typer.Typer(help="Train your own MAM-E: prepare mammograms with prompts, fine-tune SD.", no_args_is_help=True)
-
-
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
 
 class SizeChoice(str, Enum):
@@ -82,7 +80,7 @@ def prepare(
 def train(
     data: Path = typer.Option(..., "--data", help="Folder from `modise mame prepare`."),
     base: Optional[str] = typer.Option(None, "--base", help="Base pipeline hub id or folder (default: SD 1.5 / SD inpainting)."),
-    out: Path = typer.Option(..., "--out", help="Run folder; ends as a diffusers pipeline for --model."),
+    out: Path = typer.Option(..., "--out", help="Run folder (config.yaml, checkpoints/, logs/); ends as a diffusers pipeline for --model."),
     inpainting: bool = typer.Option(False, "--inpainting", help="Train the 9-channel inpainting UNet."),
     size: SizeChoice = typer.Option("full", "--size", help="full (SD 1.5) | tiny (with --random-weights)."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Random-weight base, offline."),
@@ -93,18 +91,19 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device per batch (default: the recipe's)."),
     lr: Optional[float] = typer.Option(None, "--lr", callback=positive,
                                        help="Constant AdamW learning rate (default: the recipe's 1e-6; LoRA 1e-4)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", min=0.0, help="AdamW weight decay [1e-2]."),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", min=1, help="Gradient accumulation batches (default: the recipe's)."),
-    clip: Optional[float] = typer.Option(None, "--clip", min=0.0, help="Gradient-norm clip, 0 = off [1.0]."),
-    precision: Optional[str] = typer.Option(None, "--precision", callback=choice(PRECISIONS),
-                                            help="Lightning precision (default: bf16-mixed on GPU, else 32-true)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", min=0.0, help="AdamW weight decay (1e-2)."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", "--accumulate", min=1,
+                                             help="Gradient accumulation batches (default: the recipe's)."),
+    grad_clip: Optional[float] = typer.Option(None, "--grad-clip", "--clip", min=0.0, help="Gradient-norm clip, 0 = off (1.0)."),
+    precision: str = typer.Option("auto", "--precision", callback=choice(PRECISIONS),
+                                  help="Lightning precision (auto: bf16-mixed on a bf16 GPU, else 32-true)."),
     devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, a count, or a list like 0,1."),
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines taking part."),
     resolution: Optional[int] = typer.Option(None, "--resolution", callback=side,
                                               help="Training side, a multiple of 8 (default: the model's, 512)."),
     val_every: int = typer.Option(500, "--val-every", min=0, help="Validation strip every N steps (0 = never)."),
     val_steps: int = typer.Option(20, "--val-steps", min=1, help="Sampling steps of validation images."),
-    ckpt_every: int = typer.Option(500, "--ckpt-every", min=1, help="Checkpoint every N steps."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", "--ckpt-every", min=1, help="Checkpoint every N steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/checkpoints/last.ckpt."),
     freeze_text_encoder: bool = typer.Option(False, "--freeze-text-encoder", help="Train the UNet only."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters on the UNet attention, not the full model."),
@@ -112,35 +111,27 @@ def train(
     lora_text_encoder: bool = typer.Option(False, "--lora-text-encoder",
                                            help="With --lora: adapters on the text encoder too (default: frozen)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
-    workers: int = typer.Option(0, "--workers", min=0, help="DataLoader workers."),
+    num_workers: int = typer.Option(0, "--num-workers", "--workers", min=0, help="DataLoader worker processes."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty OUT."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Fine-tune Stable Diffusion on prepared mammograms (MAM-E recipe, Lightning)."""
-    import shutil
-
-    from modise.outputs import check_output_dir
+    from modise.synthesis.mame_config import MameTrainConfig
+    from modise.synthesis.mame_train import train_mame
 
     if lora_text_encoder and not lora:
         raise ModiseError("--lora-text-encoder needs --lora.")
     if lora_text_encoder and freeze_text_encoder:
         raise ModiseError("--lora-text-encoder and --freeze-text-encoder contradict each other; pick one.")
-    train_text_encoder = lora_text_encoder if lora else not freeze_text_encoder
-    if not resume:
-        check_output_dir(out, overwrite)
-        if out.is_dir() and overwrite:
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    from modise.synthesis.mame_train import train_mame
-
-    summary = train_mame(
-        data, out, base, str(size.value if hasattr(size, "value") else size), random_weights, inpainting,
-        max_steps=max_steps, batch_size=batch_size, lr=lr, grad_accum=grad_accum, clip=clip, precision=precision,
-        devices=devices, num_nodes=num_nodes, resolution=resolution, val_every=val_every, val_steps=val_steps,
-        ckpt_every=ckpt_every, resume=resume, train_text_encoder=train_text_encoder,
-        lora_rank=lora_rank if lora else 0, seed=seed, num_workers=workers,
-        recipe=recipe.value if recipe is not None else None, weight_decay=weight_decay, say=_say,
+    cfg = MameTrainConfig(
+        data=str(data), base=base, size=size.value, random_weights=random_weights, inpainting=inpainting,
+        resolution=resolution, recipe=recipe.value if recipe is not None else None, batch_size=batch_size,
+        grad_accum=grad_accum, max_steps=max_steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip,
+        train_text_encoder=lora_text_encoder if lora else not freeze_text_encoder, lora_rank=lora_rank if lora else 0,
+        seed=seed, num_workers=num_workers, devices=devices, num_nodes=num_nodes, precision=precision,
+        checkpoint_every=checkpoint_every, val_every=val_every, val_steps=val_steps,
     )
+    summary = train_mame(cfg, out, resume=resume, overwrite=overwrite, say=_say)
     summary["out"] = str(out)
     typer.echo(json.dumps(summary) if as_json else
                f"trained to step {summary['global_step']} (effective batch {summary['effective_batch']}); "

@@ -46,18 +46,16 @@ def vendor_name(manufacturer: str | None) -> str | None:
     return next((v for v in SATURATION if v in m), None)
 
 
-def dicom_to_uint8(ds: Any, vendor: str | None) -> np.ndarray:
-    """Modality LUT, VOI LUT, MONOCHROME1 inversion, vendor saturation -> (H, W) uint8."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+def saturate_uint8(values: np.ndarray, vendor: str | None, top: float) -> np.ndarray:
+    """MAM-E's 8-bit conversion of display values: ``value / saturation * 255``, clipped.
 
-    arr = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
-    if "VOILUTSequence" in ds or "WindowCenter" in ds:
-        arr = apply_voi_lut(arr, ds, index=0, prefer_lut=True).astype(np.float64)
-    top = float(2 ** int(getattr(ds, "BitsStored", 12)) - 1)
-    if str(getattr(ds, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        arr = top - arr
-    sat = SATURATION.get(vendor or "", top)  # unknown vendor: the full stored range
-    return np.clip(np.rint(arr / sat * 255.0), 0, 255).astype(np.uint8)
+    Saturation per vendor (Siemens 3500: ``from_uint16to8.py:29,50-53``; Hologic 4095:
+    ``save_RGB_pngs.py:47``), applied after the VOI LUT as MAM-E does
+    (``from_dicom2png.py:34`` stores the VOI-LUT output that those scripts scale);
+    ``top`` (the stored range) for other vendors.
+    """
+    sat = SATURATION.get(vendor or "", top)
+    return np.clip(np.rint(values / sat * 255.0), 0, 255).astype(np.uint8)
 
 
 def to_frame(pixels: np.ndarray, flip: bool, side: int = 512, order: int = 1) -> np.ndarray:
@@ -90,21 +88,16 @@ def prepare_image(
     side: int = 512,
 ) -> Prepared:
     """Read one image (DICOM or raster) with its CSV row and map it (and its lesions) into the frame."""
-    from modise.data.imageio import is_dicom_file, read_image
+    from modise.data.imageio import dicom_meta, dicom_values, is_dicom_file, open_dicom, read_image, stored_max
 
     notes = []
     if is_dicom_file(path):
-        import pydicom
-
-        try:
-            ds = pydicom.dcmread(path)
-            vendor = vendor_flag or _first(row, VENDOR_COLUMNS) or str(getattr(ds, "Manufacturer", ""))
-            vendor = vendor_name(vendor)
-            pixels = dicom_to_uint8(ds, vendor)
-        except Exception as e:  # pydicom raises many types for broken files
-            raise ModiseError(f"{path}: not a readable DICOM image ({type(e).__name__}: {e}).") from None
-        lat = _first(row, LAT_COLUMNS) or str(getattr(ds, "ImageLaterality", "") or getattr(ds, "Laterality", ""))
-        view = _first(row, VIEW_COLUMNS) or str(getattr(ds, "ViewPosition", ""))
+        ds = open_dicom(path)
+        meta = dicom_meta(ds)
+        vendor = vendor_name(vendor_flag or _first(row, VENDOR_COLUMNS) or meta["manufacturer"])
+        pixels = saturate_uint8(dicom_values(ds), vendor, stored_max(ds))
+        lat = _first(row, LAT_COLUMNS) or meta["laterality"]
+        view = _first(row, VIEW_COLUMNS) or meta["view"]
     else:
         pixels = read_image(path).uint8
         vendor = vendor_name(vendor_flag or _first(row, VENDOR_COLUMNS))

@@ -10,8 +10,8 @@ MAM-E used bitsandbytes' 8-bit AdamW (l.60); modise uses torch's AdamW.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from modise.errors import ModiseError
 
@@ -20,23 +20,20 @@ from modise.errors import ModiseError
 class MameRecipe:
     """Optimisation settings of one fine-tune; ``lr`` None = 1e-6 full / 1e-4 LoRA."""
 
-    name: str
+    name: Literal["mame", "light"]
     batch_size: int
     grad_accum: int
     max_steps: int
     lr: float | None
     weight_decay: float
-    clip: float
+    grad_clip: float
     train_text_encoder: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 RECIPES = {
-    "mame": MameRecipe("mame", batch_size=16, grad_accum=16, max_steps=6000, lr=1e-6, weight_decay=1e-2, clip=1.0),
+    "mame": MameRecipe("mame", batch_size=16, grad_accum=16, max_steps=6000, lr=1e-6, weight_decay=1e-2, grad_clip=1.0),
     # Small data or one small GPU: one image per step, a short run.
-    "light": MameRecipe("light", batch_size=1, grad_accum=1, max_steps=1000, lr=None, weight_decay=1e-2, clip=1.0),
+    "light": MameRecipe("light", batch_size=1, grad_accum=1, max_steps=1000, lr=None, weight_decay=1e-2, grad_clip=1.0),
 }
 
 

@@ -8,12 +8,16 @@ ends up as a diffusers pipeline (``save_pretrained``) that ``--model RUN`` accep
 
 LoRA (option, ``lora_rank > 0``): peft adapters on the UNet's attention projections (and,
 on request, the text encoder's), everything else frozen. Checkpoints hold the adapters
-only; the final pipeline has them merged in, and ``RUN/lora/`` holds them alone.
+only; the final pipeline has them fused in, and ``RUN/lora/`` holds them alone.
+Settings: :class:`modise.synthesis.mame_config.MameTrainConfig`.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +25,14 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from modise.errors import ModiseError
+from modise.synthesis.mame_config import MameTrainConfig
 
 LORA_UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 LORA_TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+LOGS_DIR = "logs"
 VALIDATION_PROMPTS = (  # one training caption per vendor (prompts.training_caption)
     "a siemens mammogram in CC view with low density",
     "a hologic mammogram in MLO view with big area",
@@ -97,20 +103,6 @@ def add_lora(model: Any, rank: int, targets: tuple[str, ...]) -> None:
     model.requires_grad_(False)
     model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
                                  target_modules=list(targets)))
-
-
-def merge_lora(model: Any) -> None:
-    """Fold the LoRA weights into the base layers and drop the adapters (a plain model again)."""
-    from diffusers.utils import recurse_remove_peft_layers
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for m in model.modules():
-        if isinstance(m, BaseTunerLayer):
-            m.merge()
-    recurse_remove_peft_layers(model)
-    if hasattr(model, "peft_config"):
-        del model.peft_config
-    model._hf_peft_config_loaded = False  # else transformers' save_pretrained writes the adapter only
 
 
 class MameModule(L.LightningModule):
@@ -255,14 +247,16 @@ def save_lora(module: MameModule, out: Path) -> Path:
 def save_pipeline(module: MameModule, out: Path) -> None:
     """Write the run folder's diffusers pipeline (model_index.json, unet/, vae/, text_encoder/, ...).
 
-    With LoRA the adapters go to ``out/lora/`` first, then are merged, so ``out`` is a plain pipeline.
+    With LoRA the adapters go to ``out/lora/`` first, then are fused into the weights and removed
+    (diffusers' ``fuse_lora`` + ``unload_lora_weights``), so ``out`` is a plain pipeline.
     """
     if module.lora_rank:
         save_lora(module, out / "lora")
-        merge_lora(module.unet)
-        if module.train_text_encoder:
-            merge_lora(module.text_encoder)
-    module.pipeline().save_pretrained(out)
+    pipe = module.pipeline()  # shares the module's UNet and text encoder: fusing changes them in place
+    if module.lora_rank:
+        pipe.fuse_lora(components=["unet", "text_encoder"] if module.train_text_encoder else ["unet"])
+        pipe.unload_lora_weights()
+    pipe.save_pretrained(out)
 
 
 @torch.no_grad()
@@ -324,117 +318,133 @@ class FixedLoss(L.Callback):
         self.after = self._measure(trainer, module, "after")
 
 
-def train_mame(
-    data: Path,
-    out: Path,
-    base: str | None = None,
-    size: str = "full",
-    random_weights: bool = False,
-    inpainting: bool = False,
-    max_steps: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    grad_accum: int | None = None,
-    clip: float | None = None,
-    precision: str | None = None,
-    devices: str = "auto",
-    num_nodes: int = 1,
-    resolution: int | None = None,
-    val_every: int = 500,
-    val_steps: int = 20,
-    ckpt_every: int = 500,
-    resume: bool = False,
-    train_text_encoder: bool = True,
-    lora_rank: int = 0,
-    seed: int = 0,
-    num_workers: int = 0,
-    progress: bool = True,
-    recipe: str | None = None,
-    weight_decay: float | None = None,
-    say: Any = None,
-) -> dict[str, Any]:
-    """Fine-tune ``base`` (default SD 1.5 / SD inpainting) on a prepared folder; ``out`` becomes a pipeline.
+def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+               progress: bool = True, say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fine-tune ``cfg.base`` on a prepared folder into run folder ``out``, which ends as a diffusers pipeline.
 
-    ``recipe`` (default ``mame`` for ``size="full"``, else ``light``; see :mod:`mame_recipe`) sets
-    batch size, accumulation, steps, lr, weight decay and clip; every argument given overrides it.
-    ``lora_rank`` > 0 trains LoRA adapters instead (text encoder adapted only if ``train_text_encoder``;
-    lr 1e-4 unless given). The resolved settings go to ``out/run_config.json``. ``say`` (a
-    ``str -> None``) hears what happens before the first step.
+    The run folder follows ``modise train``'s layout: ``config.yaml`` (the resolved ``cfg``,
+    see :meth:`MameTrainConfig.run_config`), ``checkpoints/last.ckpt`` (``resume`` continues
+    it), ``logs/`` (TensorBoard + CSV, one folder across resumes), plus ``validation/``,
+    ``train_summary.json`` and the pipeline itself. ``overwrite`` starts a non-empty ``out``
+    again. ``say`` (a ``str -> None``) hears what happens before the first step.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger
-    from torch.utils.data import DataLoader
+    from modise.engine.training.train import CKPT_DIR, CONFIG_YAML, LAST_CKPT, prepare_run_dir, write_yaml
 
-    from modise.model.sd_parts import build_scheduler
-    from modise.synthesis.mame_recipe import default_recipe, resolve_recipe
-    from modise.synthesis.pipelines import load_inpaint, load_text2img, native_resolution
-
+    out = Path(out)
     say = say or (lambda msg: None)
-    rec = resolve_recipe(recipe or default_recipe(size), lora=bool(lora_rank), batch_size=batch_size,
-                         grad_accum=grad_accum, max_steps=max_steps, lr=lr, weight_decay=weight_decay, clip=clip)
-    L.seed_everything(seed, workers=True, verbose=False)
-    ckpt = out / "checkpoints" / "last.ckpt"
+    ckpt = out / CKPT_DIR / LAST_CKPT
     if resume and not ckpt.is_file():
         raise ModiseError(f"{ckpt}: no checkpoint to resume from.")
-    default_base = "stable-diffusion-v1-5/stable-diffusion-inpainting" if inpainting else "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    load = load_inpaint if inpainting else load_text2img
-    say(f"loading the base pipeline ({'random ' + size if random_weights else base or default_base}) ...")
-    # Loaded on the CPU; Lightning moves it to the training device before anything is computed.
-    pipe = load(base or default_base, size=size, random_weights=random_weights, seed=seed, device="cpu")
-    side = resolution or native_resolution(pipe)
-    dataset = PromptImageFolder(data, pipe.tokenizer, side, inpainting)
-    noise_scheduler = build_scheduler("ddpm") if random_weights else _ddpm_from(pipe.scheduler.config)
-    module = MameModule(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, noise_scheduler, rec.lr,
-                        train_text_encoder, inpainting, lora_rank, rec.weight_decay)
-    if resume:  # fails early and clearly on a checkpoint of another kind; fit() restores it again
-        _load_checkpoint(module, ckpt)
-    val_image = val_mask = None
-    if inpainting:
-        first = dataset[0]
-        val_image = ((first["pixels"][0].numpy() + 1) * 127.5).round().astype(np.uint8)
-        val_mask = first["mask"][0].numpy() > 0.5
-    strip = ValidationStrip(out / "validation", val_every, ("a mammogram with a lesion",) * 2 if inpainting
-                            else VALIDATION_PROMPTS, side, val_steps, val_mask, val_image)
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=max(1, ckpt_every))
-    fixed = FixedLoss(dataset, seed, say)
-    bar = [RichProgressBar(console_kwargs={"stderr": True})] if progress else []
-    trainer = L.Trainer(
-        max_steps=rec.max_steps, accumulate_grad_batches=rec.grad_accum, gradient_clip_val=rec.clip or None,
-        precision=precision or ("bf16-mixed" if torch.cuda.is_available() else "32-true"),
-        devices=devices, num_nodes=num_nodes, callbacks=[fixed, strip, checkpoint] + bar,
-        logger=CSVLogger(out, name="logs"), enable_progress_bar=progress, enable_model_summary=False,
-        log_every_n_steps=1, default_root_dir=out,
-    )
-    effective = rec.batch_size * rec.grad_accum * trainer.world_size
-    config = {"recipe": rec.to_json(), "effective_batch": effective, "world_size": trainer.world_size,
-              "data": str(data), "base": "random-" + size if random_weights else base or default_base,
-              "inpainting": inpainting, "resolution": side, "lora_rank": lora_rank, "seed": seed,
-              "precision": trainer.precision, "images": len(dataset), "resume": resume}
+    prepare_run_dir(out, resume, overwrite)
+    cfg = cfg.resolved()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module, dataset = _build(cfg, ckpt if resume else None, say)
+    trainer = _trainer(cfg, module, dataset, out, progress, say)
+    effective = cfg.batch_size * cfg.grad_accum * trainer.world_size
     if trainer.is_global_zero:
-        (out / "run_config.json").write_text(json.dumps(config, indent=2))
-    say(f"recipe {rec.name}: batch {rec.batch_size} x accumulation {rec.grad_accum} x {trainer.world_size} "
-        f"device(s) = effective batch {effective}; {rec.max_steps} steps, lr {rec.lr:g}, "
-        f"weight decay {rec.weight_decay:g}, clip {rec.clip:g}; {len(dataset)} image(s)")
-    loader = DataLoader(dataset, batch_size=rec.batch_size, shuffle=True, num_workers=num_workers,
-                        drop_last=len(dataset) > rec.batch_size)  # MAM-E drops the last partial batch (config l.52)
-    trainer.fit(module, loader, ckpt_path=str(ckpt) if resume else None)
+        write_yaml(out / CONFIG_YAML, cfg.run_config(
+            resolution=dataset.resolution, images=len(dataset), precision=str(trainer.precision),
+            world_size=trainer.world_size, effective_batch=effective))
+    say(f"recipe {cfg.recipe}: batch {cfg.batch_size} x accumulation {cfg.grad_accum} x {trainer.world_size} "
+        f"device(s) = effective batch {effective}; {cfg.max_steps} steps, lr {cfg.lr:g}, "
+        f"weight decay {cfg.weight_decay:g}, clip {cfg.grad_clip:g}; {len(dataset)} image(s)")
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
+                        drop_last=len(dataset) > cfg.batch_size)  # MAM-E drops the last partial batch (config l.52)
+    earlier = _csv_rows(out / LOGS_DIR / "metrics.csv") if resume else []
+    with warnings.catch_warnings():  # CSVLogger warns it restarts logs/metrics.csv; _prepend_csv_rows keeps the rows
+        warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+        trainer.fit(module, loader, ckpt_path=str(ckpt) if resume else None)
     trainer.save_checkpoint(ckpt)
+    fixed = next(cb for cb in trainer.callbacks if isinstance(cb, FixedLoss))
     summary = {"global_step": int(trainer.global_step), "loss_before": fixed.before, "images": len(dataset),
-               "inpainting": inpainting, "resolution": side, "lora_rank": lora_rank, "recipe": rec.name,
-               "effective_batch": effective,
+               "inpainting": cfg.inpainting, "resolution": dataset.resolution, "lora_rank": cfg.lora_rank,
+               "recipe": cfg.recipe, "effective_batch": effective,
                "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad)}
     if trainer.is_global_zero:
+        _prepend_csv_rows(out / LOGS_DIR / "metrics.csv", earlier)
         if fixed.before is None:  # fit had nothing left to do (resumed at max_steps): measure here
-            fixed.before = fixed.after = fixed_loss(module, dataset, seed)
+            fixed.before = fixed.after = fixed_loss(module, dataset, cfg.seed)
             summary["loss_before"] = fixed.before
         summary["loss_after"] = fixed.after
         module.to("cpu")
         save_pipeline(module, out)
-        if inpainting and (Path(data) / "box_stats.json").is_file():  # inpaint --model RUN draws boxes from it
-            (out / "box_stats.json").write_text((Path(data) / "box_stats.json").read_text())
+        stats = Path(cfg.data) / "box_stats.json"
+        if cfg.inpainting and stats.is_file():  # inpaint --model RUN draws boxes from it
+            (out / "box_stats.json").write_text(stats.read_text())
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _build(cfg: MameTrainConfig, resume_from: Path | None, say: Callable[[str], None]):
+    """The base pipeline (on the CPU; Lightning moves it), the module and the dataset of a resolved ``cfg``."""
+    from modise.model.sd_parts import build_scheduler
+    from modise.synthesis.pipelines import load_inpaint, load_text2img, native_resolution
+
+    say(f"loading the base pipeline ({cfg.base_name()}) ...")
+    load = load_inpaint if cfg.inpainting else load_text2img
+    pipe = load(cfg.base_name(), size=cfg.size, random_weights=cfg.random_weights, seed=cfg.seed, device="cpu")
+    dataset = PromptImageFolder(cfg.data, pipe.tokenizer, cfg.resolution or native_resolution(pipe), cfg.inpainting)
+    noise_scheduler = build_scheduler("ddpm") if cfg.random_weights else _ddpm_from(pipe.scheduler.config)
+    module = MameModule(pipe.vae, pipe.text_encoder, pipe.unet, pipe.tokenizer, noise_scheduler, cfg.lr,
+                        cfg.train_text_encoder, cfg.inpainting, cfg.lora_rank, cfg.weight_decay)
+    if resume_from:  # fails early and clearly on a checkpoint of another kind; fit() restores it again
+        _load_checkpoint(module, resume_from)
+    return module, dataset
+
+
+def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolder, out: Path, progress: bool,
+             say: Callable[[str], None]) -> L.Trainer:
+    """Lightning trainer with ``modise train``'s run layout, precision rule and flag meanings."""
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from modise.engine.training.precision import resolve_precision
+    from modise.engine.training.train import CKPT_DIR
+
+    val_image = val_mask = None
+    if cfg.inpainting:
+        first = dataset[0]
+        val_image = ((first["pixels"][0].numpy() + 1) * 127.5).round().astype(np.uint8)
+        val_mask = first["mask"][0].numpy() > 0.5
+    prompts = ("a mammogram with a lesion",) * 2 if cfg.inpainting else VALIDATION_PROMPTS
+    strip = ValidationStrip(out / "validation", cfg.val_every, prompts, dataset.resolution, cfg.val_steps,
+                            val_mask, val_image)
+    checkpoint = ModelCheckpoint(dirpath=out / CKPT_DIR, save_last=True, save_top_k=0,
+                                 every_n_train_steps=cfg.checkpoint_every)
+    bar = [RichProgressBar(console_kwargs={"stderr": True})] if progress else []
+    # version="": one logs/ folder across resumes (TensorBoard first: the validation strip goes to it)
+    loggers = [TensorBoardLogger(out, name=LOGS_DIR, version=""), CSVLogger(out, name=LOGS_DIR, version="")]
+    return L.Trainer(
+        max_steps=cfg.max_steps, accumulate_grad_batches=cfg.grad_accum, gradient_clip_val=cfg.grad_clip or None,
+        precision=resolve_precision(cfg.precision), devices=cfg.devices, num_nodes=cfg.num_nodes,
+        callbacks=[FixedLoss(dataset, cfg.seed, say), strip, checkpoint] + bar, logger=loggers,
+        enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1, default_root_dir=out,
+    )
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _prepend_csv_rows(path: Path, earlier: list[dict[str, str]]) -> None:
+    """Put the curve from before ``--resume`` back in front of the new rows (CSVLogger starts its file anew).
+
+    Rows logged after the resumed checkpoint (a run killed between checkpoints) give way to the new ones.
+    """
+    new = _csv_rows(path)
+    first = min((int(r["step"]) for r in new if r.get("step")), default=None)
+    earlier = [r for r in earlier if first is None or (r.get("step") and int(r["step"]) < first)]
+    if not earlier:
+        return
+    rows = earlier + new
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _load_checkpoint(module: MameModule, ckpt: Path) -> None:
