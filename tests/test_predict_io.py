@@ -75,7 +75,7 @@ def test_dicom_seg_rejects_wrong_shape(tmp_path, sample_images):
 def test_figure2_overlay_panels():
     import torch
 
-    from modise.engine.prediction.overlays import figure2
+    from modise.viz.overlays import figure2
 
     px = np.random.default_rng(0).random((100, 80)).astype(np.float32)
     ids = np.zeros((100, 80), np.int64)

@@ -33,6 +33,13 @@ def load_folds(root: str | Path) -> list[list[int]]:
         raise ModiseError(f"{path}: not a valid folds file ({e}).") from None
 
 
+def fold_image_ids(folds: list[list[int]], fold: int, root: str | Path) -> list[int]:
+    """The image ids of fold ``fold`` with a clear error when it does not exist."""
+    if not 0 <= fold < len(folds):
+        raise ModiseError(f"--fold {fold}: {Path(root) / 'folds.json'} defines folds 0..{len(folds) - 1}.")
+    return list(folds[fold])
+
+
 class PanopticDataset(Dataset):
     """``ds[i]`` -> dict(image FloatTensor[1,H,W] in [0,1], masks BoolTensor[n,H,W],
     labels LongTensor[n] (class index in ``categories`` order), segment_ids LongTensor[n],

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from modise.data.folds import patient_folds
-from modise.data.panoptic import FOLDS_JSON, IMAGES_DIR, PANOPTIC_DIR, PANOPTIC_JSON, Category, bbox_xywh, write_id_png
+from modise.data.panoptic import FOLDS_JSON, IMAGES_DIR, Category, PanopticFolderWriter, bbox_xywh
 from modise.errors import ModiseError
 from modise.outputs import write_json_atomic
 
@@ -59,14 +59,15 @@ class PanopticWriter:
         self.source = source
         self.strict = strict
         self.quiet = quiet
-        self.images: list[dict[str, Any]] = []
-        self.annotations: list[dict[str, Any]] = []
+        self.panoptic = PanopticFolderWriter(
+            self.stage, self.categories, info={"description": f"modise canonical panoptic dataset from {source}"}
+        )
+        self.images, self.annotations = self.panoptic.images, self.panoptic.annotations  # the same lists
         self.skipped: list[dict[str, Any]] = []
         self.warnings: list[str] = []
         self._names: set[str] = set()
         self._t0 = time.perf_counter()
         (self.stage / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
-        (self.stage / PANOPTIC_DIR).mkdir(parents=True, exist_ok=True)
 
     def skip(self, file: str | Path, reason: str, row: int | None = None) -> None:
         """Record a skipped item; under ``strict`` stop the conversion with that sentence."""
@@ -139,9 +140,7 @@ class PanopticWriter:
                 self.warn(f"{source_file or stem}: a segment is hidden by overlapping ones and was dropped.")
                 continue
             infos.append({"id": seg_id, "category_id": int(segments[i][1]), "area": area, "bbox": bbox_xywh(m), "iscrowd": 0})
-        png = Path(file_name).with_suffix(".png").name
-        write_id_png(self.stage / PANOPTIC_DIR / png, ids)
-        self.images.append(
+        self.panoptic.add(
             {
                 "id": image_id,
                 "file_name": file_name,
@@ -153,24 +152,18 @@ class PanopticWriter:
                 "modality": modality,
                 "source": source_file,
                 **extra,
-            }
+            },
+            ids,
+            infos,
+            png_name=Path(file_name).with_suffix(".png").name,
         )
-        self.annotations.append({"image_id": image_id, "file_name": png, "segments_info": infos})
         return image_id
 
     def finish(self, k: int = 5, seed: int = 0, **report_extra: Any) -> dict[str, Any]:
         """Write panoptic.json, folds.json and prepare_report.json; return the report."""
         if not self.images:
             raise ModiseError(f"No image could be converted ({len(self.skipped)} skipped); see the messages above.")
-        write_json_atomic(
-            self.stage / PANOPTIC_JSON,
-            {
-                "info": {"description": f"modise canonical panoptic dataset from {self.source}"},
-                "images": self.images,
-                "annotations": self.annotations,
-                "categories": [c.to_json() for c in self.categories],
-            },
-        )
+        self.panoptic.finish()
         labels = {a["image_id"]: {s["category_id"] for s in a["segments_info"]} for a in self.annotations}
         folds = patient_folds({im["id"]: im["patient_id"] for im in self.images}, labels, k=k, seed=seed)
         write_json_atomic(self.stage / FOLDS_JSON, {"k": len(folds), "seed": seed, "folds": folds})

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from modise.engine.evaluation.report import SETTINGS_JSON
 from modise.errors import ModiseError
 
-SETTINGS_JSON = "reproduce.json"
 TABLE_DIR = "table1"
 # how a fold runs, not what it computes: may change between a run and its resumption
 HARDWARE = {"accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers", "checkpoint_every"}

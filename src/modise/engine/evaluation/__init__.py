@@ -1,6 +1,8 @@
-"""The paper's evaluation protocol (DESIGN section 4): PQ/RQ/SQ swept over IoU thresholds
+"""The paper's evaluation protocol: PQ/RQ/SQ swept over IoU thresholds
 with MONAI's matching rule, COCO AP at the best threshold (on the model's instances, as
-detectron2 scores Mask2Former/ODISE, or on panoptic segments), Dice; plus tables and figures."""
+detectron2 scores Mask2Former/ODISE, or on panoptic segments), Dice; folder evaluation,
+validation of a model on a dataset (:mod:`.validate`) and the report over folds. Figures and
+overlays are drawn by :mod:`modise.viz`."""
 
 from .evaluator import AP_SOURCES, DEFAULT_THRESHOLDS, PanopticEvaluator, check_thresholds, parse_thresholds
 from .instances import INSTANCES_JSON, instance_records

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from modise.data.panoptic import INSTANCES_JSON  # noqa: F401  (re-exported: the evaluation package names it)
 from modise.errors import ModiseError
 
-INSTANCES_JSON = "instances.json"  # beside panoptic.json in a prediction folder
 MAX_DETS = 100  # COCO maxDets[-1]; Mask2Former test_topk_per_image
 
 
@@ -102,7 +102,7 @@ def match_instances(
     """
     from pycocotools import mask as mask_utils
 
-    from .matching import _coco_greedy, check_score
+    from .coco_ap import check_score, coco_greedy
 
     n_cls, shape = use_class.size, tuple(gt_index.shape)
     gt_cat = np.asarray(gt_cat, dtype=np.int64)
@@ -133,5 +133,5 @@ def match_instances(
         else:
             ious = np.zeros((len(d_rles), 0))
         scores_out[c] = sc[keep]
-        matched_out[c] = _coco_greedy(ious, coco_thr)
+        matched_out[c] = coco_greedy(ious, coco_thr)
     return n_gt, scores_out, matched_out

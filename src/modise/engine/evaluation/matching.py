@@ -23,6 +23,8 @@ import numpy as np
 
 from modise.errors import ModiseError
 
+from .coco_ap import check_score, coco_greedy
+
 MAX_DETS = 100  # COCO maxDets[-1]
 _LUT_MAX_ID = 1 << 22  # ids below this are mapped with a lookup table (fast path)
 
@@ -90,20 +92,6 @@ def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str, st
         missing = int(seg_ids[np.flatnonzero(seg_counts == 0)[0]])
         raise ModiseError(f"{where}: {what} segments_info lists segment id {missing} but the PNG has no pixel with that id.")
     return index, seg_counts.astype(np.int64)
-
-
-def check_score(item: dict, who: str) -> float:
-    """``item['score']`` as a finite float; ``who`` names the item in the error."""
-    sc = item.get("score")
-    if sc is None or isinstance(sc, bool):
-        raise ModiseError(f"{who} has no 'score'.")
-    try:
-        sc = float(sc)
-    except (TypeError, ValueError):
-        raise ModiseError(f"{who} has a non-numeric score {sc!r}.") from None
-    if not np.isfinite(sc):
-        raise ModiseError(f"{who} has a non-finite score {sc}.")
-    return sc
 
 
 def _segment_table(segments: Sequence[dict], cat_index: dict[int, int], where: str, what: str, need_score: bool):
@@ -195,7 +183,7 @@ def match_image(
             p_list = pc[np.argsort(p_order[pc], kind="stable")]
             p_list = p_list[np.argsort(-p_score[p_list], kind="mergesort")][:MAX_DETS]
             res.det_scores[int(c)] = p_score[p_list]
-            res.det_matched[int(c)] = _coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
+            res.det_matched[int(c)] = coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
     if instances is not None:
         from .instances import match_instances
 
@@ -239,23 +227,3 @@ def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.nda
         sel = vals[None, :] > thr32[lo, None]
         tp_out[lo] = sel.sum(1)
         iou_out[lo] = (sel * vals[None, :].astype(np.float64)).sum(1)
-
-
-def _coco_greedy(ious: np.ndarray, thr: np.ndarray) -> np.ndarray:
-    """COCO's greedy matching for all thresholds. ``ious``: (D, G) float64, dets by score.
-
-    Returns (T, D) bool: detection d is a true positive at threshold t.
-    """
-    n_det, n_gt = ious.shape
-    matched = np.zeros((thr.size, n_det), dtype=bool)
-    if n_gt == 0:
-        return matched
-    taken = np.zeros((thr.size, n_gt), dtype=bool)
-    rows = np.arange(thr.size)
-    for d in range(n_det):
-        cand = np.where(taken, -np.inf, ious[d][None, :])
-        best = n_gt - 1 - np.argmax(cand[:, ::-1], axis=1)  # last index among equal maxima
-        ok = cand[rows, best] >= thr
-        matched[ok, d] = True
-        taken[rows[ok], best[ok]] = True
-    return matched

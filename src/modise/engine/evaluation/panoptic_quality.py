@@ -1,4 +1,4 @@
-"""Dataset-level PQ / RQ / SQ from summed per-class counts (DESIGN section 4).
+"""Dataset-level PQ / RQ / SQ from summed per-class counts.
 
 RQ_c = TP / (TP + FP/2 + FN/2), SQ_c = IoU sum / TP, PQ_c = RQ_c * SQ_c, then the mean
 over classes that occur in the ground truth or the prediction. No smoothing term (MONAI

@@ -29,6 +29,7 @@ from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
 COLUMNS = (("RQ_t", "rq"), ("SQ_t", "sq"), ("PQ_t", "pq"), ("AP_t", "ap"), ("Dice", "dice"))
 TABLE1_ORDER = ("m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise")  # the paper's rows
 RULES = ("mean-best", "fold-best")
+SETTINGS_JSON = "reproduce.json"  # marks a `modise reproduce` folder (written by engine/reproduce.py)
 _FOLD = re.compile(r"^fold[_-]?\d+$", re.IGNORECASE)
 
 
@@ -65,8 +66,6 @@ def _preset(run: Path) -> str | None:
 
 def _expand_reproduce(runs) -> list[Path]:
     """A ``modise reproduce`` folder stands for its variant folders (``<preset>/fold*``)."""
-    from modise.engine.reproduce import SETTINGS_JSON
-
     out = []
     for run in runs:
         if run.is_dir() and (run / SETTINGS_JSON).is_file():
@@ -258,7 +257,7 @@ def write_report(runs: list[Path], out: Path, overwrite: bool = False, rule: str
     t per variant and the Fig. S1 sweep (PQ, RQ, SQ, AP against t; mean ± std over folds)."""
     import warnings as _w
 
-    from .figures import pq_by_variant_figure, sweep_by_variant_figure
+    from modise.viz.figures import pq_by_variant_figure, sweep_by_variant_figure
 
     variants, warnings = collect_runs(runs)
     with _w.catch_warnings():

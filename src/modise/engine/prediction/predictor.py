@@ -1,4 +1,5 @@
-"""Run a trained M-ODISE on images of any size and turn results into panoptic records."""
+"""Run a trained M-ODISE on images of any size (results become panoptic records through
+:func:`modise.data.panoptic.panoptic_record`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modise.data.panoptic import Category
+from modise.data.panoptic import Category, panoptic_record  # noqa: F401  panoptic_record: re-exported until the app imports it from data.panoptic
+from modise.engine.evaluation.validate import gt_from_sample  # noqa: F401  re-exported until engine/demo.py imports it from there
 from modise.errors import ModiseError
 
 
@@ -37,7 +39,7 @@ class Predictor:
     @classmethod
     def from_run(cls, run: str | Path, device: str | None = None, **thresholds: float) -> "Predictor":
         """Load ``RUN/model`` (or a model folder itself) with the run's inference settings."""
-        from modise.engine.training.train import MODEL_DIR, load_run_config
+        from modise.engine.run_layout import MODEL_DIR, load_run_config
         from modise.model import MODISE
 
         run = Path(run)
@@ -85,61 +87,8 @@ class Predictor:
         )
 
     def evaluate_dataset(self, root: str | Path, image_ids: Sequence[int], batch_size: int = 1, progress: bool = False) -> dict[str, Any]:
-        """PQ/RQ/SQ sweep, AP and Dice (the evaluation engine) of this model on ``image_ids`` of ``root``."""
-        from modise.data.dataset import PanopticDataset
-        from modise.engine.evaluation import PanopticEvaluator
-        from modise.engine.evaluation.instances import instance_records
+        """This model's metrics on ``image_ids`` of ``root``: see
+        :func:`modise.engine.evaluation.validate.evaluate_dataset` (kept for training's validation)."""
+        from modise.engine.evaluation.validate import evaluate_dataset
 
-        ds = PanopticDataset(root, image_ids=list(image_ids))
-        evaluator = PanopticEvaluator(self.categories)
-        idx = list(range(len(ds)))
-        for start in _track(range(0, len(idx), batch_size), progress, "validating", total=-(-len(idx) // batch_size)):
-            samples = [ds[i] for i in idx[start : start + batch_size]]
-            results = self([s["image"][0].numpy() for s in samples])
-            for s, r in zip(samples, results):
-                gt_ids, gt_segments = gt_from_sample(s, self.categories)
-                pred_ids, pred_segments = panoptic_record(r)
-                # AP on the top-100 instances, as detectron2 evaluates Mask2Former (maskformer_model.py:344-380)
-                evaluator.add(int(s["image_id"]), gt_ids, gt_segments, pred_ids, pred_segments, instances=instance_records(r, self.categories))
-        return evaluator.compute()
-
-
-def gt_from_sample(sample: dict[str, Any], categories: Sequence[Category]) -> tuple[np.ndarray, list[dict]]:
-    """Dataset sample -> (segment id map [H, W], [{id, category_id}])."""
-    masks = sample["masks"].numpy().astype(bool)
-    ids = np.zeros(masks.shape[1:], dtype=np.int64)
-    segments = []
-    for m, label, sid in zip(masks, sample["labels"].tolist(), sample["segment_ids"].tolist()):
-        ids[m] = int(sid)
-        segments.append({"id": int(sid), "category_id": int(categories[int(label)].id)})
-    return ids, segments
-
-
-def panoptic_record(result: dict[str, Any]) -> tuple[np.ndarray, list[dict]]:
-    """Model result -> (segment id map [H, W] int64, [{id, category_id, score, area, isthing}])."""
-    ids, segments = result["panoptic_seg"]
-    ids = ids.cpu().numpy().astype(np.int64) if torch.is_tensor(ids) else np.asarray(ids, dtype=np.int64)
-    out = []
-    for s in segments:
-        area = int((ids == int(s["id"])).sum())
-        if area == 0:
-            continue
-        out.append({
-            "id": int(s["id"]), "category_id": int(s["category_id"]), "score": float(s.get("score", 1.0)),
-            "area": area, "isthing": int(s.get("isthing", 1)),
-        })
-    return ids, out
-
-
-def _track(it, enabled: bool, description: str, total: int | None = None):
-    if not enabled:
-        return it
-    from rich.progress import track
-
-    return track(it, description=description, total=total, console=_stderr_console(), transient=True)
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+        return evaluate_dataset(self, root, image_ids, batch_size=batch_size, progress=progress)

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from modise.data.panoptic import PANOPTIC_DIR, PANOPTIC_JSON, bbox_xywh, write_id_png
+from modise.data.panoptic import PANOPTIC_JSON, PanopticFolderWriter, panoptic_record
 from modise.errors import ModiseError
 
 from .inputs import discover_inputs, unique_stems
-from .predictor import Predictor, panoptic_record
+from .predictor import Predictor
 
 
 def _dataset_ids(paths: Sequence[Path]) -> dict[Path, int]:
@@ -65,7 +65,8 @@ def predict_files(
 
     ``data`` + ``fold``: predict the images of fold K of ``data/folds.json`` (added to ``inputs``)."""
     from modise.data.imageio import read_image
-    from modise.engine.evaluation.instances import INSTANCES_JSON, instance_records
+    from modise.data.writer import progress as track
+    from modise.engine.evaluation.instances import instance_records
     from modise.outputs import check_output_dir, output_dir, write_json_atomic
 
     check_output_dir(out, overwrite)
@@ -77,10 +78,11 @@ def predict_files(
     known_ids = _dataset_ids(paths)
     next_id = max(known_ids.values(), default=0) + 1
     names = unique_stems(paths)
-    images, annotations, errors, inst_records = [], [], [], []
+    errors: list[dict[str, str]] = []
     n_segments = 0
     with output_dir(out, overwrite) as stage:
-        for sub in (PANOPTIC_DIR, *(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []), *(["dicom_seg"] if dicom_seg else [])):
+        results_out = PanopticFolderWriter(stage, cats, info={"description": "modise predictions", "checkpoint": str(checkpoint)})
+        for sub in (*(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []), *(["dicom_seg"] if dicom_seg else [])):
             (stage / sub).mkdir()
         pending: list[tuple[Path, str, Any]] = []
 
@@ -94,16 +96,10 @@ def predict_files(
                 if image_id is None:
                     image_id, next_id = next_id, next_id + 1
                 ids, segments = panoptic_record(res)
-                for s in segments:
-                    s["bbox"] = bbox_xywh(ids == s["id"])
-                    s["iscrowd"] = 0
                 n_segments += len(segments)
                 h, w = ids.shape
-                write_id_png(stage / PANOPTIC_DIR / f"{name}.png", ids)
-                images.append({"id": image_id, "file_name": path.name, "height": h, "width": w, "source": str(path)})
-                annotations.append({"image_id": image_id, "file_name": f"{name}.png", "segments_info": segments})
-                if instances:
-                    inst_records.extend(instance_records(res, cats, image_id))
+                results_out.add({"id": image_id, "file_name": path.name, "height": h, "width": w, "source": str(path)}, ids, segments,
+                                png_name=f"{name}.png", instances=instance_records(res, cats) if instances else None)
                 sem = res["sem_seg"]
                 sem = np.asarray(sem.float().cpu() if hasattr(sem, "cpu") else sem)
                 if heatmaps:
@@ -114,7 +110,7 @@ def predict_files(
                             stage / "heatmaps" / f"{name}_{_safe(cat.name)}.png", compress_level=1
                         )
                 if overlays:
-                    from .overlays import figure2
+                    from modise.viz.overlays import figure2
 
                     figure2(im.pixels, res, cats).save(stage / "overlays" / f"{name}.png")
                 if dicom_seg and im.is_dicom:
@@ -127,9 +123,7 @@ def predict_files(
                         errors.append({"input": str(path), "error": f"DICOM SEG not written: {type(e).__name__}: {e}"})
             pending.clear()
 
-        from .predictor import _track
-
-        for path, name in _track(list(zip(paths, names)), progress, "predicting"):
+        for path, name in track(list(zip(paths, names)), "predicting", enabled=progress):
             try:
                 im = read_image(path)
             except ModiseError as e:
@@ -140,15 +134,10 @@ def predict_files(
             if len(pending) >= batch_size:
                 flush()
         flush()
-        if not images:
+        if not results_out.images:
             raise ModiseError(f"None of the {len(paths)} inputs could be read (first: {errors[0]['error']}).")
-        write_json_atomic(stage / PANOPTIC_JSON, {
-            "info": {"description": "modise predictions", "checkpoint": str(checkpoint)},
-            "images": images, "annotations": annotations, "categories": [c.to_json() for c in cats],
-        })
-        if instances:
-            write_json_atomic(stage / INSTANCES_JSON, inst_records)
-        summary = {"out": str(Path(out)), "images": len(images), "segments": n_segments, "errors": errors}
+        results_out.finish()
+        summary = {"out": str(Path(out)), "images": len(results_out.images), "segments": n_segments, "errors": errors}
         write_json_atomic(stage / "summary.json", summary)
     return summary
 
@@ -161,9 +150,8 @@ def fold_inputs(data: str | Path | None, fold: int | None) -> list[Path]:
         return []
     if data is None:
         raise ModiseError("--fold needs --data (the dataset whose folds.json names the images).")
-    from modise.data.dataset import load_folds
+    from modise.data.dataset import fold_image_ids, load_folds
     from modise.data.panoptic import IMAGES_DIR, load_panoptic_json
-    from modise.engine.evaluation.folders import fold_image_ids
 
     data = Path(data)
     ids = set(fold_image_ids(load_folds(data), fold, data))

@@ -1,5 +1,6 @@
-"""Figures: the threshold sweep of one evaluation (the paper's Fig. S1) and PQ against the
-threshold per variant (mean ± std over folds) for reports."""
+"""Figures, one function per kind: the threshold sweep of one evaluation (the paper's Fig. S1;
+``modise evaluate`` and the demo) and PQ against the threshold per variant (mean ± std over
+folds) for reports."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def _nan(v: list) -> np.ndarray:
     return np.array([np.nan if x is None else x for x in v], dtype=float)
 
 
-def threshold_sweep_figure(metrics: Mapping[str, Any], path: Path) -> None:
-    """PQ, RQ and SQ (%) against the IoU threshold, best threshold marked."""
+def threshold_sweep_figure(metrics: Mapping[str, Any], path: Path, title: str | None = None) -> None:
+    """PQ, RQ and SQ (%) against the IoU threshold, best threshold marked; ``metrics`` as
+    ``PanopticEvaluator.compute`` returns them (metrics.json)."""
     plt = _plt()
     t = np.asarray(metrics["thresholds"])
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
@@ -38,6 +40,8 @@ def threshold_sweep_figure(metrics: Mapping[str, Any], path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,0 +1,130 @@
+"""No import circles and no cross-module ``_private`` imports in the evaluation / prediction /
+data / viz code, lazy (function-level) imports included; every such module imports on its own
+in a fresh interpreter."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+AREA = ("modise.engine.evaluation", "modise.engine.prediction", "modise.data", "modise.viz",
+        "modise.engine.run_layout", "modise.engine.reproduce", "modise.engine.reproduce_cli", "modise.engine.eval_cli")
+# owned elsewhere, to go when train_cli names its config builder publicly (issue 13)
+KNOWN_PRIVATE = {"modise.engine.reproduce_cli imports modise.engine.train_cli._train_config"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in sorted((SRC / "modise").rglob("*.py")):
+        parts = list(p.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = p
+    return out
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[str, list[str]]]:
+    """(imported module, names taken from it) for every import statement, at any depth."""
+    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names if a.name.startswith("modise")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("modise"):
+                continue
+            names = [a.name for a in node.names]
+            found.append((target, names))
+            found += [(f"{target}.{n}", []) for n in names if f"{target}.{n}" in modules]  # submodules
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {m: {t for t, _ in _imports(m, p, modules) if t in modules and t != m} for m, p in modules.items()}
+
+
+def _in_area(m: str) -> bool:
+    return any(m == a or m.startswith(a + ".") for a in AREA)
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def _package_edges_dropped(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """A package's ``__init__`` importing its own submodules is how packages work, not a circle."""
+    return {m: {t for t in ts if not (t.startswith(m + ".") or m.startswith(t + "."))} for m, ts in graph.items()}
+
+
+def test_cycle_finder_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_circles_in_area():
+    circles = [c for c in _cycles(_package_edges_dropped(_graph())) if any(_in_area(m) for m in c)]
+    assert circles == []
+
+
+def test_no_private_names_across_modules():
+    modules = _modules()
+    bad = []
+    for m, p in modules.items():
+        if not _in_area(m):
+            continue
+        for target, names in _imports(m, p, modules):
+            if target != m:
+                bad += [f"{m} imports {target}.{n}" for n in names if n.startswith("_") and not n.startswith("__")]
+    assert sorted(set(bad) - KNOWN_PRIVATE) == []
+
+
+def test_each_module_imports_alone():
+    mods = [m for m in _modules() if _in_area(m)]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {mods!r}:\n"
+        "    for k in [k for k in sys.modules if k == 'modise' or k.startswith('modise.')]:\n"
+        "        del sys.modules[k]\n"
+        "    importlib.import_module(m)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC), "PATH": ""}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
