@@ -98,7 +98,7 @@ def prepare_cdd_cesm(
     modality = modality.upper()
     if modality not in ("DM", "CM", "BOTH"):
         raise ModiseError(f"--modality must be DM, CM or both, got '{modality}'.")
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, [root])
     mods = ["DM", "CM"] if modality == "BOTH" else [modality]
     folders = {m: find_child(root, FOLDERS[m]) for m in mods}
     xlsx = find_child(root, "Radiology manual annotations.xlsx", "*annotations*.xlsx")
@@ -108,7 +108,7 @@ def prepare_cdd_cesm(
     files = sorted((p, m) for m, d in folders.items() for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     cat_of = {c.name: c.id for c in CATEGORIES}
     excluded_normal = 0
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [root]) as stage:
         w = PanopticWriter(stage, CATEGORIES, source="cdd-cesm", strict=strict, quiet=quiet)
         for path, mod in progress(files, "CDD-CESM", enabled=not quiet):
             name = clean_name(path.name).upper()

@@ -95,7 +95,7 @@ def prepare_vindr(
     from modise.outputs import check_output_dir, output_dir
 
     root = Path(root)
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, [root])
     names = [birads_name(c) for c in (classes or DEFAULT_CLASSES)]
     if any(n is None for n in names):
         raise ModiseError(f"--classes must be BI-RADS grades like 'BI-RADS 4' or '4', got {classes}.")
@@ -116,7 +116,7 @@ def prepare_vindr(
     for i, row in enumerate(df.to_dict("records"), start=2):
         groups.setdefault((row["study_id"].strip(), row["image_id"].strip()), []).append((i, row))
     counts = {"rows_without_birads": 0, "rows_other_grade": 0, "images_without_chosen_finding": 0}
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [root]) as stage:
         w = PanopticWriter(stage, cats, source="vindr", strict=strict, quiet=quiet)
         for (study, image), rows in progress(list(groups.items()), "VinDr-Mammo", enabled=not quiet):
             kept: list[tuple[int, tuple[float, float, float, float], str]] = []

@@ -40,7 +40,7 @@ def prepare(
         raise ModiseError("Give exactly one of --root (images + CSV) or --data (panoptic dataset).")
     if vendor is not None and vendor.lower() not in VENDORS:
         raise ModiseError(f"Unknown vendor '{vendor}'; choose one of: {', '.join(VENDORS)}.")
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [root, data, csv]) as stage:
         if data is not None:
             records = prepare_panoptic(data, stage, side, warn=_warn)
         else:
@@ -83,9 +83,7 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:
     """Fine-tune Stable Diffusion on prepared mammograms (MAM-E recipe, Lightning)."""
-    import shutil
-
-    from modise.outputs import check_output_dir
+    from modise.outputs import check_output_dir, claim_output_dir, remove_output_dir
 
     if lora_text_encoder and not lora:
         raise ModiseError("--lora-text-encoder needs --lora.")
@@ -95,10 +93,10 @@ def train(
     if size not in ("full", "tiny"):
         raise ModiseError(f"--size must be full or tiny, not '{size}'.")
     if not resume:
-        check_output_dir(out, overwrite)
-        if out.is_dir() and overwrite:
-            shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        check_output_dir(out, overwrite, [data, base])
+        if overwrite:
+            remove_output_dir(out, [data, base])
+    claim_output_dir(out)
     from modise.synthesis.mame_train import train_mame
 
     summary = train_mame(

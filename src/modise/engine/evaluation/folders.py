@@ -188,7 +188,7 @@ def evaluate_folders(
     if not pairs:
         raise ModiseError(f"{gt / 'panoptic.json'}: lists no images to evaluate.")
     ev = PanopticEvaluator(cats, thr)
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [gt, pred]) as stage:
         results = score_pairs(pairs, ev.cat_index, ev.thresholds, workers)
         if progress:
             from rich.progress import Progress

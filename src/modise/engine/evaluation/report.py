@@ -173,7 +173,7 @@ def write_report(runs: list[Path], out: Path, overwrite: bool = False) -> dict[s
     variants, warnings = collect_runs(runs)
     rows = summarise(variants)
     md = "# Results (mean ± std over folds, %; best per column in bold)\n\n" + table_markdown(rows)
-    with output_dir(out, overwrite) as stage, _w.catch_warnings():
+    with output_dir(out, overwrite, runs) as stage, _w.catch_warnings():
         _w.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of undefined PQ
         curves = _pq_curves(variants, warnings)
         if warnings:

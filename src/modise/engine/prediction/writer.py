@@ -60,7 +60,7 @@ def predict_files(
     from modise.data.imageio import read_image
     from modise.outputs import check_output_dir, output_dir, write_json_atomic
 
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, [checkpoint, *inputs])
     paths = discover_inputs(inputs)
     predictor = Predictor.from_run(checkpoint, device=device, object_mask_threshold=object_mask_threshold)
     cats = predictor.categories
@@ -69,7 +69,7 @@ def predict_files(
     names = unique_stems(paths)
     images, annotations, errors = [], [], []
     n_segments = 0
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [checkpoint, *inputs]) as stage:
         for sub in (PANOPTIC_DIR, *(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []), *(["dicom_seg"] if dicom_seg else [])):
             (stage / sub).mkdir()
         pending: list[tuple[Path, str, Any]] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 from modise.errors import ModiseError
 
-from .train import METRICS_JSON, TrainConfig, is_global_zero, train
+from .train import CKPT_DIR, LAST_CKPT, METRICS_JSON, TrainConfig, is_global_zero, train
 
 
 def fold_done(run: Path) -> bool:
@@ -31,18 +31,20 @@ def cross_validate(
     available = len(load_folds(cfg.data))
     if folds > available:
         raise ModiseError(f"{Path(cfg.data) / 'folds.json'} defines {available} folds, fewer than --folds {folds}.")
-    if overwrite and out.is_dir() and is_global_zero():
-        import shutil
+    if is_global_zero():
+        from modise.outputs import claim_output_dir, remove_output_dir
 
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            remove_output_dir(out, [cfg.data])
+        claim_output_dir(out)
     runs = []
     for k in range(folds):
         run = out / f"fold{k}"
         runs.append(run)
         if fold_done(run):
             continue
-        train(cfg.model_copy(update={"fold": k}), run, resume=True, overwrite=True, progress=progress)
+        started = (run / CKPT_DIR / LAST_CKPT).is_file()
+        train(cfg.model_copy(update={"fold": k}), run, resume=started, overwrite=not started, progress=progress)
     if not is_global_zero():
         return {}
     return write_report(runs, out / "report", overwrite=True)
