@@ -93,9 +93,12 @@ def build_generate_tab(state: AppState) -> None:
             guidance = gr.Slider(1.0, 15.0, value=5.0, step=0.5, label="Guidance scale")
             seed = gr.Number(0, precision=0, label="Seed (image i uses seed + i)")
             count = gr.Slider(1, MAX_COUNT, value=2, step=1, label="Count")
-            prompt = gr.Textbox(prompt_for("siemens", "MLO", "high", "small", False),
-                                label="Prompt (built from the controls; edit it to use your own, like --prompt)",
-                                interactive=True, elem_id="generate-prompt")
+            prompt = gr.Textbox(prompt_for("siemens", "MLO", "high", "small", False), label="Prompt (built from the controls)",
+                                interactive=False, elem_id="generate-prompt")
+            # empty by default, so API callers that leave it out get the built prompt
+            own_prompt = gr.Textbox("", label="Your own prompt (optional, like --prompt: replaces the built one)",
+                                    placeholder="e.g. a hologic mammogram in CC view with high density",
+                                    interactive=True, elem_id="generate-own-prompt")
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="Generated mammograms", columns=4, height="auto", format="png", elem_id="generate-gallery")
@@ -112,5 +115,5 @@ def build_generate_tab(state: AppState) -> None:
                         prompt=prompt_)
 
     # the prompt is the last input and optional: API callers may leave it out to build it from the controls
-    button.click(run, [vendor, view, density, area, density_first, laterality, steps, guidance, seed, count, prompt],
+    button.click(run, [vendor, view, density, area, density_first, laterality, steps, guidance, seed, count, own_prompt],
                  [prompt, gallery, files], api_name="generate")
