@@ -101,3 +101,19 @@ def test_app_started_with_a_run_segments_with_it_and_says_so(interrupted, sample
     with pytest.raises(ModiseError, match="unfinished"):
         AppState(AppSettings(runs=[run]), tmp_root=work)
     (run / "run.json").write_text(json.dumps(status))
+
+
+def test_predict_names_a_failed_input_and_exits_3(interrupted, sample_images):
+    import shutil
+
+    work, _, _ = interrupted
+    if json.loads((work / "run" / "run.json").read_text())["status"] != "complete":
+        pytest.skip("needs the resumed run of the previous test")
+    scans = work / "scans"
+    scans.mkdir()
+    shutil.copy(sample_images[0], scans / "good.jpg")
+    (scans / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    res = modise("predict", "--checkpoint", "run", "--input", "scans", "--out", "preds", "--no-overlays", cwd=work)
+    assert res.returncode == 3, res.stderr
+    assert "broken.png" in res.stderr and "good.jpg" not in res.stderr
+    assert "1 images" in res.stdout and (work / "preds" / "panoptic.json").is_file()
