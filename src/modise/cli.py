@@ -49,7 +49,7 @@ def _version(value: bool) -> None:
 def _main(
     threads: Optional[int] = typer.Option(
         None, "--threads", min=1, envvar="MODISE_THREADS",
-        help="Use at most N CPU threads (torch, BLAS, OpenMP), e.g. on a shared machine [all cores]. Env: MODISE_THREADS.",
+        help="Use at most N CPU threads (torch, BLAS, OpenMP), e.g. on a shared machine (default: all cores).",
     ),
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version and exit."),
 ) -> None:

@@ -117,10 +117,10 @@ def output_dir(out: str | Path, overwrite: bool = False, inputs: Inputs = ()) ->
     (stage / MARKER).touch()
     try:
         yield stage
+        check_output_dir(out, overwrite, inputs)  # again: something may have appeared while we worked
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    check_output_dir(out, overwrite, inputs)  # again: something may have appeared while we worked
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
