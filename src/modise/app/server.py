@@ -66,9 +66,13 @@ def build_app(state: AppState):
     from .inpaint_tab import build_inpaint_tab
     from .segment_tab import build_segment_tab
 
-    mode = "random weights, offline" if state.settings.random_weights else "trained / downloaded weights"
+    s = state.settings
+    runs = len(state.run_paths)
+    segmenter = (f"{runs} trained run(s)" if runs else "no trained run") + (
+        f" + a random-weight {s.preset} ({s.size}, untrained)" if s.random_weights else "")
+    mame = f"random weights, offline ({s.size})" if s.random_weights else "trained / downloaded weights"
     with gr.Blocks(title="modise") as demo:
-        gr.Markdown(f"## {TITLE}\nModels: {mode} ({state.settings.size}). Research use only, not for diagnosis.")
+        gr.Markdown(f"## {TITLE}\nSegmentation: {segmenter}. MAM-E: {mame}. Research use only, not for diagnosis.")
         with gr.Tabs():
             with gr.Tab("Segment", id="segment"):
                 build_segment_tab(state)
