@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from modise.engine.train_cli import ModelSize, positive_float
+from modise.engine.train_cli import ModelSize, positive_float, torch_device
 
 
 def register(app: typer.Typer) -> None:
@@ -25,9 +25,9 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("m-odise", "--preset", help="Segmenter preset for --random-weights."),
         text2img_model: Optional[str] = typer.Option(None, "--text2img-model", help="MAM-E text-to-image id or folder (default Likalto4/fusion_healthy)."),
         inpaint_model: Optional[str] = typer.Option(None, "--inpaint-model", help="MAM-E inpainting id or folder (default Likalto4/vindr_lesion-inpainting)."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+        device: Optional[str] = typer.Option(None, "--device", parser=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)."),
         max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", parser=positive_float, help="Reject uploads larger than this many MB."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the random-weight models."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random-weight models."),
     ) -> None:
         """Serve the web app: segment and review lesions, generate and inpaint mammograms."""
         import os

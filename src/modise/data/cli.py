@@ -26,7 +26,7 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empt
 Strict = Annotated[bool, typer.Option("--strict", help="Stop with an error at the first bad item instead of skipping it.")]
 MaxSize = Annotated[Optional[int], typer.Option("--max-size", min=32, help="Downscale so the longer side is at most this many pixels.")]
 Folds = Annotated[int, typer.Option("--folds", min=1, help="Number of patient-level cross-validation folds.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed for the folds (and phantoms).")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed for the folds (and phantoms).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the prepare report as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-item messages.")]
 

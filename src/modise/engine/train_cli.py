@@ -35,6 +35,45 @@ def _size_value(size: "ModelSize | str") -> str:
     return size.value if isinstance(size, ModelSize) else str(size)
 
 
+class Accelerator(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Precision(str, Enum):
+    """Lightning's precision names; auto: bf16-mixed on a GPU that supports it, else 32-true."""
+
+    auto = "auto"
+    fp32 = "32-true"
+    bf16_mixed = "bf16-mixed"
+    fp16_mixed = "16-mixed"
+    bf16_true = "bf16-true"
+    fp16_true = "16-true"
+    fp64 = "64-true"
+
+
+def devices_value(value: str) -> str:
+    """Typer parser for --devices: auto, a count (-1: all) or a comma list of device indices."""
+    v = value.strip()
+    count = v == "-1" or (v.isdigit() and int(v) > 0)
+    index_list = "," in v and all(p.strip().isdigit() for p in v.split(","))
+    if v == "auto" or count or index_list:
+        return v
+    raise typer.BadParameter(f"expected auto, a device count (-1: all) or a list like 0,1, not '{value}'.")
+
+
+def torch_device(value: str) -> str:
+    """Typer parser for --device: cpu, cuda, cuda:N or mps."""
+    import re
+
+    if re.fullmatch(r"cpu|mps|cuda(:\d+)?", value.strip()):
+        return value.strip()
+    raise typer.BadParameter(f"expected cpu, cuda, cuda:N or mps, not '{value}'.")
+
+
 def _train_config(**kw):
     from modise.engine.training.train import TrainConfig
 
@@ -88,13 +127,13 @@ def register(app: typer.Typer) -> None:
         image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="LSJ crop side, a multiple of 32 [512 full, 128 tiny]."),
         num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="DataLoader worker processes [0]."),
         checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps between checkpoints [100]."),
-        accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
-        devices: str = typer.Option("auto", "--devices", help="Devices per node: auto, a count or a list like 0,1."),
+        accelerator: Accelerator = typer.Option(Accelerator.auto, "--accelerator", help="Where to train."),
+        devices: str = typer.Option("auto", "--devices", parser=devices_value, help="Devices per node: auto, a count or a list like 0,1."),
         num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines (torchrun or SLURM)."),
         strategy: str = typer.Option("auto", "--strategy", help="auto or ddp (multi-GPU / multi-node, torchrun or SLURM)."),
-        precision: str = typer.Option("auto", "--precision", help="auto (bf16-mixed on GPU), 32-true, bf16-mixed or 16-mixed."),
+        precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: bf16-mixed on a GPU, else 32-true."),
         override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE (repeatable)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of weights, augmentation and order."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, augmentation and order."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from RUN/checkpoints/last.ckpt."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a non-empty --out written by modise."),
         as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON."),
@@ -106,8 +145,8 @@ def register(app: typer.Typer) -> None:
             preset=preset, size=_size_value(size), data=str(data), fold=None if fold < 0 else fold,
             random_weights=random_weights, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
             accumulate=accumulate, lr=lr, warmup_steps=warmup_steps, image_size=image_size, num_workers=num_workers,
-            checkpoint_every=checkpoint_every, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-            strategy=strategy, precision=precision, override=override, seed=seed,
+            checkpoint_every=checkpoint_every, accelerator=Accelerator(accelerator).value, devices=devices,
+            num_nodes=num_nodes, strategy=strategy, precision=Precision(precision).value, override=override, seed=seed,
         )
         metrics = train(cfg, out, resume=resume, overwrite=overwrite)
         if metrics:
@@ -125,12 +164,12 @@ def register(app: typer.Typer) -> None:
         batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device and step [2]."),
         lr: Optional[float] = typer.Option(None, "--lr", parser=positive_float, help="AdamW learning rate [1e-4]."),
         image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="LSJ crop side, a multiple of 32 [512 full, 128 tiny]."),
-        accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
-        devices: str = typer.Option("auto", "--devices", help="Devices per node: auto, a count or a list like 0,1."),
+        accelerator: Accelerator = typer.Option(Accelerator.auto, "--accelerator", help="Where to train."),
+        devices: str = typer.Option("auto", "--devices", parser=devices_value, help="Devices per node: auto, a count or a list like 0,1."),
         num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines (torchrun or SLURM)."),
         strategy: str = typer.Option("auto", "--strategy", help="auto or ddp (multi-GPU / multi-node)."),
         override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE (repeatable)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of weights, augmentation and order."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, augmentation and order."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start all folds again."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
@@ -139,7 +178,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = _train_config(
             preset=preset, size=_size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
-            batch_size=batch_size, lr=lr, image_size=image_size, accelerator=accelerator, devices=devices,
+            batch_size=batch_size, lr=lr, image_size=image_size, accelerator=Accelerator(accelerator).value, devices=devices,
             num_nodes=num_nodes, strategy=strategy, override=override, seed=seed,
         )
         report = cross_validate(cfg, out, folds, overwrite=overwrite)
@@ -156,7 +195,7 @@ def register(app: typer.Typer) -> None:
         object_mask_threshold: Optional[float] = typer.Option(
             None, "--score-threshold", min=0.0, max=1.0, help="Keep segments scoring above this, 0-1 [the run's]."),
         no_overlays: bool = typer.Option(False, "--no-overlays", help="Skip the overlay PNGs."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda [cuda if available]."),
+        device: Optional[str] = typer.Option(None, "--device", parser=torch_device, help="cpu, cuda or cuda:N (default: cuda if available)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
@@ -182,7 +221,7 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("modise-demo"), "--out", help="Demo folder (data/, run/, report.md/.html)."),
         minutes: float = typer.Option(8.0, "--minutes", parser=positive_float, help="Time budget for the whole demo."),
-        seed: int = typer.Option(0, "--seed", help="Seed of phantoms, weights and training."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of phantoms, weights and training."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
         as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON."),
     ) -> None:
