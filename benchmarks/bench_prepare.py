@@ -1,6 +1,6 @@
 """Measure pseudo-mask Dice vs radiologist masks (box / bare recipe / modise) and conversion speed.
 
-Run: python benchmarks/bench_prepare.py [--sample ../shared/data/cdd_cesm_sample] [--n 200]
+Run: python benchmarks/bench_prepare.py [--sample src/modise/assets/samples] [--n 200]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def conversion_speed(n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sample", type=Path, default=REPO.parent / "shared" / "data" / "cdd_cesm_sample")
+    ap.add_argument("--sample", type=Path, default=REPO / "src" / "modise" / "assets" / "samples")
     ap.add_argument("--n", type=int, default=100)
     args = ap.parse_args()
     result = {"pseudo_mask_dice": pseudo_mask_dice(args.sample), "conversion": conversion_speed(args.n)}

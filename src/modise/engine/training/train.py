@@ -102,8 +102,10 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list | tup
     if resume:
         if last.is_file():
             return last
-        where = f"'{out}' does not exist" if not out.exists() else f"'{last}' does not exist"
-        raise ModiseError(f"Cannot resume: {where}; start the run without --resume.")
+        if not out.exists():
+            raise ModiseError(f"Cannot resume: '{out}' does not exist; start the run without --resume.")
+        again = "with --overwrite instead of --resume" if any(out.iterdir()) else "without --resume"
+        raise ModiseError(f"Cannot resume: '{last}' does not exist (nothing was saved); start the run again {again}.")
     if not is_global_zero():
         return None
     check_output_dir(out, overwrite, inputs, hint="pass --resume to continue the run in it, or --overwrite to start it again")
@@ -265,12 +267,12 @@ def train(
 def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool) -> dict[str, Any]:
     state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception()}
     rank0 = is_global_zero()
+    start = int((read_run_status(out) or {}).get("global_step", 0)) if ckpt_path else 0
     if rank0:
-        previous = read_run_status(out) or {}
-        write_run_status(out, "running", global_step=previous.get("global_step", 0), max_steps=cfg.max_steps)
+        write_run_status(out, "running", global_step=start, max_steps=cfg.max_steps)
 
-    def step() -> int:
-        return state["trainer"].global_step if state["trainer"] is not None else 0
+    def step() -> int:  # before a resumed trainer restored its step, the checkpoint's
+        return max(start, state["trainer"].global_step if state["trainer"] is not None else 0)
 
     resume_hint = f"continue it with the same `modise train` command plus --resume (--out {out})"
     try:
@@ -284,8 +286,10 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
         if rank0:
             write_run_status(out, "interrupted", global_step=step(), max_steps=cfg.max_steps)
         last = out / CKPT_DIR / LAST_CKPT
-        saved = f"checkpoint at step {step()} saved to {last}" if last.is_file() else "no checkpoint yet"
-        raise TrainingInterrupted(f"Training interrupted ({saved}); {resume_hint}.") from None
+        if not last.is_file():
+            raise TrainingInterrupted(f"Training interrupted before the first step was saved; start it again with --overwrite "
+                                      f"(--out {out}).") from None
+        raise TrainingInterrupted(f"Training interrupted (checkpoint at step {step()} saved to {last}); {resume_hint}.") from None
     except BaseException as e:
         if rank0:
             write_run_status(out, "failed", global_step=step(), max_steps=cfg.max_steps, error=f"{type(e).__name__}: {e}")
