@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modise.errors import ModiseError
+from modise.errors import ModiseError, TrainingInterrupted
 
 from .train import CKPT_DIR, LAST_CKPT, METRICS_JSON, TrainConfig, is_global_zero, train
 
@@ -44,7 +44,11 @@ def cross_validate(
         if fold_done(run):
             continue
         started = (run / CKPT_DIR / LAST_CKPT).is_file()
-        train(cfg.model_copy(update={"fold": k}), run, resume=started, overwrite=not started, progress=progress)
+        try:
+            train(cfg.model_copy(update={"fold": k}), run, resume=started, overwrite=not started, progress=progress)
+        except TrainingInterrupted:
+            raise TrainingInterrupted(f"Cross-validation interrupted in fold {k}; run the same `modise cv` command "
+                                      f"again to continue (finished folds are kept, fold {k} resumes).") from None
     if not is_global_zero():
         return {}
     return write_report(runs, out / "report", overwrite=True)
