@@ -88,3 +88,39 @@ def test_optional_api_arguments_through_the_server(tmp_path, sample_images):
         assert res.shape == img.shape and m.any() and np.median(np.abs(res.astype(int) - img)[~m]) <= 2
     finally:
         srv.stop()
+
+
+@pytest.mark.browser
+def test_browser_inpaints_a_dicom_and_names_the_model(tmp_path, sample_images):
+    """Headless Chromium: the Segment tab names the (untrained) model; a DICOM opened in the Inpaint tab is inpainted."""
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from test_app_serve import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: install Debian's chromium package"
+    img = np.asarray(Image.open(sample_images[2]).convert("L"))[::2, ::2]
+    dcm = write_mammogram_dicom(tmp_path / "healthy.dcm", img)
+    srv = Server(tmp_path)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1100})
+                page.goto(srv.url, wait_until="load")
+                expect(page.locator("#segment-model")).to_contain_text("NOT a trained model", timeout=60_000)
+                page.get_by_role("tab", name="Inpaint").click()
+                expect(page.locator("#inpaint-button")).to_be_visible(timeout=30_000)
+                page.locator("#inpaint-upload input[type=file]").set_input_files(str(dcm))
+                # opened in the editor (its canvas shows it), the file box emptied for the next one
+                expect(page.locator("#inpaint-editor canvas").first).to_be_visible(timeout=60_000)
+                expect(page.locator("#inpaint-upload")).not_to_contain_text("healthy", timeout=60_000)
+                page.get_by_label("Automatic box", exact=False).check()
+                page.locator("#inpaint-button").click()
+                expect(page.locator("#inpaint-result img")).to_be_visible(timeout=120_000)
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "serve_inpaint_dicom.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        srv.stop()

@@ -99,7 +99,7 @@ def build_inpaint_tab(state: AppState) -> None:
 
     with gr.Row():
         with gr.Column(scale=3):
-            upload = gr.File(label="Mammogram file (PNG, JPEG, TIFF or DICOM): opens it in the editor below",
+            upload = gr.File(label="Open a mammogram file (PNG, JPEG, TIFF or DICOM) in the editor below",
                              type="filepath", elem_id="inpaint-upload")
             editor = gr.ImageEditor(
                 label="Healthy mammogram (paint the lesion)", height=560,
@@ -121,13 +121,12 @@ def build_inpaint_tab(state: AppState) -> None:
     @user_errors
     def open_file(path):
         if not path:
-            return gr.update()
+            return gr.update(), gr.update()
         image = load_background(state, path)
-        return {"background": image, "layers": [], "composite": image}
+        # the editor now holds the image; the file box is emptied so it cannot override a later editor upload
+        return {"background": image, "layers": [], "composite": image}, None
 
-    upload.upload(open_file, upload, editor, api_visibility="private")
-    # an image put straight into the editor replaces the opened file
-    editor.upload(lambda: None, None, upload, api_visibility="private")
+    upload.upload(open_file, upload, [editor, upload], api_visibility="private")
 
     @user_errors
     def run(editor_, auto_, seed_, steps_, guidance_, file_=None, progress=gr.Progress()):
