@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -76,3 +78,35 @@ def test_outputs_get_the_umask_modes(tmp_path, umask):
     assert mode(tmp_path / "out") == 0o777 & ~umask
     assert mode(tmp_path / "out" / "metrics.json") == 0o666 & ~umask
     assert mode(tmp_path / "out" / "metrics.json") == mode(tmp_path / "out" / "plain.txt")
+
+
+WRITERS = {
+    "prepare folder": ["prepare", "folder", "--images", "proj/gt/images", "--masks", "proj/gt/images", "--out", "proj"],
+    "evaluate": ["evaluate", "--gt", "proj/gt", "--pred", "proj/gt", "--out", "proj"],
+    "report": ["report", "proj/ev", "--out", "proj"],
+    "train": ["train", "--data", "proj/gt", "--out", "proj/gt", "--size", "tiny", "--random-weights"],
+    "cv": ["cv", "--data", "proj/gt", "--out", "proj", "--folds", "1", "--size", "tiny", "--random-weights"],
+    "mame prepare": ["mame", "prepare", "--data", "proj/gt", "--out", "proj"],
+    "inpaint": ["inpaint", "--image", "proj/gt/images/img.png", "--auto-box", "--out", "proj/gt/images",
+                "--size", "tiny", "--random-weights"],
+    "augment": ["augment", "--healthy", "proj/gt/images", "--n", "1", "--out", "proj", "--size", "tiny",
+                "--random-weights"],
+}
+
+
+@pytest.mark.parametrize("command", list(WRITERS))
+def test_every_writer_refuses_an_out_holding_its_input(tmp_path, monkeypatch, command):
+    from modise.data.phantoms import prepare_synthetic
+
+    monkeypatch.chdir(tmp_path)
+    prepare_synthetic(tmp_path / "proj" / "gt", n=2, size=64, quiet=True)
+    shutil.copy(next((tmp_path / "proj" / "gt" / "images").iterdir()), tmp_path / "proj" / "gt" / "images" / "img.png")
+    if command == "report":  # a folder with a metrics.json to report on
+        (tmp_path / "proj" / "ev").mkdir()
+        (tmp_path / "proj" / "ev" / "metrics.json").write_text(json.dumps(
+            {"thresholds": [0.5], "pq": [50.0], "rq": [60.0], "sq": [80.0], "dice": 40.0, "per_class": {},
+             "best": {"threshold": 0.5, "pq": 50.0, "rq": 60.0, "sq": 80.0, "ap": 10.0}}))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    res = runner.invoke(app, [*WRITERS[command], "--overwrite"])
+    assert res.exit_code != 0 and "Refusing to write" in str(res.exception), (res.output, res.exception)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

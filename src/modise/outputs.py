@@ -64,15 +64,19 @@ def _overlaps(out: Path, inputs: Inputs) -> str | None:
     return None
 
 
+def _refuse_overlap(out: Path, inputs: Inputs) -> None:
+    why = _overlaps(out.expanduser().resolve(), inputs)
+    if why:
+        raise ModiseError(f"Refusing to write to '{out}': {why}; choose a new folder for --out.")
+
+
 def check_output_dir(out: str | Path, overwrite: bool, inputs: Inputs = (), hint: str = "pass --overwrite to replace it") -> Path:
     """Raise unless ``out`` may be written: absent or empty, or (with ``overwrite``) a folder modise wrote.
 
     ``inputs`` are the files/folders the command reads: ``out`` may neither equal nor contain one.
     """
     out = Path(out)
-    why = _overlaps(out.expanduser().resolve(), inputs)
-    if why:
-        raise ModiseError(f"Refusing to write to '{out}': {why}; choose a new folder for --out.")
+    _refuse_overlap(out, inputs)
     if out.exists() and not out.is_dir():
         raise ModiseError(f"Output '{out}' exists and is not a folder.")
     if out.is_dir() and any(out.iterdir()):
@@ -93,9 +97,11 @@ def remove_output_dir(out: str | Path, inputs: Inputs = ()) -> None:
         shutil.rmtree(out)
 
 
-def claim_output_dir(out: str | Path) -> Path:
-    """Create ``out`` (mode from the umask) and mark it as modise's, for folders written in place."""
+def claim_output_dir(out: str | Path, inputs: Inputs = ()) -> Path:
+    """Create ``out`` (mode from the umask) and mark it as modise's, for folders written in place
+    (a training run); the same refusals as :func:`check_output_dir` for the working folder and inputs."""
     out = Path(out)
+    _refuse_overlap(out, inputs)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
     return out

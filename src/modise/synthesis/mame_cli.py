@@ -96,7 +96,7 @@ def train(
         check_output_dir(out, overwrite, [data, base])
         if overwrite:
             remove_output_dir(out, [data, base])
-    claim_output_dir(out)
+    claim_output_dir(out, [data, base])
     from modise.synthesis.mame_train import train_mame
 
     summary = train_mame(

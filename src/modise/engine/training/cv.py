@@ -32,11 +32,13 @@ def cross_validate(
     if folds > available:
         raise ModiseError(f"{Path(cfg.data) / 'folds.json'} defines {available} folds, fewer than --folds {folds}.")
     if is_global_zero():
-        from modise.outputs import claim_output_dir, remove_output_dir
+        from modise.outputs import check_output_dir, claim_output_dir, remove_output_dir
 
         if overwrite:
             remove_output_dir(out, [cfg.data])
-        claim_output_dir(out)
+        elif out.is_dir() and any(out.iterdir()):
+            check_output_dir(out, True, [cfg.data])  # continuing: only in a folder modise wrote
+        claim_output_dir(out, [cfg.data])
     runs = []
     for k in range(folds):
         run = out / f"fold{k}"

@@ -111,7 +111,7 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list | tup
     check_output_dir(out, overwrite, inputs, hint="pass --resume to continue the run in it, or --overwrite to start it again")
     if overwrite:
         remove_output_dir(out, inputs)
-    claim_output_dir(out)
+    claim_output_dir(out, inputs)
     return None
 
 
