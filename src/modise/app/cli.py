@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from modise.engine.train_cli import ModelSize, positive_float, torch_device
+from modise.cli_options import ModelSize, positive_float, torch_device
 
 
 def register(app: typer.Typer) -> None:

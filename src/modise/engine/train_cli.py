@@ -4,74 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from modise.cli_options import Accelerator, ModelSize, Precision, devices_value, positive_float, size_value, torch_device
+
 PRESET_HELP = "Table-1 variant (m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise) or a preset YAML."
-
-
-class ModelSize(str, Enum):
-    """Architecture size, the same choice and default (full) in every command."""
-
-    full = "full"
-    tiny = "tiny"
-
-
-def positive_float(value: str) -> float:
-    """Typer parser for a number > 0 (a bad one is a usage error: one sentence, exit 2)."""
-    try:
-        v = float(value)
-    except ValueError:
-        raise typer.BadParameter(f"'{value}' is not a number.") from None
-    if not v > 0:
-        raise typer.BadParameter(f"must be greater than 0, not {value}.")
-    return v
-
-
-def _size_value(size: "ModelSize | str") -> str:
-    return size.value if isinstance(size, ModelSize) else str(size)
-
-
-class Accelerator(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    gpu = "gpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
-class Precision(str, Enum):
-    """Lightning's precision names; auto: bf16-mixed on a GPU that supports it, else 32-true."""
-
-    auto = "auto"
-    fp32 = "32-true"
-    bf16_mixed = "bf16-mixed"
-    fp16_mixed = "16-mixed"
-    bf16_true = "bf16-true"
-    fp16_true = "16-true"
-    fp64 = "64-true"
-
-
-def devices_value(value: str) -> str:
-    """Typer parser for --devices: auto, a count (-1: all) or a comma list of device indices."""
-    v = value.strip()
-    count = v == "-1" or (v.isdigit() and int(v) > 0)
-    index_list = "," in v and all(p.strip().isdigit() for p in v.split(","))
-    if v == "auto" or count or index_list:
-        return v
-    raise typer.BadParameter(f"expected auto, a device count (-1: all) or a list like 0,1, not '{value}'.")
-
-
-def torch_device(value: str) -> str:
-    """Typer parser for --device: cpu, cuda, cuda:N or mps."""
-    import re
-
-    if re.fullmatch(r"cpu|mps|cuda(:\d+)?", value.strip()):
-        return value.strip()
-    raise typer.BadParameter(f"expected cpu, cuda, cuda:N or mps, not '{value}'.")
 
 
 def _train_config(**kw):
@@ -142,7 +82,7 @@ def register(app: typer.Typer) -> None:
         from modise.engine.training.train import train
 
         cfg = _train_config(
-            preset=preset, size=_size_value(size), data=str(data), fold=None if fold < 0 else fold,
+            preset=preset, size=size_value(size), data=str(data), fold=None if fold < 0 else fold,
             random_weights=random_weights, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
             accumulate=accumulate, lr=lr, warmup_steps=warmup_steps, image_size=image_size, num_workers=num_workers,
             checkpoint_every=checkpoint_every, accelerator=Accelerator(accelerator).value, devices=devices,
@@ -177,7 +117,7 @@ def register(app: typer.Typer) -> None:
         from modise.engine.training.cv import cross_validate
 
         cfg = _train_config(
-            preset=preset, size=_size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
+            preset=preset, size=size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
             batch_size=batch_size, lr=lr, image_size=image_size, accelerator=Accelerator(accelerator).value, devices=devices,
             num_nodes=num_nodes, strategy=strategy, override=override, seed=seed,
         )
