@@ -161,7 +161,8 @@ def build_segment_tab(state: AppState) -> None:
             overlay = gr.Image(label="Panoptic overlay", show_label=False, type="pil", format="png",
                                interactive=False, elem_id="segment-overlay")
             table = gr.Dataframe(label="Lesions", interactive=False, elem_id="segment-table")
-            heatmaps = gr.Gallery(label="Per-class heatmaps", columns=3, height="auto", format="png", elem_id="segment-heatmaps")
+            heatmaps = gr.Gallery(label="Per-class semantic scores (summed over queries: not probabilities, can pass 1; "
+                                        "colours saturate at 1)", columns=3, height="auto", format="png", elem_id="segment-heatmaps")
             files = gr.File(label="Downloads: COCO panoptic JSON + PNG (+ DICOM SEG for DICOM inputs)",
                             file_count="multiple", interactive=False, elem_id="segment-files")
 
