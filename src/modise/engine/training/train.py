@@ -136,10 +136,13 @@ def require_complete_run(path: str | Path) -> None:
     st = read_run_status(run)
     if st is None or st.get("status") == COMPLETE:
         return
+    status = st.get("status")
+    where = f"{status} at step {st.get('global_step', '?')} of {st.get('max_steps', '?')}"
+    if status == "running":
+        where = f"still training, or killed, at step {st.get('global_step', '?')} of {st.get('max_steps', '?')}"
     raise ModiseError(
-        f"'{run}' is an unfinished training run ({st.get('status')} at step {st.get('global_step', '?')} of "
-        f"{st.get('max_steps', '?')}); finish it with the same `modise train` command plus --resume "
-        f"(--out {run}), then predict."
+        f"'{run}' is an unfinished training run ({where}); finish it with the same `modise train` command "
+        f"plus --resume (--out {run}), then predict."
     )
 
 
