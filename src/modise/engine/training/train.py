@@ -223,14 +223,20 @@ def _AppendingCSVLogger(*args: Any, **kwargs: Any):
     return Logger(*args, **kwargs)
 
 
-def _checkpoint_on_exception():
-    """A callback that saves ``last.ckpt`` when fit stops on Ctrl-C or an error (so --resume works)."""
+def _checkpoint_on_exception(max_steps: int):
+    """A callback that saves ``last.ckpt`` when fit stops on Ctrl-C or an error (so --resume works)
+    and keeps ``run.json``'s step at the last checkpoint."""
     from lightning.pytorch.callbacks import Callback
 
     class CheckpointOnException(Callback):
         def __init__(self) -> None:
             self.exception: BaseException | None = None
             self.saved: Path | None = None
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+            if trainer.is_global_zero:
+                write_run_status(Path(trainer.default_root_dir), "running", global_step=trainer.global_step,
+                                 max_steps=max_steps)
 
         def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
             self.exception = exception
@@ -268,7 +274,7 @@ def train(
 
 
 def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool) -> dict[str, Any]:
-    state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception()}
+    state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception(cfg.max_steps)}
     rank0 = is_global_zero()
     start = int((read_run_status(out) or {}).get("global_step", 0)) if ckpt_path else 0
     if rank0:
