@@ -3,7 +3,7 @@
 Recipes: the box itself, ``paper`` (the M-ODISE paper's blur sigma 7 + Otsu + concave hull,
 ``prepare vindr --pseudo-mask paper``, the default) and ``refined`` (modise's, ``--pseudo-mask refined``).
 
-Run: python benchmarks/bench_prepare.py [--sample ../shared/data/cdd_cesm_sample] [--n 200]
+Run: python benchmarks/bench_prepare.py [--sample src/modise/assets/samples] [--n 200]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def conversion_speed(n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sample", type=Path, default=REPO.parent / "shared" / "data" / "cdd_cesm_sample")
+    ap.add_argument("--sample", type=Path, default=REPO / "src" / "modise" / "assets" / "samples")
     ap.add_argument("--n", type=int, default=100)
     args = ap.parse_args()
     result = {"pseudo_mask_dice": pseudo_mask_dice(args.sample), "conversion": conversion_speed(args.n)}

@@ -34,6 +34,7 @@ def write_dicom(
     compress_j2k: bool = False,
     laterality: str = "L",
     view: str = "CC",
+    patient_id: str = "anon",
 ) -> Path:
     """Write a real mammography DICOM (16-bit unsigned) with pydicom; optional window, JPEG 2000."""
     import pydicom
@@ -49,7 +50,7 @@ def write_dicom(
     ds.SOPClassUID = meta.MediaStorageSOPClassUID
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.Modality, ds.PatientID = "MG", "anon"
+    ds.Modality, ds.PatientID = "MG", patient_id
     ds.ImageLaterality, ds.ViewPosition, ds.Manufacturer = laterality, view, "fixture"
     arr = np.asarray(pixels, dtype=np.uint16)
     ds.Rows, ds.Columns = arr.shape

@@ -33,7 +33,7 @@ def test_find_runs_and_their_thresholds(tmp_path):
     assert find_runs(tmp_path / "runs") == [b, a]  # breadth first, a run's own folders are not searched
     state = AppState(AppSettings(runs_dir=tmp_path / "runs", random_weights=True), tmp_root=tmp_path)
     try:
-        assert state.run_choices == [RANDOM_RUN, str(b), str(a)]
+        assert state.run_choices == [str(b), str(a), RANDOM_RUN]  # a run is the default, the random model last
         assert state.default_thresholds(str(a)) == (0.5, 0.6)
         assert state.default_thresholds(str(b)) == DEFAULT_THRESHOLDS  # no config.yaml: Mask2Former's defaults
         with pytest.raises(ModiseError, match="Unknown run"):

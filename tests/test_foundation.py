@@ -29,6 +29,7 @@ def test_output_dir_refuses_non_empty_and_is_atomic(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old")
+    (out / ".modise-output").touch()  # written by modise: --overwrite may replace it
     with pytest.raises(ModiseError, match="--overwrite"):
         with output_dir(out):
             pass

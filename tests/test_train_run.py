@@ -1,6 +1,8 @@
 """Tiny end-to-end training: a run is interrupted, resumed with its step count and optimiser
 state continuing, and leaves config.yaml, trainable-only checkpoints, model/, logs and metrics."""
 
+import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -38,20 +40,21 @@ def test_train_interrupt_and_resume(phantoms, tmp_path):
 
     class KillAt(L.Callback):
         def on_train_batch_end(self, trainer, *a):
-            if trainer.global_step == 3:  # killed after step 3, before its checkpoint
-                raise Crash("simulated kill")
+            if trainer.global_step == 3:  # fails after step 3, before its periodic checkpoint
+                raise Crash("simulated failure")
 
     run = tmp_path / "run"
     with pytest.raises(Crash):
         train(tiny_cfg(phantoms), run, callbacks=[KillAt()], progress=False)
     last = run / "checkpoints" / "last.ckpt"
     ck = torch.load(last, weights_only=False)
-    assert ck["global_step"] == 2
+    assert ck["global_step"] == 3  # the failure itself saved the last step
     assert not (run / "metrics.json").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
 
     from modise.errors import ModiseError
 
-    with pytest.raises(ModiseError, match="not empty"):
+    with pytest.raises(ModiseError, match="--resume"):
         train(tiny_cfg(phantoms), run, progress=False)
     metrics = train(tiny_cfg(phantoms), run, resume=True, progress=False)
     assert metrics["train"]["global_step"] == 4
@@ -76,8 +79,12 @@ def test_train_interrupt_and_resume(phantoms, tmp_path):
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["preset"] == "m-odise" and cfg["fold"] == 0 and cfg["training"]["image_size"] == 128
     assert (run / "model").is_dir() and any((run / "model").iterdir())
-    assert len(list((run / "logs").glob("version_*/metrics.csv"))) == 2  # first start + resume
-    assert list((run / "logs").glob("version_*/events.out.tfevents*"))
+    assert not list((run / "logs").glob("version_*"))  # one logs/ folder across the restart
+    steps = [int(r["step"]) for r in csv.DictReader(open(run / "logs" / "metrics.csv")) if r.get("train/loss")]
+    # the first start's curve kept (step 2 failed before it was logged), the resumed step appended
+    assert steps == [0, 1, 3]
+    assert list((run / "logs").glob("events.out.tfevents*"))
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
     assert 0.0 < metrics["best"]["threshold"] <= 0.9 and "pq" in metrics and "dice" in metrics
 
 

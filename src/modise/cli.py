@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Optional
 
 import typer
 
@@ -19,8 +20,42 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help texts are plain text: "[default 512]." must not be eaten as rich markup (it printed " .")
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def limit_threads(n: int) -> None:
+    """Use at most ``n`` CPU threads in torch / BLAS / OpenMP (set before torch is imported, or applied now)."""
+    for var in THREAD_VARIABLES:
+        os.environ[var] = str(n)
+    os.environ["MODISE_THREADS"] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from modise import __version__
+
+        typer.echo(f"modise {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, envvar="MODISE_THREADS",
+        help="Use at most N CPU threads (torch, BLAS, OpenMP), e.g. on a shared machine (default: all cores).",
+    ),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version and exit."),
+) -> None:
+    """M-ODISE breast-lesion panoptic segmentation and MAM-E mammogram synthesis."""
+    if threads is not None:
+        limit_threads(threads)
 
 
 def _register_all() -> None:
@@ -39,14 +74,14 @@ _register_all()
 
 @app.command("version")
 def version() -> None:
-    """Print the modise version."""
+    """Print the modise version (also: modise --version)."""
     from modise import __version__
 
     typer.echo(__version__)
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one sentence and exit 1."""
+    """Entry point: run the app, turning user errors into one sentence and their exit code (see modise.errors)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app()
@@ -54,8 +89,9 @@ def main() -> None:
         from rich.console import Console
 
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
         sys.exit(130)
 
 

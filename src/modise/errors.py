@@ -1,8 +1,27 @@
-"""User-facing errors: one clear sentence, no traceback (the CLI prints ``str(err)``)."""
+"""User-facing errors: one clear sentence, no traceback (the CLI prints ``str(err)``).
+
+Exit codes (``modise`` command): 0 success, 1 a :class:`ModiseError`, 2 a bad option or
+argument (Typer/Click), 3 :class:`PartialFailure` (some inputs failed, the rest were written),
+130 interrupted (Ctrl-C).
+"""
 
 
 class ModiseError(Exception):
     """An error caused by the user's input or environment, explained in one sentence."""
+
+    exit_code = 1
+
+
+class PartialFailure(ModiseError):
+    """The command finished and wrote its output, but some inputs failed (named in the message)."""
+
+    exit_code = 3
+
+
+class TrainingInterrupted(ModiseError):
+    """Training stopped by Ctrl-C; the message says where the checkpoint is and how to resume."""
+
+    exit_code = 130
 
 
 class MissingWeightsError(ModiseError):

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from modise.cli_options import ModelSize, positive_float, torch_device
+
 
 def register(app: typer.Typer) -> None:
     """Add this part's commands to the ``modise`` app."""
@@ -16,25 +18,22 @@ def register(app: typer.Typer) -> None:
         run: Optional[list[Path]] = typer.Option(None, "--run", help="Training run (folder with model/ and config.yaml); repeatable."),
         runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Offer every training run found under this folder."),
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the app to your network."),
-        port: Optional[int] = typer.Option(None, "--port", help="Port (default: Gradio's, 7860 or the next free one)."),
+        port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default: Gradio's, 7860 or the next free one)."),
         share: bool = typer.Option(False, "--share", help="Also open a public Gradio share link (off by default)."),
         random_weights: bool = typer.Option(False, "--random-weights", help="Offline: random-weight segmenter and MAM-E pipelines."),
-        size: str = typer.Option("full", "--size", help="Architecture size for --random-weights: full or tiny."),
+        size: ModelSize = typer.Option(ModelSize.full, "--size", help="Architecture size for --random-weights: full or tiny."),
         preset: str = typer.Option("m-odise", "--preset", help="Segmenter preset for --random-weights."),
         text2img_model: Optional[str] = typer.Option(None, "--text2img-model", help="MAM-E text-to-image id or folder (default Likalto4/fusion_healthy)."),
         inpaint_model: Optional[str] = typer.Option(None, "--inpaint-model", help="MAM-E inpainting id or folder (default Likalto4/vindr_lesion-inpainting)."),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
-        max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", help="Reject uploads larger than this."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the random-weight models."),
+        device: Optional[str] = typer.Option(None, "--device", parser=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)."),
+        max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", parser=positive_float, help="Reject uploads larger than this many MB."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random-weight models."),
     ) -> None:
         """Serve the web app: segment and review lesions, generate and inpaint mammograms."""
         import os
         import sys
 
-        from modise.errors import ModiseError
-
-        if size not in ("full", "tiny"):
-            raise ModiseError(f"--size must be full or tiny, not '{size}'.")
+        size = ModelSize(size).value
         if not (run or runs_dir or random_weights):
             print("warning: no segmentation model (--run, --runs-dir or --random-weights); the Segment tab will say so.",
                   file=sys.stderr)

@@ -42,14 +42,16 @@ def generate(
     state: AppState,
     vendor: str | None, view: str | None, density: str | None, area: str | None, density_first: bool,
     laterality: str, steps: int, guidance: float, seed: int, count: int,
-    progress: Callable[..., Any] | None = None,
+    progress: Callable[..., Any] | None = None, prompt: str | None = None,
 ) -> tuple[str, list[tuple], list[str]]:
-    """-> (prompt, [(PIL image, caption)], PNG paths). Image ``i`` uses seed ``seed + i``, as the CLI."""
+    """-> (prompt, [(PIL image, caption)], PNG paths). Image ``i`` uses seed ``seed + i``, as the CLI.
+
+    ``prompt``: text typed by the user, used as is (like ``--prompt``); empty: built from the controls."""
     from modise.errors import ModiseError
     from modise.outputs import write_json_atomic
     from modise.synthesis import generate_images
 
-    prompt = prompt_for(vendor, view, density, area, density_first)
+    prompt = (prompt or "").strip() or prompt_for(vendor, view, density, area, density_first)
     count, steps, seed = int(count), int(steps), int(seed)
     if not 1 <= count <= MAX_COUNT:
         raise ModiseError(f"Count must be between 1 and {MAX_COUNT}, not {count}.")
@@ -93,6 +95,10 @@ def build_generate_tab(state: AppState) -> None:
             count = gr.Slider(1, MAX_COUNT, value=2, step=1, label="Count")
             prompt = gr.Textbox(prompt_for("siemens", "MLO", "high", "small", False), label="Prompt (built from the controls)",
                                 interactive=False, elem_id="generate-prompt")
+            # empty by default, so API callers that leave it out get the built prompt
+            own_prompt = gr.Textbox("", label="Your own prompt (optional, like --prompt: replaces the built one)",
+                                    placeholder="e.g. a hologic mammogram in CC view with high density",
+                                    interactive=True, elem_id="generate-own-prompt")
             button = gr.Button("Generate", variant="primary", elem_id="generate-button")
         with gr.Column(scale=2):
             gallery = gr.Gallery(label="Generated mammograms", columns=4, height="auto", format="png", elem_id="generate-gallery")
@@ -103,8 +109,11 @@ def build_generate_tab(state: AppState) -> None:
         c.change(prompt_for, parts, prompt, api_visibility="private", queue=False)
 
     @user_errors
-    def run(vendor_, view_, density_, area_, first_, lat_, steps_, guidance_, seed_, count_, progress=gr.Progress()):
-        return generate(state, vendor_, view_, density_, area_, first_, lat_, steps_, guidance_, seed_, count_, progress)
+    def run(vendor_, view_, density_, area_, first_, lat_, steps_, guidance_, seed_, count_, prompt_="",
+            progress=gr.Progress()):
+        return generate(state, vendor_, view_, density_, area_, first_, lat_, steps_, guidance_, seed_, count_, progress,
+                        prompt=prompt_)
 
-    button.click(run, [vendor, view, density, area, density_first, laterality, steps, guidance, seed, count],
+    # the prompt is the last input and optional: API callers may leave it out to build it from the controls
+    button.click(run, [vendor, view, density, area, density_first, laterality, steps, guidance, seed, count, own_prompt],
                  [prompt, gallery, files], api_name="generate")

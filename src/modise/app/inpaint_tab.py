@@ -38,6 +38,14 @@ def mask_from_layers(layers: list | None, shape: tuple[int, int]) -> np.ndarray 
     return mask if mask is not None and mask.any() else None
 
 
+def load_background(state: AppState, path: str | None) -> np.ndarray:
+    """An uploaded file (PNG / JPEG / TIFF / DICOM, read as the Segment tab reads it) -> (H, W, 3) uint8 for the editor."""
+    from .segment_tab import load_upload
+
+    grey = load_upload(state, path).uint8
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def inpaint(
     state: AppState,
     editor: dict | None,
@@ -46,22 +54,26 @@ def inpaint(
     steps: int,
     guidance: float,
     progress: Callable[..., Any] | None = None,
+    image_file: str | None = None,
 ) -> tuple[Any, Any, list[str]]:
-    """Editor value ``{background, layers, composite}`` -> (result PIL L, mask PIL L, [result PNG, mask PNG])."""
+    """Editor value ``{background, layers, composite}`` -> (result PIL L, mask PIL L, [result PNG, mask PNG]).
+
+    ``image_file`` (optional; e.g. a DICOM, which the editor cannot open): the mammogram to inpaint,
+    in place of the editor's background; brush strokes are scaled onto it."""
     from PIL import Image
 
     from modise.synthesis import inpaint_lesion
 
     from .generate_tab import step_callback
 
-    background = (editor or {}).get("background")
+    background = load_background(state, image_file) if image_file else (editor or {}).get("background")
     if background is None:
-        raise ModiseError("Upload a healthy mammogram into the editor first.")
+        raise ModiseError("Upload a healthy mammogram into the editor (or a file, e.g. DICOM) first.")
     grey = _grey(background)
     h, w = grey.shape
     if h * w > state.settings.max_pixels:
         raise ModiseError(f"The image is {w}x{h} px, larger than the {state.settings.max_pixels / 1e6:g} megapixel limit.")
-    mask = None if auto_box else mask_from_layers(editor.get("layers"), (h, w))
+    mask = None if auto_box else mask_from_layers((editor or {}).get("layers"), (h, w))
     if mask is None and not auto_box:
         raise ModiseError("Draw the lesion region with the brush, or tick 'automatic box'.")
     if progress is not None:
@@ -87,6 +99,8 @@ def build_inpaint_tab(state: AppState) -> None:
 
     with gr.Row():
         with gr.Column(scale=3):
+            upload = gr.File(label="Open a mammogram file (PNG, JPEG, TIFF or DICOM) in the editor below",
+                             type="filepath", elem_id="inpaint-upload")
             editor = gr.ImageEditor(
                 label="Healthy mammogram (paint the lesion)", height=560,
                 type="numpy", image_mode="RGBA", sources=("upload", "clipboard"), transforms=(),
@@ -105,7 +119,18 @@ def build_inpaint_tab(state: AppState) -> None:
             files = gr.File(label="Downloads (result + mask PNG)", file_count="multiple", interactive=False)
 
     @user_errors
-    def run(editor_, auto_, seed_, steps_, guidance_, progress=gr.Progress()):
-        return inpaint(state, editor_, auto_, seed_, steps_, guidance_, progress)
+    def open_file(path):
+        if not path:
+            return gr.update(), gr.update()
+        image = load_background(state, path)
+        # the editor now holds the image; the file box is emptied so it cannot override a later editor upload
+        return {"background": image, "layers": [], "composite": image}, None
 
-    button.click(run, [editor, auto, seed, steps, guidance], [result, mask, files], api_name="inpaint")
+    upload.upload(open_file, upload, [editor, upload], api_visibility="private")
+
+    @user_errors
+    def run(editor_, auto_, seed_, steps_, guidance_, file_=None, progress=gr.Progress()):
+        return inpaint(state, editor_, auto_, seed_, steps_, guidance_, progress, image_file=file_)
+
+    # the file is the last input and optional (API callers may send the editor value alone)
+    button.click(run, [editor, auto, seed, steps, guidance, upload], [result, mask, files], api_name="inpaint")

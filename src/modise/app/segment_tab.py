@@ -81,6 +81,9 @@ def segment_file(
         predictor.object_mask_threshold = float(object_mask_threshold)
         predictor.overlap_threshold = float(overlap_threshold)
         result = predictor([im.pixels])[0]
+        # what was used, as the predictor holds it (a model may keep its own thresholds)
+        used = (float(getattr(predictor, "object_mask_threshold", object_mask_threshold)),
+                float(getattr(predictor, "overlap_threshold", overlap_threshold)))
     step(0.8, desc="writing results")
     cats = predictor.categories
     ids, segments = panoptic_record(result)
@@ -92,7 +95,8 @@ def segment_file(
     png, js = job / f"{name}_panoptic.png", job / f"{name}_panoptic.json"
     write_id_png(png, ids)
     write_json_atomic(js, {
-        "info": {"description": "modise serve prediction", "model": str(run)},
+        "info": {"description": "modise serve prediction", "model": state.model_description(run),
+                 "object_mask_threshold": used[0], "overlap_threshold": used[1]},
         "images": [{"id": 1, "file_name": Path(path).name, "height": h, "width": w}],
         "annotations": [{"image_id": 1, "file_name": png.name, "segments_info": segments}],
         "categories": [c.to_json() for c in cats],
@@ -113,11 +117,21 @@ def segment_file(
     spacing = im.meta.get("pixel_spacing")
     headers, rows = views.lesion_rows(segments, cats, spacing)
     unit = f"pixel spacing {spacing[0]:g} x {spacing[1]:g} mm" if spacing else "no pixel spacing: areas in px"
-    summary = (f"**{len(segments)} lesion(s)** in `{Path(path).name}` ({w}x{h} px, {unit}); model: `{run}`, "
-               f"object-mask threshold {object_mask_threshold:g}, overlap threshold {overlap_threshold:g}.")
+    summary = (f"**{len(segments)} lesion(s)** in `{Path(path).name}` ({w}x{h} px, {unit}).\n\n"
+               f"**Model**: {_md(state.model_description(run))}; object-mask threshold {used[0]:g}, "
+               f"overlap threshold {used[1]:g}.")
     step(1.0, desc="done")
     return SegmentResult(views.labelled_overlay(im.pixels, ids, segments, cats), headers, rows,
                          views.class_heatmaps(im.pixels, sem, cats), files, summary, warnings)
+
+
+def _md(text: str) -> str:
+    """Plain text for a Markdown component (run paths often hold underscores)."""
+    return "".join("\\" + c if c in "\\`*_[]<>#" else c for c in text)
+
+
+def _model_line(state: AppState, run: str | None) -> str:
+    return f"**Model in use**: {_md(state.model_description(run))}" if run else ""
 
 
 def build_segment_tab(state: AppState) -> None:
@@ -134,6 +148,7 @@ def build_segment_tab(state: AppState) -> None:
             upload = gr.File(label="Mammogram (PNG, JPEG, TIFF or DICOM)", type="filepath", elem_id="segment-upload")
             run = gr.Dropdown(choices=choices, value=run0, label="Trained run", elem_id="segment-run",
                               info=None if choices else "No run: start with --run RUN, --runs-dir DIR or --random-weights")
+            model_info = gr.Markdown(_model_line(state, run0), elem_id="segment-model")
             omt = gr.Slider(0.0, 1.0, value=omt0, step=0.01, label="Object-mask threshold",
                             info="keep a query when its class probability exceeds this")
             ovt = gr.Slider(0.0, 1.0, value=ovt0, step=0.01, label="Overlap threshold",
@@ -146,15 +161,16 @@ def build_segment_tab(state: AppState) -> None:
             overlay = gr.Image(label="Panoptic overlay", show_label=False, type="pil", format="png",
                                interactive=False, elem_id="segment-overlay")
             table = gr.Dataframe(label="Lesions", interactive=False, elem_id="segment-table")
-            heatmaps = gr.Gallery(label="Per-class heatmaps", columns=3, height="auto", format="png", elem_id="segment-heatmaps")
+            heatmaps = gr.Gallery(label="Per-class semantic scores (summed over queries: not probabilities, can pass 1; "
+                                        "colours saturate at 1)", columns=3, height="auto", format="png", elem_id="segment-heatmaps")
             files = gr.File(label="Downloads: COCO panoptic JSON + PNG (+ DICOM SEG for DICOM inputs)",
                             file_count="multiple", interactive=False, elem_id="segment-files")
 
     def on_run(r):
         a, b = state.default_thresholds(r)
-        return gr.update(value=a), gr.update(value=b)
+        return gr.update(value=a), gr.update(value=b), _model_line(state, r)
 
-    run.change(on_run, run, [omt, ovt], api_visibility="private")
+    run.change(on_run, run, [omt, ovt, model_info], api_visibility="private")
 
     @user_errors
     def segment(path, run_choice, object_mask_threshold, overlap_threshold, progress=gr.Progress()):

@@ -66,9 +66,13 @@ def build_app(state: AppState):
     from .inpaint_tab import build_inpaint_tab
     from .segment_tab import build_segment_tab
 
-    mode = "random weights, offline" if state.settings.random_weights else "trained / downloaded weights"
+    s = state.settings
+    runs = len(state.run_paths)
+    segmenter = (f"{runs} trained run(s)" if runs else "no trained run") + (
+        f" + a random-weight {s.preset} ({s.size}, untrained)" if s.random_weights else "")
+    mame = f"random weights, offline ({s.size})" if s.random_weights else "trained / downloaded weights"
     with gr.Blocks(title="modise") as demo:
-        gr.Markdown(f"## {TITLE}\nModels: {mode} ({state.settings.size}). Research use only, not for diagnosis.")
+        gr.Markdown(f"## {TITLE}\nSegmentation: {segmenter}. MAM-E: {mame}. Research use only, not for diagnosis.")
         with gr.Tabs():
             with gr.Tab("Segment", id="segment"):
                 build_segment_tab(state)
@@ -94,6 +98,19 @@ def launch(demo, state: AppState, host: str = "127.0.0.1", port: int | None = No
     return share_url or url
 
 
+def check_port_free(host: str, port: int | None) -> None:
+    """One sentence for a taken port (Gradio's own error advises calling ``launch()`` differently)."""
+    import socket
+
+    if port is None:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise ModiseError(f"Port {port} on {host} is in use; pass another --port, or none to take the next free one.") from None
+
+
 def serve(state: AppState, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
           on_ready: Callable[[str], None] | None = None) -> None:
     """Run the app until interrupted (Ctrl-C or SIGTERM); the temp folder is removed on the way out."""
@@ -101,6 +118,7 @@ def serve(state: AppState, host: str = "127.0.0.1", port: int | None = None, sha
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     demo = None
     try:
+        check_port_free(host, port)
         demo = build_app(state)
         url = launch(demo, state, host, port, share)
         state.warm_up()
@@ -111,8 +129,9 @@ def serve(state: AppState, host: str = "127.0.0.1", port: int | None = None, sha
                 pass
         except KeyboardInterrupt:
             pass
-    except OSError as e:  # e.g. the port is taken
-        raise ModiseError(f"Could not start the server on {host}:{port or 'auto'}: {e}.") from None
+    except OSError as e:  # e.g. no free port in Gradio's range; its text advises calling launch(): keep the first sentence
+        reason = str(e).split(". ")[0].rstrip(".")
+        raise ModiseError(f"Could not start the server on {host}:{port or 'auto'}: {reason}; pass another --port.") from None
     finally:
         if demo is not None:
             demo.close(verbose=False)

@@ -44,9 +44,13 @@ class AppSettings:
 
 
 def is_run(path: Path) -> bool:
-    """A training run (``RUN/model`` holds a saved model) or a saved model folder itself."""
+    """A finished training run (``RUN/model`` holds a saved model) or a saved model folder itself."""
+    from modise.engine.training.train import COMPLETE, read_run_status
     from modise.model.modise_model import WEIGHTS_FILE
 
+    status = read_run_status(path)
+    if status is not None and status.get("status") != COMPLETE:
+        return False  # interrupted or still training: offer it once it is finished
     return (path / "model" / WEIGHTS_FILE).is_file() or (path / WEIGHTS_FILE).is_file()
 
 
@@ -76,10 +80,13 @@ class AppState:
         self._predictors: dict[str, Any] = {}
         self._pipes: dict[str, Any] = {}
         self.run_paths: dict[str, Path] = {}
+        from modise.engine.training.train import require_complete_run
+
         for run in settings.runs:
             run = Path(run)
             if not run.exists():
                 raise ModiseError(f"Run '{run}' does not exist.")
+            require_complete_run(run)
             self.run_paths[str(run)] = run
         if settings.runs_dir is not None:
             for run in find_runs(settings.runs_dir):
@@ -105,7 +112,30 @@ class AppState:
     # ------------------------------------------------------------------ segmentation
     @property
     def run_choices(self) -> list[str]:
-        return ([RANDOM_RUN] if self.settings.random_weights else []) + list(self.run_paths)
+        """Runs given with --run first (the first is the default), then --runs-dir, the random model last."""
+        return list(self.run_paths) + ([RANDOM_RUN] if self.settings.random_weights else [])
+
+    def model_description(self, run: str | None) -> str:
+        """What a result was computed with: the run (preset, size, steps) or the random offline model."""
+        if run == RANDOM_RUN:
+            s = self.settings
+            return (f"{RANDOM_RUN}: {s.preset} ({s.size}) with random weights, NOT a trained model: "
+                    f"its lesions are meaningless")
+        path = self.run_paths.get(run or "")
+        if path is None:
+            return str(run)
+        try:
+            from modise.engine.training.train import load_run_config, read_run_status
+
+            cfg = load_run_config(path)
+            steps = (read_run_status(path) or {}).get("global_step")
+            fold = cfg.get("fold")
+            return (f"{run}: {cfg.get('preset', '?')} ({cfg.get('size', '?')}"
+                    + (", random frozen parts" if cfg.get("random_weights") else "")
+                    + (f", {steps} steps" if steps is not None else "")
+                    + (f", fold {fold} held out" if fold is not None else "") + ")")
+        except (ModiseError, OSError, ValueError, TypeError, AttributeError):
+            return str(run)
 
     def default_thresholds(self, run: str | None) -> tuple[float, float]:
         """The run's own inference thresholds (``config.yaml``), read without loading the model."""

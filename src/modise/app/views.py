@@ -60,13 +60,14 @@ def lesion_rows(segments: Sequence[dict], categories: Sequence[Category], pixel_
 
 
 def class_heatmaps(pixels: np.ndarray, sem_seg: np.ndarray, categories: Sequence[Category]) -> list[tuple]:
-    """Per-class score maps [K, H, W] -> [(PIL heatmap over the image, "class (peak)")].
+    """Per-class score maps [K, H, W] -> [(PIL heatmap over the image, "class (score max v)")].
 
-    Mask2Former's semantic scores sum over queries and can pass 1; the colour map clips at 1,
-    as ``modise predict``'s heatmaps do, and the caption gives the true peak."""
+    Mask2Former's semantic scores sum class probability x mask over queries, so they are not
+    probabilities and can pass 1; the colour map clips at 1, as ``modise predict``'s heatmaps do,
+    and the caption calls the value a score, not a probability."""
     from PIL import Image
 
     from modise.engine.prediction.overlays import heatmap_view
 
-    return [(Image.fromarray(heatmap_view(pixels, sem_seg[k])), f"{c.name} (peak {float(sem_seg[k].max()):.2f})")
+    return [(Image.fromarray(heatmap_view(pixels, sem_seg[k])), f"{c.name} (score max {float(sem_seg[k].max()):.2f})")
             for k, c in enumerate(categories)]

@@ -103,7 +103,7 @@ def prepare_cdd_cesm(
     modality = modality.upper()
     if modality not in ("DM", "CM", "BOTH"):
         raise ModiseError(f"--modality must be DM, CM or both, got '{modality}'.")
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, [root])
     mods = ["DM", "CM"] if modality == "BOTH" else [modality]
     folders = {m: find_child(root, FOLDERS[m]) for m in mods}
     xlsx = find_child(root, "Radiology manual annotations.xlsx", "*annotations*.xlsx")
@@ -115,7 +115,7 @@ def prepare_cdd_cesm(
     cat_of = {c.name: c.id for c in CATEGORIES}
     excluded_normal: list[str] = []
     seen: set[str] = set()
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [root]) as stage:
         w = PanopticWriter(stage, CATEGORIES, source="cdd-cesm", strict=strict, quiet=quiet)
         for path, mod in progress(files, "CDD-CESM", enabled=not quiet):
             name = clean_name(path.name).upper()

@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
+from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
+
+
+class Modality(str, Enum):
+    DM = "DM"
+    CM = "CM"
+    both = "both"
+
 
 prepare_app = typer.Typer(
     help="Convert CDD-CESM, VinDr-Mammo, your own folders or synthetic phantoms to the canonical panoptic layout.",
@@ -17,9 +25,9 @@ prepare_app = typer.Typer(
 Out = Annotated[Path, typer.Option("--out", help="Output dataset folder (refused if not empty unless --overwrite).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Stop with an error at the first bad item instead of skipping it.")]
-MaxSize = Annotated[Optional[int], typer.Option("--max-size", help="Downscale so the longer side is at most this many pixels.")]
-Folds = Annotated[int, typer.Option("--folds", help="Number of patient-level cross-validation folds.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed for the folds (and phantoms).")]
+MaxSize = Annotated[Optional[int], typer.Option("--max-size", min=32, help="Downscale so the longer side is at most this many pixels.")]
+Folds = Annotated[int, typer.Option("--folds", min=1, help="Number of patient-level cross-validation folds.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed for the folds (and phantoms).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the prepare report as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-item messages.")]
 
@@ -37,16 +45,18 @@ def _done(report: dict[str, Any], out: Path, as_json: bool) -> None:
     per = ", ".join(f"{k}: {v}" for k, v in report["segments_per_class"].items())
     typer.echo(
         f"{report['converted']} images converted, {report['skipped_count']} skipped -> {out} "
-        f"({per}; {report['folds']} folds; {report['images_per_s']} images/s). "
+        f"({per}; {report.get('patients', '?')} patients in {report['folds']} folds; {report['images_per_s']} images/s). "
         f"Details: {out / 'prepare_report.json'}"
     )
+    if "patient_ids" in report:
+        typer.echo(f"patient ids: {report['patient_ids']['rule']}.")
 
 
 @prepare_app.command("cdd-cesm")
 def cdd_cesm(
     root: Annotated[Path, typer.Option("--root", help="CDD-CESM release folder (image folders, .xlsx, VIA .csv).")],
     out: Out,
-    modality: Annotated[str, typer.Option("--modality", help="DM (low energy), CM (subtracted) or both.")] = "both",
+    modality: Annotated[Modality, typer.Option("--modality", case_sensitive=False, help="DM (low energy), CM (subtracted) or both.")] = Modality.both,
     include_normal: Annotated[bool, typer.Option("--include-normal", help="Keep Normal images (no lesions).")] = False,
     max_size: MaxSize = None,
     folds: Folds = 5,
@@ -59,7 +69,7 @@ def cdd_cesm(
     """CDD-CESM: one VIA region = one instance, class = the image's pathology (Benign/Malignant)."""
     from modise.data.cdd_cesm import prepare_cdd_cesm
 
-    report = prepare_cdd_cesm(root, out, modality, include_normal, max_size, strict, overwrite, folds, seed, quiet)
+    report = prepare_cdd_cesm(root, out, Modality(modality).value, include_normal, max_size, strict, overwrite, folds, seed, quiet)
     _done(report, out, as_json)
 
 
@@ -73,7 +83,7 @@ def vindr(
     root: Annotated[Path, typer.Option("--root", help="VinDr-Mammo folder (finding_annotations.csv, images/).")],
     out: Out,
     classes: Annotated[Optional[list[str]], typer.Option("--classes", help="BI-RADS grades to keep, e.g. '3,4,5'.")] = None,
-    sigma: Annotated[float, typer.Option("--sigma", help="Gaussian blur sigma (px) of the box pseudo-masks.")] = 7.0,
+    sigma: Annotated[float, typer.Option("--sigma", min=0.0, help="Gaussian blur sigma (px) of the box pseudo-masks.")] = 7.0,
     include_normal: Annotated[bool, typer.Option("--include-normal", help="Keep images without a chosen finding.")] = False,
     max_size: MaxSize = None,
     folds: Folds = 5,
@@ -107,21 +117,27 @@ def folder(
     overwrite: Overwrite = False,
     as_json: Json = False,
     quiet: Quiet = False,
-    min_area: Annotated[int, typer.Option("--min-area", help="Drop mask pieces smaller than this many pixels.")] = 16,
+    min_area: Annotated[int, typer.Option("--min-area", min=0, help="Drop mask pieces smaller than this many pixels.")] = 16,
+    patient_regex: Annotated[Optional[str], typer.Option(
+        "--patient-regex",
+        help="Regular expression whose first group (else whole match) in the file name is the patient id, for images "
+             "without a DICOM PatientID (default: the first _-separated part holding a digit, e.g. P150 in "
+             "flipped_P150_L_DM_CC).")] = None,
 ) -> None:
-    """Your own data: images and masks matched by name."""
+    """Your own data: images and masks matched by name; folds never split a patient."""
     from modise.data.folder import prepare_folder
 
-    report = prepare_folder(images, masks, out, _split(classes), max_size, strict, overwrite, folds, seed, quiet, min_area)
+    report = prepare_folder(images, masks, out, _split(classes), max_size, strict, overwrite, folds, seed, quiet, min_area,
+                            patient_regex=patient_regex)
     _done(report, out, as_json)
 
 
 @prepare_app.command("synthetic")
 def synthetic(
     out: Out,
-    n: Annotated[int, typer.Option("--n", help="Number of images (patients with a CC and an MLO view).")] = 40,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of images (patients with a CC and an MLO view).")] = 40,
     seed: Seed = 0,
-    size: Annotated[int, typer.Option("--size", help="Image side in pixels.")] = 256,
+    size: Annotated[int, typer.Option("--image-size", "--size", min=64, help="Image side in pixels (as train's --image-size).")] = 256,
     folds: Folds = 5,
     overwrite: Overwrite = False,
     as_json: Json = False,

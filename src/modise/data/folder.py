@@ -6,12 +6,21 @@ read as binary at grey >= 128). A mask with one non-zero value is binary:
 each connected component becomes an instance. A mask with several non-zero values (grey
 or colour-coded ids) is instance-labelled: each value is an instance. With one class all
 instances get it; with several, masks live in one sub-folder per class (``masks/<class>/``).
+
+Folds are split by patient: the patient id is the DICOM PatientID, else the first group (or
+whole match) of ``patient_regex`` in the file stem; the default, :data:`DEFAULT_PATIENT_REGEX`,
+takes the first ``_``-separated part that holds a digit, so ``flipped_P150_L_DM_CC`` and
+``flipped_P150_L_DM_MLO`` are both patient ``P150`` (a plain "before the first _" rule would
+make every file of the CDD-CESM sample, ``flipped_...``, one patient). A stem it does not
+match is its own patient.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import re
 
 import numpy as np
 
@@ -22,16 +31,49 @@ from modise.errors import ModiseError
 
 
 JPEG_SUFFIXES = {".jpg", ".jpeg"}
+DEFAULT_PATIENT_REGEX = r"(?:^|_)([^_]*\d[^_]*)"
+# A mask is binary or instance ids: a few values. A grey image has many, and a JPEG mask's only
+# mid-greys are compression noise at edges (< 1% of the pixels of the CDD-CESM sample masks,
+# 15-49% of its mammograms).
+MAX_MASK_VALUES, MAX_JPEG_MID_GREY = 64, 0.05
+
+
+def patient_id(stem: str, dataset: Any = None, regex: str | None = None) -> tuple[str, str]:
+    """-> (patient id, source: "dicom" | "regex" | "name") of an image for patient-level folds."""
+    pid = str(getattr(dataset, "PatientID", "") or "").strip() if dataset is not None else ""
+    if pid:
+        return pid, "dicom"
+    m = re.search(regex or DEFAULT_PATIENT_REGEX, stem)
+    if m:
+        return (m.group(1) if m.groups() and m.group(1) else m.group(0)), "regex"
+    return stem, "name"
+
+
+def _check_is_mask(path: Path, arr: np.ndarray) -> None:
+    """Refuse a grey image (e.g. the mammograms themselves) given as a mask."""
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        mid = float(((arr > 32) & (arr < 224)).mean())
+        if mid > MAX_JPEG_MID_GREY:
+            raise ModiseError(f"--masks: '{path}' looks like an image, not a mask ({mid:.0%} of its pixels are mid-grey); "
+                              f"masks must be binary or instance-label images.")
+        return
+    n = len(np.unique(arr.reshape(-1, arr.shape[-1]) if arr.ndim == 3 else arr, axis=0)) - 1
+    if n > MAX_MASK_VALUES:
+        raise ModiseError(f"--masks: '{path}' looks like an image, not a mask ({n} distinct values, at most "
+                          f"{MAX_MASK_VALUES} instance ids expected); masks must be binary or instance-label images.")
 
 
 def mask_instances(path: Path, min_area: int = 1) -> list[np.ndarray]:
-    """Instances of one mask file as (H, W) bool arrays."""
+    """Instances of one mask file as (H, W) bool arrays; a grey image raises :class:`ModiseError`."""
     from PIL import Image
     from scipy import ndimage as ndi
 
     with Image.open(path) as im:
         im.load()
         arr = np.asarray(im.convert("L") if path.suffix.lower() in JPEG_SUFFIXES else im)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., :3]
+    _check_is_mask(path, arr)
     if path.suffix.lower() in JPEG_SUFFIXES:
         arr = (arr >= 128).astype(np.uint8)  # compression noise would otherwise become instances
     if arr.ndim == 3:
@@ -67,10 +109,12 @@ def prepare_folder(
     seed: int = 0,
     quiet: bool = False,
     min_area: int = 16,
+    patient_regex: str | None = None,
 ) -> dict[str, Any]:
     """Convert image and mask folders; returns the prepare report.
 
     Instances smaller than ``min_area`` pixels (specks, stray annotation dots) are dropped.
+    The report's ``patient_ids`` says how patient ids were found (see :func:`patient_id`).
     """
     from modise.data.imageio import read_image
     from modise.data.writer import PanopticWriter, progress
@@ -80,7 +124,14 @@ def prepare_folder(
     for d, flag in ((images, "--images"), (masks, "--masks")):
         if not d.is_dir():
             raise ModiseError(f"{flag} '{d}' is not a folder.")
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, [images, masks])
+    if patient_regex is not None:
+        try:
+            re.compile(patient_regex)
+        except re.error as e:
+            raise ModiseError(f"--patient-regex '{patient_regex}' is not a regular expression ({e}).") from None
+    if images.resolve() == masks.resolve():
+        raise ModiseError("--masks is the --images folder; masks must be binary or instance-label images of their own.")
     classes = list(classes or ["lesion"])
     cats = [Category(i, c, 1, [f"a {c.replace('_', ' ')} in a mammogram"]) for i, c in enumerate(classes, start=1)]
     class_dirs = {c.id: masks for c in cats} if len(cats) == 1 else {c.id: masks / c.name for c in cats}
@@ -90,7 +141,8 @@ def prepare_folder(
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in RASTER_SUFFIXES | DICOM_SUFFIXES)
     if not files:
         raise ModiseError(f"No images (PNG/JPEG/TIFF/DICOM) in '{images}'.")
-    with output_dir(out, overwrite) as stage:
+    sources: dict[str, int] = {"dicom": 0, "regex": 0, "name": 0}
+    with output_dir(out, overwrite, [images, masks]) as stage:
         w = PanopticWriter(stage, cats, source="folder", strict=strict, quiet=quiet)
         for path in progress(files, "images", enabled=not quiet):
             found = {cid: _find_mask(d, path.stem) for cid, d in class_dirs.items()}
@@ -122,10 +174,14 @@ def prepare_folder(
                 segments += [(resize_mask(m, (oh, ow)) if scale != 1.0 else m, cid) for m in inst]
             if bad:
                 continue
-            common = dict(height=oh, width=ow, patient_id=path.stem, laterality=loaded.meta.get("laterality", ""),
+            pid, how = patient_id(path.stem, loaded.dataset, patient_regex)
+            sources[how] += 1
+            common = dict(height=oh, width=ow, patient_id=pid, laterality=loaded.meta.get("laterality", ""),
                           view=loaded.meta.get("view", ""), modality="MG" if loaded.is_dicom else "", source_file=path.name)
             if scale == 1.0 and not loaded.is_dicom and path.suffix.lower() in (".png", ".jpg", ".jpeg"):
                 w.add(path.stem, segments, copy_from=path, **common)
             else:
                 w.add(path.stem, segments, pixels=resize_pixels(loaded.pixels, scale) if scale != 1.0 else loaded.uint8, **common)
-        return w.finish(k=k, seed=seed, classes=classes)
+        rule = (f"DICOM PatientID, else the file name's match of --patient-regex '{patient_regex or DEFAULT_PATIENT_REGEX}'"
+                + ("" if patient_regex else " (default: the first _-separated part holding a digit)") + ", else the file name")
+        return w.finish(k=k, seed=seed, classes=classes, patient_ids={"rule": rule, "images_by_source": sources})

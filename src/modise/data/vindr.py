@@ -103,7 +103,7 @@ def prepare_vindr(
     root = Path(root)
     if pseudo_mask not in RECIPES:
         raise ModiseError(f"--pseudo-mask must be one of {', '.join(RECIPES)}, not '{pseudo_mask}'.")
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, [root])
     names = [birads_name(c) for c in (classes or DEFAULT_CLASSES)]
     if any(n is None for n in names):
         raise ModiseError(f"--classes must be BI-RADS grades like 'BI-RADS 4' or '4', got {classes}.")
@@ -124,7 +124,7 @@ def prepare_vindr(
     for i, row in enumerate(df.to_dict("records"), start=2):
         groups.setdefault((row["study_id"].strip(), row["image_id"].strip()), []).append((i, row))
     counts = {"rows_without_birads": 0, "rows_other_grade": 0, "images_without_chosen_finding": 0}
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [root]) as stage:
         w = PanopticWriter(stage, cats, source="vindr", strict=strict, quiet=quiet)
         for (study, image), rows in progress(list(groups.items()), "VinDr-Mammo", enabled=not quiet):
             kept: list[tuple[int, tuple[float, float, float, float], str]] = []

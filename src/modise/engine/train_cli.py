@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-PRESET_HELP = "Table-1 variant: m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise."
+from modise.cli_options import Accelerator, ModelSize, Precision, devices_value, positive_float, size_value, torch_device
+
+PRESET_HELP = "Table-1 variant (m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise) or a preset YAML."
 
 
 def _train_config(**kw):
@@ -50,40 +53,40 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
         data: Path = typer.Option(..., "--data", help="Prepared dataset (canonical panoptic layout with folds.json)."),
-        out: Path = typer.Option(..., "--out", help="Run folder (config.yaml, checkpoints/, model/, logs/, metrics.json)."),
+        out: Path = typer.Option(..., "--out", help="Run folder (config.yaml, run.json, checkpoints/, model/, logs/, metrics.json)."),
         preset: str = typer.Option("m-odise", "--preset", help=PRESET_HELP),
-        size: str = typer.Option("full", "--size", help="full | tiny"),
-        fold: Optional[int] = typer.Option(0, "--fold", help="Fold of folds.json held out for validation (-1: train on all)."),
-        random_weights: bool = typer.Option(False, "--random-weights", help="Random frozen parts (offline)."),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-        max_epochs: Optional[int] = typer.Option(None, "--max-epochs"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per device."),
-        accumulate: Optional[int] = typer.Option(None, "--accumulate", help="Gradient accumulation steps."),
-        lr: Optional[float] = typer.Option(None, "--lr"),
-        warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps"),
-        image_size: Optional[int] = typer.Option(None, "--image-size", help="LSJ crop (multiple of 32)."),
-        num_workers: Optional[int] = typer.Option(None, "--num-workers"),
-        checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
-        accelerator: str = typer.Option("auto", "--accelerator", help="auto | cpu | gpu"),
-        devices: str = typer.Option("auto", "--devices"),
-        num_nodes: int = typer.Option(1, "--num-nodes"),
-        strategy: str = typer.Option("auto", "--strategy", help="auto | ddp (multi-GPU / multi-node, torchrun or SLURM)."),
-        precision: str = typer.Option("auto", "--precision", help="auto (bf16-mixed on GPU) | 32-true | bf16-mixed | 16-mixed"),
+        size: ModelSize = typer.Option(ModelSize.full, "--size", help="Architecture size: full (the paper's) or tiny (CPU tests, demo)."),
+        fold: int = typer.Option(0, "--fold", min=-1, help="Fold of folds.json held out for validation (-1: train on all)."),
+        random_weights: bool = typer.Option(False, "--random-weights", help="Random frozen parts (offline, no download)."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimiser steps [10000]."),
+        max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="Stop after this many epochs [no limit]."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device and step [2]."),
+        accumulate: Optional[int] = typer.Option(None, "--accumulate", min=1, help="Gradient accumulation steps [1]."),
+        lr: Optional[float] = typer.Option(None, "--lr", parser=positive_float, help="AdamW learning rate [1e-4]."),
+        warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0, help="Linear warm-up steps [250]."),
+        image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="LSJ crop side, a multiple of 32 [512 full, 128 tiny]."),
+        num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="DataLoader worker processes [0]."),
+        checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps between checkpoints [100]."),
+        accelerator: Accelerator = typer.Option(Accelerator.auto, "--accelerator", help="Where to train."),
+        devices: str = typer.Option("auto", "--devices", parser=devices_value, help="Devices per node: auto, a count or a list like 0,1."),
+        num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines (torchrun or SLURM)."),
+        strategy: str = typer.Option("auto", "--strategy", help="auto or ddp (multi-GPU / multi-node, torchrun or SLURM)."),
+        precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: bf16-mixed on a GPU, else 32-true."),
         override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE (repeatable)."),
-        seed: int = typer.Option(0, "--seed"),
-        resume: bool = typer.Option(False, "--resume", help="Continue from RUN/checkpoints/last.ckpt."),
-        overwrite: bool = typer.Option(False, "--overwrite"),
-        as_json: bool = typer.Option(False, "--json"),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, augmentation and order."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from RUN/checkpoints/last.ckpt."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a non-empty --out written by modise."),
+        as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON."),
     ) -> None:
         """Train one preset with fold K held out; validation metrics at the end."""
         from modise.engine.training.train import train
 
         cfg = _train_config(
-            preset=preset, size=size, data=str(data), fold=None if fold is not None and fold < 0 else fold,
+            preset=preset, size=size_value(size), data=str(data), fold=None if fold < 0 else fold,
             random_weights=random_weights, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
             accumulate=accumulate, lr=lr, warmup_steps=warmup_steps, image_size=image_size, num_workers=num_workers,
-            checkpoint_every=checkpoint_every, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-            strategy=strategy, precision=precision, override=override, seed=seed,
+            checkpoint_every=checkpoint_every, accelerator=Accelerator(accelerator).value, devices=devices,
+            num_nodes=num_nodes, strategy=strategy, precision=Precision(precision).value, override=override, seed=seed,
         )
         metrics = train(cfg, out, resume=resume, overwrite=overwrite)
         if metrics:
@@ -91,31 +94,31 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cv")
     def cv_cmd(
-        data: Path = typer.Option(..., "--data"),
+        data: Path = typer.Option(..., "--data", help="Prepared dataset (canonical panoptic layout with folds.json)."),
         out: Path = typer.Option(..., "--out", help="CV folder: fold0/ .. fold{K-1}/ and report/."),
         preset: str = typer.Option("m-odise", "--preset", help=PRESET_HELP),
-        size: str = typer.Option("full", "--size"),
-        folds: int = typer.Option(5, "--folds"),
-        random_weights: bool = typer.Option(False, "--random-weights"),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-        lr: Optional[float] = typer.Option(None, "--lr"),
-        image_size: Optional[int] = typer.Option(None, "--image-size"),
-        accelerator: str = typer.Option("auto", "--accelerator"),
-        devices: str = typer.Option("auto", "--devices"),
-        num_nodes: int = typer.Option(1, "--num-nodes"),
-        strategy: str = typer.Option("auto", "--strategy"),
-        override: Optional[list[str]] = typer.Option(None, "--override"),
-        seed: int = typer.Option(0, "--seed"),
+        size: ModelSize = typer.Option(ModelSize.full, "--size", help="Architecture size: full (the paper's) or tiny (CPU tests, demo)."),
+        folds: int = typer.Option(5, "--folds", min=1, help="Folds to run (0..K-1 of folds.json)."),
+        random_weights: bool = typer.Option(False, "--random-weights", help="Random frozen parts (offline, no download)."),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimiser steps per fold [10000]."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device and step [2]."),
+        lr: Optional[float] = typer.Option(None, "--lr", parser=positive_float, help="AdamW learning rate [1e-4]."),
+        image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="LSJ crop side, a multiple of 32 [512 full, 128 tiny]."),
+        accelerator: Accelerator = typer.Option(Accelerator.auto, "--accelerator", help="Where to train."),
+        devices: str = typer.Option("auto", "--devices", parser=devices_value, help="Devices per node: auto, a count or a list like 0,1."),
+        num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines (torchrun or SLURM)."),
+        strategy: str = typer.Option("auto", "--strategy", help="auto or ddp (multi-GPU / multi-node)."),
+        override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE (repeatable)."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, augmentation and order."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start all folds again."),
-        as_json: bool = typer.Option(False, "--json"),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
-        """5-fold cross-validation (finished folds are kept), then the variant's table."""
+        """5-fold cross-validation (finished folds are kept, an interrupted one resumes), then the variant's table."""
         from modise.engine.training.cv import cross_validate
 
         cfg = _train_config(
-            preset=preset, size=size, data=str(data), random_weights=random_weights, max_steps=max_steps,
-            batch_size=batch_size, lr=lr, image_size=image_size, accelerator=accelerator, devices=devices,
+            preset=preset, size=size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
+            batch_size=batch_size, lr=lr, image_size=image_size, accelerator=Accelerator(accelerator).value, devices=devices,
             num_nodes=num_nodes, strategy=strategy, override=override, seed=seed,
         )
         report = cross_validate(cfg, out, folds, overwrite=overwrite)
@@ -128,18 +131,23 @@ def register(app: typer.Typer) -> None:
         input: Optional[list[Path]] = typer.Option(None, "--input", help="Image files or folders (PNG, JPEG, TIFF, DICOM); repeatable."),
         data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; with --fold, predict that fold's images."),
         fold: Optional[int] = typer.Option(None, "--fold", min=0, help="Fold K of DATA/folds.json to predict (needs --data)."),
-        out: Path = typer.Option(..., "--out"),
+        out: Path = typer.Option(..., "--out", help="Output folder (panoptic.json, instances.json, panoptic/, heatmaps/, overlays/, dicom_seg/)."),
         dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Write a DICOM SEG per DICOM input."),
-        batch_size: int = typer.Option(1, "--batch-size"),
-        object_mask_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="Keep segments scoring above this."),
-        no_overlays: bool = typer.Option(False, "--no-overlays"),
-        device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda (default: cuda if available)."),
-        overwrite: bool = typer.Option(False, "--overwrite"),
-        as_json: bool = typer.Option(False, "--json"),
+        batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
+        object_mask_threshold: Optional[float] = typer.Option(
+            None, "--score-threshold", min=0.0, max=1.0, help="Keep segments scoring above this, 0-1 [the run's]."),
+        no_overlays: bool = typer.Option(False, "--no-overlays", help="Skip the overlay PNGs."),
+        device: Optional[str] = typer.Option(None, "--device", parser=torch_device, help="cpu, cuda or cuda:N (default: cuda if available)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
-        """Predict lesions; writes COCO panoptic (with scores), heatmaps, overlays and DICOM SEG."""
-        from modise.engine.prediction.writer import predict_files
+        """Predict lesions; writes COCO panoptic (with scores), heatmaps, overlays and DICOM SEG.
 
+        Exit code 3 when some inputs failed (each named on stderr; the rest are written)."""
+        from modise.engine.prediction.writer import predict_files
+        from modise.engine.training.train import require_complete_run
+
+        require_complete_run(checkpoint)
         summary = predict_files(
             checkpoint, input, out, dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite,
             overlays=not no_overlays, device=device, object_mask_threshold=object_mask_threshold,
@@ -150,14 +158,15 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(f"{summary['images']} images, {summary['segments']} segments -> {summary['out']}"
                        + (f" ({len(summary['errors'])} problems, see summary.json)" if summary["errors"] else ""))
+        _exit_on_failed_inputs(summary)
 
     @app.command("demo")
     def demo_cmd(
-        out: Path = typer.Option(Path("modise-demo"), "--out"),
-        minutes: float = typer.Option(8.0, "--minutes", help="Time budget for the whole demo."),
-        seed: int = typer.Option(0, "--seed"),
-        overwrite: bool = typer.Option(False, "--overwrite"),
-        as_json: bool = typer.Option(False, "--json"),
+        out: Path = typer.Option(Path("modise-demo"), "--out", help="Demo folder (data/, run/, report.md/.html)."),
+        minutes: float = typer.Option(8.0, "--minutes", parser=positive_float, help="Time budget for the whole demo."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of phantoms, weights and training."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
+        as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON."),
     ) -> None:
         """Synthetic phantoms -> tiny M-ODISE -> train -> evaluate -> OUT/report.md (offline, CPU)."""
         from modise.engine.demo import run_demo
@@ -169,3 +178,13 @@ def register(app: typer.Typer) -> None:
             from modise.engine.demo import print_summary
 
             print_summary(metrics)
+
+
+def _exit_on_failed_inputs(summary: dict) -> None:
+    """Name every failed input on stderr and exit 3 (PartialFailure), so scripts notice."""
+    errors = summary.get("errors") or []
+    if not errors:
+        return
+    for e in errors:
+        print(f"error: {e.get('input')}: {e.get('error')}", file=sys.stderr)
+    raise typer.Exit(3)

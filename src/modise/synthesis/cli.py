@@ -82,7 +82,7 @@ def generate(
     from modise.synthesis.pipelines import load_text2img, native_resolution
     from modise.synthesis.progress import step_progress
 
-    check_output_dir(out, overwrite)  # fail before loading a model
+    check_output_dir(out, overwrite, [model])  # fail before loading a model
     pipe = load_text2img(model, size=size, random_weights=random_weights, seed=seed)
     side = resolution or native_resolution(pipe)
     common = dict(
@@ -90,7 +90,7 @@ def generate(
         model=f"random-{size}" if random_weights else (model or "Likalto4/fusion_healthy"),
         random_weights=random_weights, size=size if random_weights else None,
     )
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [model]) as stage:
         if guidance_sweep:
             if prompt or density:
                 prompts = [text]
@@ -181,7 +181,7 @@ def inpaint(
     from modise.synthesis.pipelines import MAME_INPAINT, load_inpaint
     from modise.synthesis.prompts import INPAINT_PROMPT
 
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, [image, mask, model])
     loaded = read_image(image)
     grey = to_uint8(loaded.pixels)
     laterality = laterality or (loaded.meta.get("laterality") or None)
@@ -193,7 +193,7 @@ def inpaint(
     from modise.synthesis.progress import step_progress
 
     records, files = [], []
-    with output_dir(out, overwrite) as stage, step_progress(n * steps, "inpainting") as cb:
+    with output_dir(out, overwrite, [image, mask, model]) as stage, step_progress(n * steps, "inpainting") as cb:
         for i in range(n):
             result, region = inpaint_lesion(
                 pipe, grey, lesion, auto_box=auto_box, seed=seed + i, steps=steps, guidance=guidance,
@@ -237,13 +237,13 @@ def augment(
     from modise.synthesis.pipelines import load_inpaint
     from modise.synthesis.progress import step_progress
 
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, [healthy, data, model])
     files = list_healthy(healthy)
     if data is not None and not (data / "panoptic.json").is_file():
         raise ModiseError(f"{data / 'panoptic.json'}: not found; --data must be a canonical panoptic dataset.")
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
-    with output_dir(out, overwrite) as stage, step_progress(n * steps, "augmenting") as cb:
+    with output_dir(out, overwrite, [healthy, data, model]) as stage, step_progress(n * steps, "augmenting") as cb:
         result = augment_dataset(
             pipe, files, n, stage, data, names, seed, steps, guidance, crop, sigma, callback=cb, warn=_warn, mode=mode,
             stats=_run_box_stats(model, mode or ("crop" if crop else "whole")),

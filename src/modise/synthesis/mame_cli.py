@@ -64,7 +64,7 @@ def prepare(
         skipped.append(msg)
         _warn(msg)
 
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, [root, data, csv]) as stage:
         if data is not None:
             records = prepare_panoptic(data, stage, frame, warn=warn)
         else:

@@ -335,7 +335,7 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     ckpt = out / CKPT_DIR / LAST_CKPT
     if resume and not ckpt.is_file():
         raise ModiseError(f"{ckpt}: no checkpoint to resume from.")
-    prepare_run_dir(out, resume, overwrite)
+    prepare_run_dir(out, resume, overwrite, [cfg.data, cfg.base])
     cfg = cfg.resolved()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dataset = _build(cfg, ckpt if resume else None, say)

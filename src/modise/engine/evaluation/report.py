@@ -269,7 +269,7 @@ def write_report(runs: list[Path], out: Path, overwrite: bool = False, rule: str
     md += "\n" + _protocol_note(rows, rule)
     if warnings:
         md += "\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, runs) as stage:
         write_bytes_atomic(stage / "report.md", md.encode())
         write_bytes_atomic(stage / "report.csv", table_csv(rows).encode())
         write_bytes_atomic(stage / "sweep.csv", sweep_csv(curves).encode())

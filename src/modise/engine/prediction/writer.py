@@ -69,7 +69,8 @@ def predict_files(
     from modise.engine.evaluation.instances import instance_records
     from modise.outputs import check_output_dir, output_dir, write_json_atomic
 
-    check_output_dir(out, overwrite)
+    sources = [checkpoint, *(inputs or []), *([data] if data is not None else [])]
+    check_output_dir(out, overwrite, sources)
     if not inputs and fold is None:
         raise ModiseError("Nothing to predict: give --input FILES/FOLDERS or --data DATASET --fold K.")
     paths = discover_inputs([*(inputs or []), *fold_inputs(data, fold)])
@@ -80,7 +81,7 @@ def predict_files(
     names = unique_stems(paths)
     errors: list[dict[str, str]] = []
     n_segments = 0
-    with output_dir(out, overwrite) as stage:
+    with output_dir(out, overwrite, sources) as stage:
         results_out = PanopticFolderWriter(stage, cats, info={"description": "modise predictions", "checkpoint": str(checkpoint)})
         for sub in (*(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []), *(["dicom_seg"] if dicom_seg else [])):
             (stage / sub).mkdir()

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modise.errors import ModiseError
+from modise.errors import ModiseError, TrainingInterrupted
 
-from .train import METRICS_JSON, TrainConfig, is_global_zero, train
+from .train import CKPT_DIR, LAST_CKPT, METRICS_JSON, TrainConfig, is_global_zero, train
 
 
 def fold_done(run: Path) -> bool:
@@ -36,18 +36,27 @@ def train_folds(
     """Train/evaluate folds 0..folds-1 into ``out/fold{k}``, each one Lightning run (so the
     loop works under torchrun / SLURM: every rank walks it). Finished folds are kept and
     skipped, a started one resumes from its last checkpoint; ``overwrite`` trains every fold
-    again. Returns the fold run folders."""
+    again (each fold folder is replaced only if modise wrote it). Returns the fold run folders."""
     check_folds(cfg.data, folds)
     out = Path(out)
     if is_global_zero():
-        out.mkdir(parents=True, exist_ok=True)
+        from modise.outputs import check_output_dir, claim_output_dir
+
+        if out.is_dir() and any(out.iterdir()):
+            check_output_dir(out, True, [cfg.data])  # continuing or overwriting: only in a folder modise wrote
+        claim_output_dir(out, [cfg.data])
     runs = []
     for k in range(folds):
         run = out / f"fold{k}"
         runs.append(run)
         if fold_done(run) and not overwrite:
             continue
-        train(cfg.model_copy(update={"fold": k}), run, resume=not overwrite, overwrite=True, progress=progress)
+        started = not overwrite and (run / CKPT_DIR / LAST_CKPT).is_file()
+        try:
+            train(cfg.model_copy(update={"fold": k}), run, resume=started, overwrite=not started, progress=progress)
+        except TrainingInterrupted:
+            raise TrainingInterrupted(f"Cross-validation interrupted in fold {k}; run the same `modise cv` command "
+                                      f"again to continue (finished folds are kept, fold {k} resumes).") from None
     return runs
 
 

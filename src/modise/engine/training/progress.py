@@ -68,6 +68,8 @@ _QUIET_WARNINGS = (
     r".*LeafSpec.*is deprecated.*",  # torch pytree deprecation raised inside Lightning
     r".*Checkpoint directory .* exists and is not empty.*",  # --resume writes into its own folder
     r".*The number of training batches .* is smaller than the logging interval.*",
+    # Ctrl-C / --resume mid-epoch on purpose: runs count steps; the resumed epoch draws a fresh order
+    r".*resuming from a checkpoint that ended before the epoch ended.*",
 )
 _QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
                   "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed")

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modise.errors import ModiseError
+from modise.errors import ModiseError, TrainingInterrupted
 
 CKPT_DIR, LAST_CKPT, MODEL_DIR = "checkpoints", "last.ckpt", "model"
 CONFIG_YAML, METRICS_JSON = "config.yaml", "metrics.json"
+# RUN/run.json: {"status": running | interrupted | failed | complete, "global_step", "max_steps", ...}
+RUN_JSON = "run.json"
+COMPLETE = "complete"
 
 
 class TrainConfig(BaseModel):
@@ -85,23 +90,60 @@ def _strategy(cfg: TrainConfig):
     return cfg.strategy
 
 
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> Path | None:
-    """Check/clear ``out``; return the checkpoint to resume from (``None`` for a fresh run)."""
+def prepare_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list | tuple = ()) -> Path | None:
+    """Check/clear ``out``; return the checkpoint to resume from (``None`` for a fresh run).
+
+    ``--resume`` needs ``RUN/checkpoints/last.ckpt`` (a missing one is an error, never a silent
+    fresh start); a fresh run needs an empty ``out``, or ``overwrite`` of a folder modise wrote.
+    """
+    from modise.outputs import check_output_dir, claim_output_dir, remove_output_dir
+
     last = out / CKPT_DIR / LAST_CKPT
     if resume:
         if last.is_file():
             return last
-        if out.is_dir() and any(out.iterdir()) and not overwrite:
-            raise ModiseError(f"Cannot resume: '{last}' does not exist (pass --overwrite to start '{out}' again).")
+        if not out.exists():
+            raise ModiseError(f"Cannot resume: '{out}' does not exist; start the run without --resume.")
+        again = "with --overwrite instead of --resume" if any(out.iterdir()) else "without --resume"
+        raise ModiseError(f"Cannot resume: '{last}' does not exist (nothing was saved); start the run again {again}.")
     if not is_global_zero():
         return None
-    from modise.outputs import check_output_dir
-
-    check_output_dir(out, overwrite)
-    if out.is_dir() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, overwrite, inputs, hint="pass --resume to continue the run in it, or --overwrite to start it again")
+    if overwrite:
+        remove_output_dir(out, inputs)
+    claim_output_dir(out, inputs)
     return None
+
+
+def read_run_status(run: str | Path) -> dict[str, Any] | None:
+    """``RUN/run.json`` (``status``, ``global_step``, ``max_steps``), or ``None`` for a folder without one."""
+    try:
+        return json.loads((Path(run) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_run_status(run: Path, status: str, **extra: Any) -> None:
+    from modise.outputs import write_json_atomic
+
+    write_json_atomic(run / RUN_JSON, {"status": status, **extra, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def require_complete_run(path: str | Path) -> None:
+    """Raise unless ``path`` (a run or its ``model/``) finished training; plain model folders pass."""
+    path = Path(path)
+    run = path.parent if path.name == MODEL_DIR and (path.parent / CONFIG_YAML).is_file() else path
+    st = read_run_status(run)
+    if st is None or st.get("status") == COMPLETE:
+        return
+    status = st.get("status")
+    where = f"{status} at step {st.get('global_step', '?')} of {st.get('max_steps', '?')}"
+    if status == "running":
+        where = f"still training, or killed, at step {st.get('global_step', '?')} of {st.get('max_steps', '?')}"
+    raise ModiseError(
+        f"'{run}' is an unfinished training run ({where}); finish it with the same `modise train` command "
+        f"plus --resume (--out {run}), then predict."
+    )
 
 
 def write_yaml(path: Path, obj: Any) -> None:
@@ -139,8 +181,8 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
         accumulate_grad_batches=cfg.accumulate,
         gradient_clip_val=cfg.grad_clip if cfg.grad_clip > 0 else None,
         gradient_clip_algorithm="norm",
-        # one version_N folder per (re)start, so a resumed run keeps its earlier curve
-        logger=[TensorBoardLogger(out, name="logs"), CSVLogger(out, name="logs")],
+        # one logs/ folder: a resumed run appends to its curve (no version_N split)
+        logger=[TensorBoardLogger(out, name="logs", version=""), _AppendingCSVLogger(out, name="logs", version="")],
         callbacks=cbs,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -151,19 +193,122 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
     )
 
 
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
+    try:
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
+    except OSError:
+        return []
+
+
+def _AppendingCSVLogger(*args: Any, **kwargs: Any):
+    """Lightning's CSVLogger, but appending to an existing ``metrics.csv`` instead of deleting it."""
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    class Writer(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:
+            self.metrics_keys = _csv_header(Path(self.metrics_file_path))
+
+    class Logger(CSVLogger):
+        @property
+        def experiment(self):
+            if self._experiment is None:
+                os.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = Writer(log_dir=self.log_dir)
+            return self._experiment
+
+    return Logger(*args, **kwargs)
+
+
+def _checkpoint_on_exception(max_steps: int):
+    """A callback that saves ``last.ckpt`` when fit stops on Ctrl-C or an error (so --resume works)
+    and keeps ``run.json``'s step at the last checkpoint."""
+    from lightning.pytorch.callbacks import Callback
+
+    class CheckpointOnException(Callback):
+        def __init__(self) -> None:
+            self.exception: BaseException | None = None
+            self.saved: Path | None = None
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+            if trainer.is_global_zero:
+                write_run_status(Path(trainer.default_root_dir), "running", global_step=trainer.global_step,
+                                 max_steps=max_steps)
+
+        def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+            self.exception = exception
+            for logger in trainer.loggers:  # keep the curve up to here (CSV rows are buffered)
+                try:
+                    logger.save()
+                except Exception:  # noqa: BLE001
+                    pass
+            if trainer.global_step == 0:
+                return  # nothing learnt yet: a fresh start is the same
+            path = Path(trainer.default_root_dir) / CKPT_DIR / LAST_CKPT
+            try:
+                trainer.save_checkpoint(path, weights_only=False)
+                self.saved = path
+            except Exception as e:  # noqa: BLE001  the original error matters more
+                print(f"warning: could not save a checkpoint after the interruption: {e}", file=sys.stderr)
+
+    return CheckpointOnException()
+
+
 def train(
     cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, callbacks: list | None = None, progress: bool = True
 ) -> dict[str, Any]:
-    """Train ``cfg`` into run folder ``out``; return the validation metrics (empty without a held-out fold)."""
+    """Train ``cfg`` into run folder ``out``; return the validation metrics (empty without a held-out fold).
+
+    ``RUN/run.json`` says whether the run is complete. On Ctrl-C or a failure during fit the
+    last step is saved to ``RUN/checkpoints/last.ckpt`` and the message says to pass ``--resume``.
+    """
     from .progress import quiet_lightning
 
     out = Path(out)
-    ckpt_path = prepare_run_dir(out, resume, overwrite)
+    ckpt_path = prepare_run_dir(out, resume, overwrite, inputs=[cfg.data])
     with quiet_lightning():
         return _train(cfg, out, ckpt_path, callbacks, progress)
 
 
 def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool) -> dict[str, Any]:
+    state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception(cfg.max_steps)}
+    rank0 = is_global_zero()
+    start = int((read_run_status(out) or {}).get("global_step", 0)) if ckpt_path else 0
+    if rank0:
+        write_run_status(out, "running", global_step=start, max_steps=cfg.max_steps)
+
+    def step() -> int:  # before a resumed trainer restored its step, the checkpoint's
+        return max(start, state["trainer"].global_step if state["trainer"] is not None else 0)
+
+    resume_hint = f"continue it with the same `modise train` command plus --resume (--out {out})"
+    try:
+        return _fit_and_evaluate(cfg, out, ckpt_path, [*(callbacks or []), state["guard"]], progress, state)
+    except (KeyboardInterrupt, SystemExit) as e:
+        guard = state["guard"]
+        if isinstance(e, SystemExit) and not isinstance(guard.exception, KeyboardInterrupt):
+            raise
+        # Lightning ignores SIGINT after catching Ctrl-C and exits; give the user the key back
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if rank0:
+            write_run_status(out, "interrupted", global_step=step(), max_steps=cfg.max_steps)
+        last = out / CKPT_DIR / LAST_CKPT
+        if not last.is_file():
+            raise TrainingInterrupted(f"Training interrupted before the first step was saved; start it again with --overwrite "
+                                      f"(--out {out}).") from None
+        raise TrainingInterrupted(f"Training interrupted (checkpoint at step {step()} saved to {last}); {resume_hint}.") from None
+    except BaseException as e:
+        if rank0:
+            write_run_status(out, "failed", global_step=step(), max_steps=cfg.max_steps, error=f"{type(e).__name__}: {e}")
+            if (out / CKPT_DIR / LAST_CKPT).is_file():
+                print(f"training failed at step {step()}; after fixing the cause, {resume_hint}.", file=sys.stderr)
+        raise
+
+
+def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list, progress: bool,
+                      state: dict[str, Any]) -> dict[str, Any]:
     import lightning as L
 
     from modise.model import build_model
@@ -186,12 +331,13 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
         overrides["inference"] = {**overrides.get("inference", {}), **thresholds}
     model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=overrides or None)
     module = ModiseLightning(model, cfg.lr, cfg.weight_decay, cfg.max_steps, cfg.warmup_steps, cfg.milestones)
-    callbacks = list(callbacks or [])
+    callbacks = list(callbacks)
     if cfg.time_budget_s:
         from .lightning_module import TimeBudget
 
         callbacks.append(TimeBudget(cfg.time_budget_s))
     trainer = build_trainer(cfg, out, callbacks, progress)
+    state["trainer"] = trainer
     if trainer.is_global_zero:
         write_yaml(out / CONFIG_YAML, run_config(cfg, model, categories))
     t0 = time.time()
@@ -210,6 +356,7 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
             metrics = predictor.evaluate_dataset(cfg.data, dm.val_ids, progress=progress)
         metrics["train"] = {"global_step": trainer.global_step, "seconds": round(time.time() - t0, 1), "fold": cfg.fold}
         write_json_atomic(out / METRICS_JSON, metrics)
+        write_run_status(out, COMPLETE, global_step=trainer.global_step, max_steps=cfg.max_steps)
     return metrics
 
 
