@@ -67,7 +67,7 @@ def test_lesion_rows_in_mm2_when_spacing_is_known():
 
 def test_labelled_overlay_outlines_in_class_colour():
     from modise.app.views import labelled_overlay
-    from modise.engine.prediction.overlays import CLASS_COLOURS
+    from modise.viz.palette import CLASS_COLOURS
 
     ids = np.zeros((200, 200), np.int64)
     ids[100:160, 60:140] = 7

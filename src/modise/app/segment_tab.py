@@ -64,9 +64,7 @@ def segment_file(
     progress: Progress | None = None,
 ) -> SegmentResult:
     """Predict the lesions of one upload; write the COCO panoptic JSON + PNG (and a DICOM SEG for DICOM)."""
-    from modise.data.panoptic import bbox_xywh, write_id_png
-    from modise.engine.prediction.predictor import panoptic_record
-    from modise.outputs import write_json_atomic
+    from modise.data.panoptic import PanopticFolderWriter, panoptic_record
 
     from . import views
 
@@ -87,20 +85,14 @@ def segment_file(
     step(0.8, desc="writing results")
     cats = predictor.categories
     ids, segments = panoptic_record(result)
-    for s in segments:
-        s["bbox"] = bbox_xywh(ids == s["id"])
-        s["iscrowd"] = 0
     h, w = ids.shape
     job = state.job_dir("segment")
     png, js = job / f"{name}_panoptic.png", job / f"{name}_panoptic.json"
-    write_id_png(png, ids)
-    write_json_atomic(js, {
-        "info": {"description": "modise serve prediction", "model": state.model_description(run),
-                 "object_mask_threshold": used[0], "overlap_threshold": used[1]},
-        "images": [{"id": 1, "file_name": Path(path).name, "height": h, "width": w}],
-        "annotations": [{"image_id": 1, "file_name": png.name, "segments_info": segments}],
-        "categories": [c.to_json() for c in cats],
-    })
+    info = {"description": "modise serve prediction", "model": state.model_description(run),
+            "object_mask_threshold": used[0], "overlap_threshold": used[1]}
+    writer = PanopticFolderWriter(job, cats, info=info, png_dir=job, json_name=js.name)
+    segments = writer.add({"id": 1, "file_name": Path(path).name, "height": h, "width": w}, ids, segments, png_name=png.name)["segments_info"]
+    writer.finish()
     files, warnings = [str(js), str(png)], []
     if im.is_dicom:
         from modise.engine.prediction.dicom_seg import write_dicom_seg

@@ -125,7 +125,8 @@ class AppState:
         if path is None:
             return str(run)
         try:
-            from modise.engine.training.train import load_run_config, read_run_status
+            from modise.engine.run_layout import load_run_config
+            from modise.engine.training.train import read_run_status
 
             cfg = load_run_config(path)
             steps = (read_run_status(path) or {}).get("global_step")
@@ -145,7 +146,7 @@ class AppState:
         if path is None:
             return DEFAULT_THRESHOLDS
         try:
-            from modise.engine.training.train import load_run_config
+            from modise.engine.run_layout import load_run_config
 
             cfg = load_run_config(path)
             # the model config saved with the weights owns them; older runs kept them under training:

@@ -29,7 +29,8 @@ def labelled_overlay(pixels: np.ndarray, ids: np.ndarray, segments: Sequence[dic
     colour, each labelled ``#n class score`` above its box."""
     from PIL import Image, ImageDraw
 
-    from modise.engine.prediction.overlays import class_colour, panoptic_view
+    from modise.viz.overlays import panoptic_view
+    from modise.viz.palette import class_colour
 
     im = Image.fromarray(panoptic_view(pixels, ids, segments, categories))
     draw = ImageDraw.Draw(im)
@@ -67,7 +68,7 @@ def class_heatmaps(pixels: np.ndarray, sem_seg: np.ndarray, categories: Sequence
     and the caption calls the value a score, not a probability."""
     from PIL import Image
 
-    from modise.engine.prediction.overlays import heatmap_view
+    from modise.viz.overlays import heatmap_view
 
     return [(Image.fromarray(heatmap_view(pixels, sem_seg[k])), f"{c.name} (score max {float(sem_seg[k].max()):.2f})")
             for k, c in enumerate(categories)]

@@ -97,28 +97,6 @@ def print_summary(metrics: dict[str, Any]) -> None:
     console.print(f"report: {demo.get('report', '')}")
 
 
-def _sweep_figure(metrics: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=110)
-    for key in ("pq", "rq", "sq"):
-        ys = [float("nan") if v is None else v for v in metrics[key]]
-        ax.plot(metrics["thresholds"], ys, marker="o", ms=3, label=key.upper())
-    best = metrics["best"]
-    ax.axvline(best["threshold"], color="grey", ls="--", lw=0.8)
-    ax.set_xlabel("IoU threshold")
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
-    ax.legend(frameon=False)
-    ax.set_title("Held-out phantoms: quality vs IoU threshold")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
 def _curve_figure(run: Path, path: Path) -> list[tuple[int, float]]:
     import matplotlib
 
@@ -152,8 +130,9 @@ def _curve_figure(run: Path, path: Path) -> list[tuple[int, float]]:
 def _overlays(stage: Path, run: Path, n: int = 4) -> list[str]:
     """Fig. 2 views (image | ground truth | panoptic | instances | heatmap) for held-out phantoms."""
     from modise.data.dataset import PanopticDataset
-    from modise.engine.prediction.overlays import figure2
-    from modise.engine.prediction.predictor import Predictor, gt_from_sample
+    from modise.engine.evaluation.validate import gt_from_sample
+    from modise.engine.prediction.predictor import Predictor
+    from modise.viz.overlays import figure2
 
     predictor = Predictor.from_run(run, device="cpu")
     import json
@@ -174,7 +153,9 @@ def _overlays(stage: Path, run: Path, n: int = 4) -> list[str]:
 
 def write_report(stage: Path, run: Path, metrics: dict[str, Any], *, minutes: float, seconds: float, progress: bool = True) -> None:
     (stage / "figures").mkdir(exist_ok=True)
-    _sweep_figure(metrics, stage / "figures" / "sweep.png")
+    from modise.viz.figures import threshold_sweep_figure
+
+    threshold_sweep_figure(metrics, stage / "figures" / "sweep.png", title="Held-out phantoms: quality vs IoU threshold")
     points = _curve_figure(run, stage / "figures" / "training_curve.png")
     overlays = _overlays(stage, run)
     best = metrics["best"]

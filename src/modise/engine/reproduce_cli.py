@@ -39,10 +39,10 @@ def register(app: typer.Typer) -> None:
         """Table 1: train + evaluate presets x folds (resumable), then mean ± std at the best IoU threshold."""
         from modise.engine.evaluation.report import table_markdown
         from modise.engine.reproduce import TABLE_DIR, reproduce
-        from modise.engine.train_cli import _train_config
+        from modise.engine.train_cli import train_config
 
         names = [p.strip() for item in (presets or []) for p in item.split(",") if p.strip()] or None
-        cfg = _train_config(
+        cfg = train_config(
             preset="m-odise", size=size, data=str(data), random_weights=random_weights, max_steps=max_steps,
             batch_size=batch_size, lr=lr, image_size=image_size, num_workers=num_workers, accelerator=accelerator,
             devices=devices, num_nodes=num_nodes, strategy=strategy, precision=precision, override=override, seed=seed,

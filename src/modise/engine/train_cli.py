@@ -14,7 +14,7 @@ from modise.cli_options import Accelerator, ModelSize, Precision, devices_value,
 PRESET_HELP = "Table-1 variant (m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise) or a preset YAML."
 
 
-def _train_config(**kw):
+def train_config(**kw):
     from modise.engine.training.train import TrainConfig
 
     devices = kw.pop("devices")
@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         """Train one preset with fold K held out; validation metrics at the end."""
         from modise.engine.training.train import train
 
-        cfg = _train_config(
+        cfg = train_config(
             preset=preset, size=size_value(size), data=str(data), fold=None if fold < 0 else fold,
             random_weights=random_weights, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
             accumulate=accumulate, lr=lr, warmup_steps=warmup_steps, image_size=image_size, num_workers=num_workers,
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
         """5-fold cross-validation (finished folds are kept, an interrupted one resumes), then the variant's table."""
         from modise.engine.training.cv import cross_validate
 
-        cfg = _train_config(
+        cfg = train_config(
             preset=preset, size=size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
             batch_size=batch_size, lr=lr, image_size=image_size, accelerator=Accelerator(accelerator).value, devices=devices,
             num_nodes=num_nodes, strategy=strategy, override=override, seed=seed,

@@ -21,14 +21,11 @@ from modise.data.panoptic import (
     FOLDS_JSON,
     IMAGES_DIR,
     PANOPTIC_DIR,
-    PANOPTIC_JSON,
     Category,
-    bbox_xywh,
+    PanopticFolderWriter,
     load_panoptic_json,
-    write_id_png,
 )
 from modise.errors import ModiseError
-from modise.outputs import write_json_atomic
 
 DEFAULT_CLASSES = ("benign", "malignant")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm", ".dicom"}
@@ -119,9 +116,8 @@ def augment_dataset(
     pool = [c for c in cats if c.isthing and (not classes or c.name in classes)]
     if not pool:
         raise ModiseError("No lesion (thing) class to inpaint.")
-    images = list(data["images"]) if data else []
-    annotations = list(data["annotations"]) if data else []
-    next_id = max((int(im["id"]) for im in images), default=0) + 1
+    out_set = PanopticFolderWriter(stage, cats, images=data["images"] if data else (), annotations=data["annotations"] if data else ())
+    next_id = max((int(im["id"]) for im in out_set.images), default=0) + 1
     rng = np.random.default_rng(seed)
     bad: set[Path] = set()
     made, i, fails = 0, 0, 0
@@ -157,10 +153,9 @@ def augment_dataset(
         lesion = refine_lesion_mask(pixels, region, sigma)
         name = f"synth_{made:05d}"
         Image.fromarray(pixels).save(stage / IMAGES_DIR / f"{name}.png")
-        write_id_png(stage / PANOPTIC_DIR / f"{name}.png", lesion.astype(np.int64))
         image_id = next_id + made
         ys, xs = np.nonzero(region)
-        images.append(
+        out_set.add(
             {
                 "id": image_id,
                 "file_name": f"{name}.png",
@@ -172,21 +167,13 @@ def augment_dataset(
                 "seed": s,
                 "lesion_class": cat.name,
                 "inpaint_box_xyxy": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
-            }
-        )
-        annotations.append(
-            {
-                "image_id": image_id,
-                "file_name": f"{name}.png",
-                "segments_info": [
-                    {"id": 1, "category_id": cat.id, "area": int(lesion.sum()), "bbox": bbox_xywh(lesion), "iscrowd": 0}
-                ],
-            }
+            },
+            lesion.astype(np.int64),
+            [{"id": 1, "category_id": cat.id}],
+            png_name=f"{name}.png",
         )
         made += 1
-    out = {"images": images, "annotations": annotations, "categories": [c.to_json() for c in cats]}
-    write_json_atomic(stage / PANOPTIC_JSON, out)
-    return out
+    return out_set.finish()
 
 
 def write_metadata_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:

@@ -11,8 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modise.data.panoptic import Category, panoptic_record  # noqa: F401  panoptic_record: re-exported until the app imports it from data.panoptic
-from modise.engine.evaluation.validate import gt_from_sample  # noqa: F401  re-exported until engine/demo.py imports it from there
+from modise.data.panoptic import Category
 from modise.errors import ModiseError
 
 
@@ -85,10 +84,3 @@ class Predictor:
             x, image_sizes=sizes, output_sizes=outs,
             object_mask_threshold=self.object_mask_threshold, overlap_threshold=self.overlap_threshold,
         )
-
-    def evaluate_dataset(self, root: str | Path, image_ids: Sequence[int], batch_size: int = 1, progress: bool = False) -> dict[str, Any]:
-        """This model's metrics on ``image_ids`` of ``root``: see
-        :func:`modise.engine.evaluation.validate.evaluate_dataset` (kept for training's validation)."""
-        from modise.engine.evaluation.validate import evaluate_dataset
-
-        return evaluate_dataset(self, root, image_ids, batch_size=batch_size, progress=progress)

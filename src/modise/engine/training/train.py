@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modise.errors import ModiseError, TrainingInterrupted
 
-CKPT_DIR, LAST_CKPT, MODEL_DIR = "checkpoints", "last.ckpt", "model"
-CONFIG_YAML, METRICS_JSON = "config.yaml", "metrics.json"
+from modise.engine.run_layout import CKPT_DIR, CONFIG_YAML, LAST_CKPT, METRICS_JSON, MODEL_DIR, load_run_config  # noqa: F401
 # RUN/run.json: {"status": running | interrupted | failed | complete, "global_step", "max_steps", ...}
 RUN_JSON = "run.json"
 COMPLETE = "complete"
@@ -353,7 +352,9 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
             from modise.engine.prediction.predictor import Predictor
 
             predictor = Predictor(model.eval(), categories, size, cfg.object_mask_threshold, cfg.overlap_threshold, device=module.device)
-            metrics = predictor.evaluate_dataset(cfg.data, dm.val_ids, progress=progress)
+            from modise.engine.evaluation.validate import evaluate_dataset
+
+            metrics = evaluate_dataset(predictor, cfg.data, dm.val_ids, progress=progress)
         metrics["train"] = {"global_step": trainer.global_step, "seconds": round(time.time() - t0, 1), "fold": cfg.fold}
         write_json_atomic(out / METRICS_JSON, metrics)
         write_run_status(out, COMPLETE, global_step=trainer.global_step, max_steps=cfg.max_steps)
@@ -376,12 +377,3 @@ def run_config(cfg: TrainConfig, model, categories) -> dict[str, Any]:
         "model_overrides": cfg.model_overrides,
         "training": training,
     }
-
-
-def load_run_config(run: str | Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(run) / CONFIG_YAML
-    if not path.is_file():
-        raise ModiseError(f"'{run}' is not a training run: {path} is missing.")
-    return yaml.safe_load(path.read_text())
