@@ -61,9 +61,11 @@ def register(app: typer.Typer) -> None:
         max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimiser steps [10000]."),
         max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="Stop after this many epochs [no limit]."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device and step [2]."),
-        accumulate: Optional[int] = typer.Option(None, "--accumulate", min=1, help="Gradient accumulation steps [1]."),
+        grad_accum: Optional[int] = typer.Option(None, "--grad-accum", "--accumulate", min=1, help="Gradient accumulation steps [1]."),
         lr: Optional[float] = typer.Option(None, "--lr", parser=positive_float, help="AdamW learning rate [1e-4]."),
-        warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0, help="Linear warm-up steps [250]."),
+        grad_clip: Optional[float] = typer.Option(None, "--grad-clip", "--clip", min=0.0, help="Gradient-norm clip, 0 = off [0.01]."),
+        warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0,
+                                                   help="Linear warm-up steps [the preset's fraction of the run; ODISE 500/184375]."),
         image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="LSJ crop side, a multiple of 32 [512 full, 128 tiny]."),
         num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="DataLoader worker processes [0]."),
         checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps between checkpoints [100]."),
@@ -84,7 +86,7 @@ def register(app: typer.Typer) -> None:
         cfg = train_config(
             preset=preset, size=size_value(size), data=str(data), fold=None if fold < 0 else fold,
             random_weights=random_weights, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
-            accumulate=accumulate, lr=lr, warmup_steps=warmup_steps, image_size=image_size, num_workers=num_workers,
+            grad_accum=grad_accum, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps, image_size=image_size, num_workers=num_workers,
             checkpoint_every=checkpoint_every, accelerator=Accelerator(accelerator).value, devices=devices,
             num_nodes=num_nodes, strategy=strategy, precision=Precision(precision).value, override=override, seed=seed,
         )

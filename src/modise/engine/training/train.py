@@ -40,7 +40,7 @@ class TrainConfig(BaseModel):
     max_steps: int = 10000
     max_epochs: int | None = None
     batch_size: int = 2
-    accumulate: int = 1
+    grad_accum: int = 1
     image_size: int | None = None  # LSJ crop; default 512 (full) / 128 (tiny)
     min_scale: float = 0.1
     max_scale: float = 2.0
@@ -72,12 +72,9 @@ def is_global_zero() -> bool:
 
 
 def _precision(cfg: TrainConfig) -> str:
-    if cfg.precision != "auto":
-        return cfg.precision
-    import torch
+    from .precision import resolve_precision
 
-    use_gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return "bf16-mixed" if use_gpu and torch.cuda.is_bf16_supported() else "32-true"
+    return resolve_precision(cfg.precision, cfg.accelerator)
 
 
 def _strategy(cfg: TrainConfig):
@@ -177,7 +174,7 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
         precision=_precision(cfg),
         max_steps=cfg.max_steps,
         max_epochs=cfg.max_epochs if cfg.max_epochs is not None else -1,
-        accumulate_grad_batches=cfg.accumulate,
+        accumulate_grad_batches=cfg.grad_accum,
         gradient_clip_val=cfg.grad_clip if cfg.grad_clip > 0 else None,
         gradient_clip_algorithm="norm",
         # one logs/ folder: a resumed run appends to its curve (no version_N split)
