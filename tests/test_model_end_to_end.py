@@ -56,8 +56,8 @@ def test_gradients_reach_captioner_and_projections_but_no_frozen_weight(model):
         model.captioner.gate.fill_(0.5)  # at gate 0 only the gate itself gets a gradient
     try:
         model.loss(model(_images()), _targets(192, 224))["loss"].backward()
-        for name in ("captioner.gate", "captioner.proj.weight", "captioner.pos", "projection.proj.0.0.weight",
-                     "projection.proj.7.0.weight", "class_head.query_proj.weight", "class_head.void_embed"):
+        for name in ("captioner.gate", "captioner.proj.weight", "captioner.pos", "projection.proj.0.conv1.0.weight",
+                     "projection.proj.7.conv3.0.weight", "class_head.query_proj.weight", "class_head.void_embed"):
             g = dict(model.named_parameters())[name].grad
             assert g is not None and g.abs().sum() > 0, name
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]

@@ -14,13 +14,21 @@ from modise.data.panoptic import Category
 from modise.errors import ModiseError
 from modise.model.config import ModelConfig
 from modise.model.criterion import SetCriterion
-from modise.model.diffusion_features import DiffusionFeatureExtractor, slide
+from modise.model.diffusion_features import DiffusionFeatureExtractor, slide, window_side
 from modise.model.feature_projection import FeatureProjection
 from modise.model.implicit_captioner import ImplicitCaptioner
 from modise.model.inference import postprocess
 from modise.model.mask_generator import MaskGenerator
 
 CONFIG_FILE, CATEGORIES_FILE, WEIGHTS_FILE = "config.yaml", "categories.json", "model.safetensors"
+
+
+def _cast_inputs_to_own_dtype(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of frozen parts: floating inputs take the module's (maybe bf16) dtype."""
+    p = next(module.parameters(), None)
+    if p is None:
+        return args
+    return tuple(a.to(p.dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
 
 
 class MODISE(nn.Module):
@@ -45,20 +53,64 @@ class MODISE(nn.Module):
         self.extras = nn.ModuleDict(extras or {})  # frozen parts kept only for accounting (e.g. the text tower)
 
     # ------------------------------------------------------------------ features
-    def _diffusion_maps(self, crop: torch.Tensor) -> list[torch.Tensor]:
+    def _diffusion_maps(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        """Windows [N,3,s,s] in [0,1] -> 4 maps [N,D,s/4..s/32]; the captioner sees each window once."""
+        n = self.config.diffusion.internal_size or self.backbone.native_size
+        x = crops
+        if x.shape[-2:] != (n, n):  # ODISE feature_extractor.py:144 (T.Resize bicubic on tensors)
+            x = F.interpolate(x, size=(n, n), mode="bicubic", align_corners=False)
         cond = time_extra = None
         if self.captioner is not None:
-            cond, time_extra = self.captioner(crop, self.backbone.empty_embeds)
-        taps = self.backbone(crop, cond, time_extra)
-        return self.projection(taps, crop.shape[-2:])
+            cond, time_extra = self.captioner(x, self.backbone.empty_embeds)
+        taps = self.backbone(x, cond, time_extra)
+        return self.projection(taps, crops.shape[-2:])
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images [B,3,H,W] in [0,1] -> 4 maps at strides 4, 8, 16, 32 (sliding windows for SD backbones)."""
+        self._auto_frozen_precision(images.device)
         if isinstance(self.backbone, DiffusionFeatureExtractor):
             d = self.config.diffusion
-            return slide(self._diffusion_maps, images, d.window_size, d.window_overlap)
-        maps = self.backbone(images)
-        return self.projection(maps, images.shape[-2:]) if self.projection is not None else maps
+            side = window_side(*images.shape[-2:], d.window_size, d.slide_training)
+            maps = slide(self._diffusion_maps, images, side, d.window_batch)
+        else:
+            maps = self.backbone(images)
+            maps = self.projection(maps, images.shape[-2:]) if self.projection is not None else maps
+        if not torch.is_autocast_enabled(images.device.type):  # bf16 frozen outputs -> fp32 trainable heads
+            maps = [m.float() for m in maps]
+        return maps
+
+    @torch.no_grad()
+    def set_frozen_precision(self, precision: str = "bf16", channels_last: bool | None = None) -> "MODISE":
+        """Store the frozen parts (VAE, UNet, image/text towers, frozen Swin) in ``precision``
+        ("bf16" | "fp32"); trainable parts stay fp32 (run them under bf16 autocast for speed).
+        ``channels_last`` (default: config, on CUDA only) also lays the VAE/UNet out channels-last."""
+        if precision not in ("bf16", "fp32"):
+            raise ModiseError(f"precision must be 'bf16' or 'fp32', not {precision!r}.")
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        for m in self.frozen_modules():
+            m.to(dtype)
+            if not getattr(m, "_modise_casts_inputs", False):
+                m.register_forward_pre_hook(_cast_inputs_to_own_dtype)
+                m._modise_casts_inputs = True
+        bb = self.backbone
+        if isinstance(bb, DiffusionFeatureExtractor):
+            on_gpu = bb.dtype == torch.bfloat16 and bb.unet.conv_in.weight.device.type == "cuda"
+            fmt = (self.config.diffusion.channels_last if channels_last is None else channels_last) and on_gpu
+            for part in (bb.vae, bb.unet):
+                part.to(memory_format=torch.channels_last if fmt else torch.contiguous_format)
+        self._frozen_precision_set = True
+        return self
+
+    def _auto_frozen_precision(self, device: torch.device) -> None:
+        """``diffusion.frozen_precision``: once, at the first forward (on its device); torch.compile too."""
+        if getattr(self, "_frozen_precision_set", False):
+            return
+        d = self.config.diffusion
+        bf16 = d.frozen_precision == "bf16" or (
+            d.frozen_precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+        self.set_frozen_precision("bf16" if bf16 else "fp32")
+        if d.compile and isinstance(self.backbone, DiffusionFeatureExtractor):
+            self.backbone.unet.compile()
 
     def forward(self, images: torch.Tensor) -> dict:
         h, w = images.shape[-2:]
