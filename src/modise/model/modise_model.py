@@ -75,8 +75,9 @@ class MODISE(nn.Module):
         else:
             maps = self.backbone(images)
             maps = self.projection(maps, images.shape[-2:]) if self.projection is not None else maps
-        if not torch.is_autocast_enabled(images.device.type):  # bf16 frozen outputs -> fp32 trainable heads
-            maps = [m.float() for m in maps]
+        dtype = next(self.mask_generator.parameters()).dtype
+        if not torch.is_autocast_enabled(images.device.type):  # bf16 frozen outputs -> the heads' dtype
+            maps = [m.to(dtype) for m in maps]
         return maps
 
     @torch.no_grad()
@@ -106,9 +107,12 @@ class MODISE(nn.Module):
         if getattr(self, "_frozen_precision_set", False):
             return
         d = self.config.diffusion
-        bf16 = d.frozen_precision == "bf16" or (
-            d.frozen_precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-        self.set_frozen_precision("bf16" if bf16 else "fp32")
+        gpu_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        if d.frozen_precision == "bf16" or (d.frozen_precision == "auto" and gpu_bf16):
+            self.set_frozen_precision("bf16")
+        elif d.frozen_precision == "fp32":
+            self.set_frozen_precision("fp32")
+        self._frozen_precision_set = True  # auto off a GPU: weights keep the dtype they were given
         if d.compile and isinstance(self.backbone, DiffusionFeatureExtractor):
             self.backbone.unet.compile()
 
