@@ -44,10 +44,13 @@ def register(app: typer.Typer) -> None:
         """Seconds per image per stage vs. the frozen VAE-encode+UNet forward, and peak memory (RSS, CUDA)."""
         from rich.progress import Progress
 
+        from modise.errors import ModiseError
         from modise.model import build_model
         from modise.model.benchmark import benchmark_model, resolve_device
 
         resolve_device(device)  # no CUDA: one sentence before building anything
+        if precision not in ("fp32", "bf16"):
+            raise ModiseError(f"--precision {precision}: choose fp32 or bf16.")
         with Progress(transient=True, console=_stderr()) as bar:
             task = bar.add_task("building", total=None)
             model = build_model(preset, size, random_weights=random_weights)
