@@ -160,3 +160,18 @@ def test_frozen_parts_in_bf16_trainable_in_fp32_and_it_still_trains():
     m.eval()
     res = m.inference(x)  # fp32 heads, no autocast: features come back as fp32
     assert len(res) == 2
+
+
+def test_frozen_precision_config_applies_at_the_first_forward_and_auto_keeps_fp32_off_a_gpu():
+    auto = build_model("odise", "tiny")
+    with torch.no_grad():
+        auto.features(_images(1))
+    assert auto.backbone.dtype == torch.float32  # "auto" on a CPU: weights as given
+    m = build_model("odise", "tiny", overrides={"diffusion": {"frozen_precision": "bf16"}})
+    with torch.no_grad():
+        maps = m.features(_images(1))
+    assert m.backbone.dtype == torch.bfloat16 and all(t.dtype == torch.float32 for t in maps)
+    visual = m.extras["clip_model"].visual  # a frozen tower others may call directly with fp32 images
+    assert next(visual.parameters()).dtype == torch.bfloat16
+    with torch.no_grad():
+        assert visual(torch.rand(1, 3, 64, 64)).dtype == torch.bfloat16

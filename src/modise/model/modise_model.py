@@ -87,34 +87,40 @@ class MODISE(nn.Module):
         ``channels_last`` (default: config, on CUDA only) also lays the VAE/UNet out channels-last."""
         if precision not in ("bf16", "fp32"):
             raise ModiseError(f"precision must be 'bf16' or 'fp32', not {precision!r}.")
+        self._apply_frozen_precision(precision, channels_last)
+        self._frozen_precision_explicit = True
+        return self
+
+    def _apply_frozen_precision(self, precision: str, channels_last: bool | None = None) -> None:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         for m in self.frozen_modules():
             m.to(dtype)
-            if not getattr(m, "_modise_casts_inputs", False):
-                m.register_forward_pre_hook(_cast_inputs_to_own_dtype)
-                m._modise_casts_inputs = True
+            # Callers hand fp32 tensors to the frozen parts (and to their towers, e.g. clip.visual).
+            for part in (m, *(c for c in m.children() if next(c.parameters(), None) is not None)):
+                if not getattr(part, "_modise_casts_inputs", False):
+                    part.register_forward_pre_hook(_cast_inputs_to_own_dtype)
+                    part._modise_casts_inputs = True
         bb = self.backbone
         if isinstance(bb, DiffusionFeatureExtractor):
             on_gpu = bb.dtype == torch.bfloat16 and bb.unet.conv_in.weight.device.type == "cuda"
             fmt = (self.config.diffusion.channels_last if channels_last is None else channels_last) and on_gpu
             for part in (bb.vae, bb.unet):
                 part.to(memory_format=torch.channels_last if fmt else torch.contiguous_format)
-        self._frozen_precision_set = True
-        return self
 
     def _auto_frozen_precision(self, device: torch.device) -> None:
-        """``diffusion.frozen_precision``: once, at the first forward (on its device); torch.compile too."""
-        if getattr(self, "_frozen_precision_set", False):
-            return
+        """``diffusion.frozen_precision`` at the first forward on each device type (unless set explicitly):
+        "auto" stores frozen weights in bf16 on a bf16-capable GPU and leaves them alone elsewhere."""
         d = self.config.diffusion
-        gpu_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        if d.frozen_precision == "bf16" or (d.frozen_precision == "auto" and gpu_bf16):
-            self.set_frozen_precision("bf16")
-        elif d.frozen_precision == "fp32":
-            self.set_frozen_precision("fp32")
-        self._frozen_precision_set = True  # auto off a GPU: weights keep the dtype they were given
-        if d.compile and isinstance(self.backbone, DiffusionFeatureExtractor):
+        if d.compile and isinstance(self.backbone, DiffusionFeatureExtractor) and not getattr(self, "_compiled", False):
             self.backbone.unet.compile()
+            self._compiled = True
+        if getattr(self, "_frozen_precision_explicit", False) or getattr(self, "_auto_device", None) == device.type:
+            return
+        self._auto_device = device.type
+        if d.frozen_precision != "auto":
+            self._apply_frozen_precision(d.frozen_precision)
+        elif device.type == "cuda" and torch.cuda.is_bf16_supported():
+            self._apply_frozen_precision("bf16")
 
     def forward(self, images: torch.Tensor) -> dict:
         h, w = images.shape[-2:]
