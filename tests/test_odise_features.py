@@ -43,7 +43,7 @@ def test_shared_noise_is_one_seed_42_map_expanded_and_resized_bicubically(model)
 
 
 def test_an_images_features_do_not_depend_on_the_rest_of_its_batch(model):
-    x = _images(3, 192, 224)  # two windows per image
+    x = _images(3, 192, 224)  # tiny: 128 px windows, 4 per image
     with torch.no_grad():
         alone = model.features(x[1:2])
         batch = model.features(x)
@@ -113,7 +113,7 @@ def test_windows_are_resized_to_the_native_size_and_batched_into_one_captioner_a
     model.backbone.unet.register_forward_pre_hook(lambda m, a: seen["unet"].append(a[0].shape))
     model.captioner.register_forward_pre_hook(lambda m, a: seen["captioner"].append(a[0].shape))
     d = model.config.diffusion
-    x = _images(2, 192, 320)  # side 192, windows at x = 0 and 128
+    x = _images(2, 96, 160)  # side 96 (< the native 128), windows at x = 0 and 64
     results = {}
     for dtype in (torch.float32, torch.float64):
         model.to(dtype)

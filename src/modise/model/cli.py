@@ -110,10 +110,14 @@ def _print_inspect(r: dict) -> None:
         t.add_row(name, p["class"], f"{p['total']:,}", f"{p['trainable']:,}")
     con.print(t)
     if "taps" in r:
-        taps = Table("diffusion tap", "stride", "channels")
+        taps = Table("diffusion tap", "stride", "summed at stride", "channels")
         for tap in r["taps"]:
-            taps.add_row(tap["module"], str(tap["stride"]), str(tap["channels"]))
+            taps.add_row(tap["module"], str(tap["stride"]), str(tap["output_stride"]), str(tap["channels"]))
         con.print(taps)
+        w = r["windows"]
+        con.print(f"windows: side min({w['window_size']}, {w['internal_size']}, short side), no overlap, resized to "
+                  f"{w['internal_size']} px; slide training {'on' if w['slide_training'] else 'off'}; "
+                  f"{w['window_batch'] or 'all'} windows per UNet call")
     con.print("feature maps: " + ", ".join(f"stride {m['stride']} x {m['channels']} ch" for m in r["feature_maps"]))
     p = r["parameters"]
     con.print(f"parameters: total {p['total']:,}, trainable {p['trainable']:,}, frozen {p['frozen']:,}")

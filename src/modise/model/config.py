@@ -30,9 +30,10 @@ class DiffusionConfig(_Strict):
     kind: Literal["sd", "swin"] = "sd"
     model_id: str = "Likalto4/fusion_healthy"  # diffusers repo id or local folder (vae/, unet/, text_encoder/)
     projection_dim: int = 512  # width of the per-tap bottleneck projections (bottleneck: a quarter of it)
-    # ODISE windows (feature_extractor.py:139-250): square windows of side min(window_size, short side),
-    # stride = side (no overlap but the last, flush window), each resized to ``internal_size`` before
-    # the VAE/UNet. ODISE trains on 1024 LSJ crops with slide training and tests at shortest edge 1024.
+    # ODISE windows (feature_extractor.py:139-250): square windows of side min(window_size, internal_size,
+    # short side), stride = side (no overlap but the last, flush window), each resized to ``internal_size``
+    # before the VAE/UNet (ODISE's backbone_in_size=512 is both). ODISE trains on 1024 LSJ crops with slide
+    # training and tests at shortest edge 1024 (configs/common/data/coco_panoptic_semseg.py:46-71).
     window_size: int = 512
     internal_size: int | None = None  # None: the diffusion model's native size (VAE sample_size; 512 for SD-1.x)
     slide_training: bool = True  # also slide while training; off: one window of the short side

@@ -70,7 +70,9 @@ class MODISE(nn.Module):
         self._auto_frozen_precision(images.device)
         if isinstance(self.backbone, DiffusionFeatureExtractor):
             d = self.config.diffusion
-            side = window_side(*images.shape[-2:], d.window_size, d.slide_training)
+            # ODISE's backbone_in_size is both the window cap and the size windows are resized to
+            cap = min(d.window_size, d.internal_size or self.backbone.native_size)
+            side = window_side(*images.shape[-2:], cap, d.slide_training)
             maps = slide(self._diffusion_maps, images, side, d.window_batch)
         else:
             maps = self.backbone(images)
