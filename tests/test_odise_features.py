@@ -175,3 +175,15 @@ def test_frozen_precision_config_applies_at_the_first_forward_and_auto_keeps_fp3
     assert next(visual.parameters()).dtype == torch.bfloat16
     with torch.no_grad():
         assert visual(torch.rand(1, 3, 64, 64)).dtype == torch.bfloat16
+
+
+def test_checkpointed_projection_gives_the_same_gradients():
+    m = build_model("m-odise", "tiny").train()
+    x = _images(2)
+    grads = []
+    for ckpt in (True, False):
+        m.config.diffusion.checkpoint_projection = ckpt
+        m.zero_grad(set_to_none=True)
+        sum(f.square().mean() for f in m.features(x)).backward()
+        grads.append([p.grad.clone() for p in m.projection.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))

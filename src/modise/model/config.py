@@ -38,6 +38,7 @@ class DiffusionConfig(_Strict):
     internal_size: int | None = None  # None: the diffusion model's native size (VAE sample_size; 512 for SD-1.x)
     slide_training: bool = True  # also slide while training; off: one window of the short side
     window_batch: int = 16  # windows (of all images of a batch) per UNet call; 0 = all at once
+    checkpoint_projection: bool = True  # ODISE use_checkpoint: recompute the projections in backward
     frozen_precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 frozen weights on a CUDA GPU
     channels_last: bool = True  # VAE/UNet in channels_last when their weights are bf16 on a GPU
     compile: bool = False  # torch.compile the frozen UNet (off until it measures faster)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from modise.data.panoptic import Category
 from modise.errors import ModiseError
@@ -63,6 +64,10 @@ class MODISE(nn.Module):
         if self.captioner is not None:
             cond, time_extra = self.captioner(x, self.backbone.empty_embeds)
         taps = self.backbone(x, cond, time_extra)
+        if self.config.diffusion.checkpoint_projection and torch.is_grad_enabled():
+            # ODISE use_checkpoint=True (odise_with_label.py:27, feature_extractor.py:150-153): recompute the
+            # projections in backward instead of keeping their activations
+            return checkpoint(self.projection, taps, crops.shape[-2:], use_reentrant=False)
         return self.projection(taps, crops.shape[-2:])
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
