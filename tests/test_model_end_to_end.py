@@ -58,7 +58,7 @@ def test_gradients_reach_captioner_and_projections_but_no_frozen_weight(model):
     try:
         model.loss(model(_images()), _targets(192, 224))["loss"].backward()
         for name in ("captioner.gate", "captioner.project.linear.weight", "captioner.project.positional_embedding",
-                     "captioner.time_gate", "projection.proj.0.0.weight", "projection.proj.7.0.weight",
+                     "captioner.time_gate", "projection.proj.0.conv1.0.weight", "projection.proj.7.conv3.0.weight",
                      "class_head.pooled.pool_proj.1.weight", "class_head.text_proj.weight", "class_head.null_embed"):
             g = dict(model.named_parameters())[name].grad
             assert g is not None and g.abs().sum() > 0, name

@@ -10,7 +10,7 @@ import torch
 from modise.errors import ModiseError
 from modise.model import PRESETS, load_preset
 from modise.model.config import validate_config
-from modise.model.diffusion_features import slide, window_starts
+from modise.model.diffusion_features import slide, window_boxes
 from modise.model.mask_generator import MaskGenerator
 
 
@@ -56,23 +56,26 @@ def test_mask2former_init_traps_are_fixed():
     assert torch.count_nonzero(attn.attention_weights.weight) == 0
 
 
-def test_window_starts_cover_and_align():
-    assert window_starts(256, 256, 0.25) == [0]
-    starts = window_starts(800, 512, 0.25)
-    assert starts[0] == 0 and starts[-1] == 800 - 512 and all(s % 32 == 0 for s in starts)
+def test_window_boxes_are_odise_grid_without_overlap_but_the_last():
+    assert window_boxes(256, 256, 256) == [(0, 0, 256, 256)]
+    # 512 x 1280: stride = side, the last column flush with the border (ODISE feature_extractor.py:205-224)
+    boxes = window_boxes(512, 1280, 512)
+    assert boxes == [(0, 0, 512, 512), (0, 512, 512, 1024), (0, 768, 512, 1280)]
+    assert len(window_boxes(1024, 1024, 512)) == 4
 
 
 def test_slide_stitches_windows_back_in_place():
     # A position-encoding "extractor": each window returns the average-pooled image itself, so the
     # stitched maps must equal the pooled full image exactly wherever windows overlap.
-    img = torch.rand(1, 3, 320, 384)
+    img = torch.rand(2, 3, 320, 384)
 
     def fn(crop):
         return [torch.nn.functional.avg_pool2d(crop, s) for s in (4, 8, 16, 32)]
 
-    out = slide(fn, img, window=256, overlap=0.25)
-    for o, s in zip(out, (4, 8, 16, 32)):
-        assert torch.allclose(o, torch.nn.functional.avg_pool2d(img, s), atol=1e-5)
+    for batch in (0, 1, 3):
+        out = slide(fn, img, 256, window_batch=batch)
+        for o, s in zip(out, (4, 8, 16, 32)):
+            assert torch.allclose(o, torch.nn.functional.avg_pool2d(img, s), atol=1e-5)
 
 
 def test_text_head_max_over_synonyms_and_void_last():

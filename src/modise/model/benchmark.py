@@ -1,15 +1,30 @@
-"""``inspect`` and ``benchmark`` reports: parts, feature maps, parameter counts, seconds per image, peak RSS."""
+"""``inspect`` and ``benchmark`` reports: parts, feature maps, parameter counts, seconds per stage, peak memory.
+
+Stage times come from forward hooks on the real model's parts during the real ``inference`` (or
+training step), never from a re-implementation: captioner, VAE encode, UNet, decoder taps,
+projection, mask generator, class head; postprocess = ``inference`` minus the model's forward.
+The frozen forward (VAE encode + UNet) of the *same* runs is the reference of the ratio.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import resource
+import statistics
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch import nn
 
+from modise.errors import ModiseError
 from modise.model.modise_model import MODISE
+
+STAGES = ("captioner", "vae_encode", "unet", "decoder_taps", "backbone", "projection", "mask_generator",
+          "class_head", "postprocess")
 
 
 def _count(module: torch.nn.Module | None) -> dict[str, int]:
@@ -22,6 +37,7 @@ def _count(module: torch.nn.Module | None) -> dict[str, int]:
 def inspect_model(model: MODISE) -> dict[str, Any]:
     """Parts with parameter counts, the 4 feature maps (stride, channels) and totals."""
     from modise.model.diffusion_features import TAPS, DiffusionFeatureExtractor
+    from modise.model.feature_projection import clamp_stride
 
     c = model.config
     parts = {name: {"class": type(m).__name__, **_count(m)} for name, m in model.named_children() if name != "criterion"}
@@ -33,9 +49,12 @@ def inspect_model(model: MODISE) -> dict[str, Any]:
         "dec_layers": c.dec_layers, "parts": parts, "parameters": model.parameter_counts(),
     }
     if isinstance(model.backbone, DiffusionFeatureExtractor):
-        report["taps"] = [{"module": f"{r}.{n}", "stride": s, "channels": ch}
+        report["taps"] = [{"module": f"{r}.{n}", "stride": s, "output_stride": clamp_stride(s), "channels": ch}
                           for (r, n, s), ch in zip(TAPS, model.backbone.tap_channels)]
         report["feature_maps"] = [{"stride": s, "channels": c.diffusion.projection_dim} for s in (4, 8, 16, 32)]
+        d = c.diffusion
+        report["windows"] = {"window_size": d.window_size, "internal_size": d.internal_size or model.backbone.native_size,
+                             "slide_training": d.slide_training, "window_batch": d.window_batch}
     else:
         report["feature_maps"] = [{"stride": s, "channels": ch} for s, ch in zip((4, 8, 16, 32), model.backbone.channels)]
     return report
@@ -46,46 +65,183 @@ def peak_rss_mb() -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 
 
-@torch.no_grad()
-def backbone_only(model: MODISE, images: torch.Tensor) -> None:
-    """The frozen reference: VAE encode + UNet forward (or the Swin backbone)."""
-    from modise.model.diffusion_features import DiffusionFeatureExtractor
-
-    bb = model.backbone
-    if not isinstance(bb, DiffusionFeatureExtractor):
-        bb(images)
-        return
-    lat = bb.vae.encode(images * 2 - 1).latent_dist.mean * bb.scaling_factor
-    bb.unet(lat, torch.zeros(images.shape[0], dtype=torch.long), encoder_hidden_states=bb.empty_embeds.expand(images.shape[0], -1, -1))
-    bb._store = [None] * len(bb._store)
+def resolve_device(device: str) -> torch.device:
+    """``cpu`` | ``cuda`` (``cuda:N``); asking for CUDA without one is one sentence."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModiseError(f"--device {device}: PyTorch sees no CUDA GPU on this machine; use --device cpu.")
+    if dev.type not in ("cpu", "cuda"):
+        raise ModiseError(f"--device {device}: choose cpu or cuda.")
+    return dev
 
 
-def benchmark_model(model: MODISE, image_size: int = 512, repeats: int = 1, warmup: int = 1,
-                    progress=None) -> dict[str, Any]:
-    """Seconds per image end to end (``inference``) and of the frozen backbone alone, same process."""
-    model.eval()
-    x = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
-    def timed(fn, n: int) -> float:
-        t = time.perf_counter()
-        for _ in range(n):
-            fn()
-            if progress:
-                progress()
-        return (time.perf_counter() - t) / n
 
-    def e2e():
-        model.inference(x)
+class StageTimer:
+    """Forward pre/post hooks on a model's parts that add up wall seconds per stage (CUDA synchronised)."""
 
+    def __init__(self, model: MODISE, device: torch.device) -> None:
+        from modise.model.diffusion_features import DiffusionFeatureExtractor
+
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+        bb = model.backbone
+        parts: dict[str, nn.Module | None] = {"captioner": model.captioner, "projection": model.projection,
+                                              "mask_generator": model.mask_generator, "class_head": model.class_head,
+                                              "forward": model}
+        if isinstance(bb, DiffusionFeatureExtractor):
+            parts.update(vae_encode=bb.vae.encoder, unet=bb.unet, decoder_taps=bb.decoder_taps)
+        else:
+            parts["backbone"] = bb
+        self._handles = []
+        for name, module in parts.items():
+            if module is not None:
+                self._handles.append(module.register_forward_pre_hook(self._start(name)))
+                self._handles.append(module.register_forward_hook(self._stop(name)))
+        self._t0: dict[str, float] = {}
+
+    def _start(self, name: str) -> Callable:
+        def hook(module, args):
+            _sync(self.device)
+            self._t0[name] = time.perf_counter()
+
+        return hook
+
+    def _stop(self, name: str) -> Callable:
+        def hook(module, args, output):
+            _sync(self.device)
+            self.seconds[name] += time.perf_counter() - self._t0.pop(name)
+
+        return hook
+
+    def reset(self) -> None:
+        self.seconds = defaultdict(float)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _runs(fn: Callable[[], dict[str, float]], warmup: int, min_repeats: int, max_repeats: int, tolerance: float,
+          max_seconds: float, progress: Callable[[], None] | None) -> tuple[list[dict[str, float]], bool]:
+    """Warm up, then repeat until the last ``min_repeats`` totals lie within ``tolerance`` of their median."""
     for _ in range(warmup):
-        e2e()
+        fn()
         if progress:
             progress()
-    diffusion = timed(lambda: backbone_only(model, x), repeats)
-    total = timed(e2e, repeats)
-    return {
-        "preset": model.config.preset, "size": model.config.size, "image_size": image_size, "repeats": repeats,
-        "threads": torch.get_num_threads(), "seconds_per_image": round(total, 4),
-        "diffusion_seconds_per_image": round(diffusion, 4), "overhead_ratio": round(total / max(diffusion, 1e-9), 3),
-        "peak_rss_mb": round(peak_rss_mb(), 1), "parameters": model.parameter_counts(),
+    runs: list[dict[str, float]] = []
+    start = time.perf_counter()
+    while True:
+        runs.append(fn())
+        if progress:
+            progress()
+        last = [r["total"] for r in runs[-min_repeats:]]
+        stable = len(last) >= min_repeats and (max(last) - min(last)) <= tolerance * statistics.median(last)
+        if stable or len(runs) >= max_repeats or time.perf_counter() - start > max_seconds:
+            return runs[-min_repeats:] if stable else runs, stable
+
+
+def _summary(runs: list[dict[str, float]], per: int) -> dict[str, Any]:
+    """Stages of the run with the median total (so parts never exceed their whole) + spread over runs."""
+    mid = sorted(runs, key=lambda r: r["total"])[len(runs) // 2]
+    keys = [k for k in ("total", "forward", *STAGES, "other", "backward_and_step") if k in mid]
+    return {k: {"seconds_per_image": round(mid[k] / per, 5), "min": round(min(r[k] for r in runs) / per, 5),
+                "max": round(max(r[k] for r in runs) / per, 5)} for k in keys}
+
+
+@contextlib.contextmanager
+def _timing(model: MODISE, device: torch.device) -> Iterator[StageTimer]:
+    timer = StageTimer(model, device)
+    try:
+        yield timer
+    finally:
+        timer.remove()
+
+
+def _run_record(timer: StageTimer, total: float, train: bool) -> dict[str, float]:
+    """One run's seconds: hooked stages, the rest of the forward (``other``: windows, resizes, stitching)
+    and what follows the forward (``postprocess`` at inference, ``backward_and_step`` in training)."""
+    s = timer.seconds
+    rec = {k: s[k] for k in STAGES if k in s}
+    forward = s.get("forward", 0.0)
+    rec["other"] = max(forward - sum(rec.values()), 0.0)
+    rec["backward_and_step" if train else "postprocess"] = max(total - forward, 0.0)
+    rec["total"], rec["forward"] = total, forward
+    return rec
+
+
+def _synthetic_targets(b: int, size: int, device: torch.device) -> list[dict[str, torch.Tensor]]:
+    targets = []
+    for i in range(b):
+        m = torch.zeros(1, size, size, device=device)
+        m[0, size // 4 : size // 2, size // 4 + i % 4 : size // 2 + i % 4] = 1
+        targets.append({"labels": torch.zeros(1, dtype=torch.long, device=device), "masks": m})
+    return targets
+
+
+def benchmark_model(model: MODISE, image_size: int = 512, batch_size: int = 1, device: str = "cpu",
+                    precision: str = "fp32", train: bool = False, warmup: int = 1, min_repeats: int = 3,
+                    max_repeats: int = 10, tolerance: float = 0.1, max_seconds: float = 300.0,
+                    progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Seconds per image per stage (``inference``, or a training step with ``train``), the ratio of the
+    whole to the frozen forward (VAE encode + UNet) and peak memory. Repeats until stable (spread shown)."""
+    if precision not in ("fp32", "bf16"):
+        raise ModiseError(f"--precision {precision}: choose fp32 or bf16.")
+    dev = resolve_device(device)
+    model.to(dev).set_frozen_precision(precision)
+    x = torch.rand(batch_size, 3, image_size, image_size, generator=torch.Generator(dev).manual_seed(0), device=dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    opt = targets = None
+    if train:
+        model.train()
+        opt = torch.optim.AdamW(list(model.trainable_parameters()), lr=1e-5)
+        targets = _synthetic_targets(batch_size, image_size, dev)
+    else:
+        model.eval()
+
+    with _timing(model, dev) as timer:
+        def once() -> dict[str, float]:
+            timer.reset()
+            _sync(dev)
+            t = time.perf_counter()
+            with _autocast(dev, precision):
+                if train:
+                    opt.zero_grad(set_to_none=True)
+                    loss = model.loss(model(x), targets)["loss"]
+            if train:
+                loss.backward()
+                opt.step()
+            else:
+                with _autocast(dev, precision):
+                    model.inference(x)
+            _sync(dev)
+            return _run_record(timer, time.perf_counter() - t, train)
+
+        runs, stable = _runs(once, warmup, min_repeats, max_repeats, tolerance, max_seconds, progress)
+    stages = _summary(runs, batch_size)
+    total = stages["total"]["seconds_per_image"]
+    frozen = sum(stages[k]["seconds_per_image"] for k in ("vae_encode", "unet", "backbone") if k in stages)
+    res: dict[str, Any] = {
+        "preset": model.config.preset, "size": model.config.size, "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "precision": precision, "mode": "train" if train else "inference", "image_size": image_size,
+        "batch_size": batch_size, "threads": torch.get_num_threads(), "repeats": len(runs), "stable": stable,
+        "seconds_per_image": total, "diffusion_seconds_per_image": round(frozen, 5),
+        "overhead_ratio": round(total / max(frozen, 1e-9), 3), "stages": stages,
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_cuda_mb": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda" else None,
+        "parameters": model.parameter_counts(),
     }
+    if train:
+        res["images_per_second"] = round(1.0 / max(total, 1e-9), 2)
+    return res

@@ -32,29 +32,63 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option("m-odise", help="Preset name or YAML."),
         size: str = typer.Option("tiny", help="full | tiny"),
         random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random frozen weights (offline)."),
+        device: str = typer.Option("cpu", help="cpu | cuda (cuda:N)."),
+        precision: str = typer.Option("fp32", help="fp32 | bf16 (frozen weights stored in bf16, the rest under bf16 autocast)."),
         image_size: int = typer.Option(512, help="Square input size in pixels."),
-        repeats: int = typer.Option(1, min=1, help="Timed runs per measurement (after one warm-up)."),
+        batch_size: int = typer.Option(1, min=1, help="Images per call."),
+        train: bool = typer.Option(False, "--train", help="Time a training step (forward, loss, backward, AdamW step)."),
+        warmup: int = typer.Option(1, min=0, help="Untimed runs first."),
+        repeats: int = typer.Option(10, min=1, help="At most this many timed runs (stops when 3 agree within 10%)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     ) -> None:
-        """Seconds per image end to end vs. the frozen VAE-encode+UNet forward alone, and peak memory."""
+        """Seconds per image per stage vs. the frozen VAE-encode+UNet forward, and peak memory (RSS, CUDA)."""
         from rich.progress import Progress
 
+        from modise.errors import ModiseError
         from modise.model import build_model
-        from modise.model.benchmark import benchmark_model
+        from modise.model.benchmark import benchmark_model, resolve_device
 
+        resolve_device(device)  # no CUDA: one sentence before building anything
+        if precision not in ("fp32", "bf16"):
+            raise ModiseError(f"--precision {precision}: choose fp32 or bf16.")
         with Progress(transient=True, console=_stderr()) as bar:
             task = bar.add_task("building", total=None)
             model = build_model(preset, size, random_weights=random_weights)
-            bar.update(task, description="timing", total=1 + 2 * repeats, completed=0)
-            res = benchmark_model(model, image_size, repeats, progress=lambda: bar.advance(task))
+            bar.update(task, description="timing", total=warmup + repeats, completed=0)
+            res = benchmark_model(model, image_size, batch_size, device, precision, train, warmup=warmup,
+                                  max_repeats=repeats, min_repeats=min(3, repeats), progress=lambda: bar.advance(task))
         if as_json:
             typer.echo(json.dumps(res, indent=2))
             return
-        typer.echo(f"{res['preset']} ({res['size']}) at {image_size}x{image_size}, {res['threads']} threads")
-        typer.echo(f"  end to end          {res['seconds_per_image']:.3f} s/image")
-        typer.echo(f"  VAE encode + UNet   {res['diffusion_seconds_per_image']:.3f} s/image")
-        typer.echo(f"  overhead ratio      {res['overhead_ratio']:.2f}x")
-        typer.echo(f"  peak RSS            {res['peak_rss_mb']:.0f} MB")
+        _print_benchmark(res)
+
+
+def _print_benchmark(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(f"[bold]{r['preset']}[/] ({r['size']}) {r['mode']} at {r['image_size']}x{r['image_size']}, batch "
+              f"{r['batch_size']}, {r['precision']} on {r['device_name']} ({r['threads']} CPU threads); "
+              f"{r['repeats']} timed runs, {'stable' if r['stable'] else 'NOT stable (spread > 10%)'}")
+    t = Table("stage", "s / image", "share", "min .. max")
+    total = r["seconds_per_image"]
+    for name, v in r["stages"].items():
+        if name == "total":
+            continue
+        t.add_row(name, f"{v['seconds_per_image']:.4f}", f"{v['seconds_per_image'] / max(total, 1e-12):.0%}",
+                  f"{v['min']:.4f} .. {v['max']:.4f}")
+    s = r["stages"]["total"]
+    t.add_row("[bold]total", f"{total:.4f}", "100%", f"{s['min']:.4f} .. {s['max']:.4f}")
+    con.print(t)
+    con.print(f"ratio to the frozen forward (VAE encode + UNet, {r['diffusion_seconds_per_image']:.4f} s): "
+              f"{r['overhead_ratio']:.2f}x")
+    if "images_per_second" in r:
+        con.print(f"training: {r['images_per_second']:.2f} img/s")
+    mem = f"peak RSS {r['peak_rss_mb']:.0f} MB"
+    if r["peak_cuda_mb"] is not None:
+        mem += f", peak CUDA {r['peak_cuda_mb']:.0f} MB"
+    con.print(mem)
 
 
 def _stderr():
@@ -76,10 +110,14 @@ def _print_inspect(r: dict) -> None:
         t.add_row(name, p["class"], f"{p['total']:,}", f"{p['trainable']:,}")
     con.print(t)
     if "taps" in r:
-        taps = Table("diffusion tap", "stride", "channels")
+        taps = Table("diffusion tap", "stride", "summed at stride", "channels")
         for tap in r["taps"]:
-            taps.add_row(tap["module"], str(tap["stride"]), str(tap["channels"]))
+            taps.add_row(tap["module"], str(tap["stride"]), str(tap["output_stride"]), str(tap["channels"]))
         con.print(taps)
+        w = r["windows"]
+        con.print(f"windows: side min({w['window_size']}, {w['internal_size']}, short side), no overlap, resized to "
+                  f"{w['internal_size']} px; slide training {'on' if w['slide_training'] else 'off'}; "
+                  f"{w['window_batch'] or 'all'} windows per UNet call")
     con.print("feature maps: " + ", ".join(f"stride {m['stride']} x {m['channels']} ch" for m in r["feature_maps"]))
     p = r["parameters"]
     con.print(f"parameters: total {p['total']:,}, trainable {p['trainable']:,}, frozen {p['frozen']:,}")

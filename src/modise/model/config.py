@@ -29,9 +29,19 @@ class DiffusionConfig(_Strict):
 
     kind: Literal["sd", "swin"] = "sd"
     model_id: str = "Likalto4/fusion_healthy"  # diffusers repo id or local folder (vae/, unet/, text_encoder/)
-    projection_dim: int = 512  # common width of the per-tap bottleneck projections
-    window_size: int = 512  # sliding-window size (px) for larger inputs
-    window_overlap: float = 0.25  # fraction of the window shared by neighbours
+    projection_dim: int = 512  # width of the per-tap bottleneck projections (bottleneck: a quarter of it)
+    # ODISE windows (feature_extractor.py:139-250): square windows of side min(window_size, internal_size,
+    # short side), stride = side (no overlap but the last, flush window), each resized to ``internal_size``
+    # before the VAE/UNet (ODISE's backbone_in_size=512 is both). ODISE trains on 1024 LSJ crops with slide
+    # training and tests at shortest edge 1024 (configs/common/data/coco_panoptic_semseg.py:46-71).
+    window_size: int = 512
+    internal_size: int | None = None  # None: the diffusion model's native size (VAE sample_size; 512 for SD-1.x)
+    slide_training: bool = True  # also slide while training; off: one window of the short side
+    window_batch: int = 16  # windows (of all images of a batch) per UNet call; 0 = all at once
+    checkpoint_projection: bool = True  # ODISE use_checkpoint: recompute the projections in backward
+    frozen_precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 frozen weights on a CUDA GPU
+    channels_last: bool = True  # VAE/UNet in channels_last when their weights are bf16 on a GPU
+    compile: bool = False  # torch.compile the frozen UNet (off until it measures faster)
     trainable: bool = False  # only for ``swin``: fine-tune the backbone like Mask2Former
 
 
@@ -119,7 +129,7 @@ class ModelConfig(_Strict):
     dim_feedforward: int = 2048
     enc_feedforward: int = 1024
     input_size: int = 512  # training crop size (LSJ)
-    noise_seed: int = 0  # generator seed of the t=0 diffusion noise
+    noise_seed: int = 42  # seed of the one shared t=0 diffusion noise map (ODISE ldm.py:271)
     seed: int = 0  # seed of random frozen weights (random_weights / tiny)
     loss: LossConfig = LossConfig()
     inference: InferenceConfig = InferenceConfig()

@@ -145,4 +145,6 @@ class ImageEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.visual(self.preprocess(images))
+        # resize in fp32 (antialiased bicubic has no bf16 kernel on CPU), then run the tower in its own dtype
+        dtype = next(self.visual.parameters()).dtype
+        return self.visual(self.preprocess(images.float()).to(dtype))

@@ -9,18 +9,27 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from modise.data.panoptic import Category
 from modise.errors import ModiseError
 from modise.model.config import ModelConfig
 from modise.model.criterion import SetCriterion
-from modise.model.diffusion_features import DiffusionFeatureExtractor, slide
+from modise.model.diffusion_features import DiffusionFeatureExtractor, slide, window_side
 from modise.model.feature_projection import FeatureProjection
 from modise.model.implicit_captioner import ImplicitCaptioner
 from modise.model.inference import postprocess
 from modise.model.mask_generator import MaskGenerator
 
 CONFIG_FILE, CATEGORIES_FILE, WEIGHTS_FILE = "config.yaml", "categories.json", "model.safetensors"
+
+
+def _cast_inputs_to_own_dtype(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of frozen parts: floating inputs take the module's (maybe bf16) dtype."""
+    p = next(module.parameters(), None)
+    if p is None:
+        return args
+    return tuple(a.to(p.dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
 
 
 class MODISE(nn.Module):
@@ -45,20 +54,80 @@ class MODISE(nn.Module):
         self.extras = nn.ModuleDict(extras or {})  # frozen parts kept only for accounting (e.g. the text tower)
 
     # ------------------------------------------------------------------ features
-    def _diffusion_maps(self, crop: torch.Tensor) -> list[torch.Tensor]:
+    def _diffusion_maps(self, crops: torch.Tensor) -> list[torch.Tensor]:
+        """Windows [N,3,s,s] in [0,1] -> 4 maps [N,D,s/4..s/32]; the captioner sees each window once."""
+        n = self.config.diffusion.internal_size or self.backbone.native_size
+        x = crops
+        if x.shape[-2:] != (n, n):  # ODISE feature_extractor.py:144 (T.Resize bicubic on tensors)
+            x = F.interpolate(x, size=(n, n), mode="bicubic", align_corners=False)
         cond = time_extra = None
         if self.captioner is not None:
-            cond, time_extra = self.captioner(crop, self.backbone.empty_embeds)
-        taps = self.backbone(crop, cond, time_extra)
-        return self.projection(taps, crop.shape[-2:])
+            cond, time_extra = self.captioner(x, self.backbone.empty_embeds)
+        taps = self.backbone(x, cond, time_extra)
+        if self.config.diffusion.checkpoint_projection and torch.is_grad_enabled():
+            # ODISE use_checkpoint=True (odise_with_label.py:27, feature_extractor.py:150-153): recompute the
+            # projections in backward instead of keeping their activations
+            return checkpoint(self.projection, taps, crops.shape[-2:], use_reentrant=False)
+        return self.projection(taps, crops.shape[-2:])
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images [B,3,H,W] in [0,1] -> 4 maps at strides 4, 8, 16, 32 (sliding windows for SD backbones)."""
+        self._auto_frozen_precision(images.device)
         if isinstance(self.backbone, DiffusionFeatureExtractor):
             d = self.config.diffusion
-            return slide(self._diffusion_maps, images, d.window_size, d.window_overlap)
-        maps = self.backbone(images)
-        return self.projection(maps, images.shape[-2:]) if self.projection is not None else maps
+            # ODISE's backbone_in_size is both the window cap and the size windows are resized to
+            cap = min(d.window_size, d.internal_size or self.backbone.native_size)
+            side = window_side(*images.shape[-2:], cap, d.slide_training)
+            maps = slide(self._diffusion_maps, images, side, d.window_batch)
+        else:
+            maps = self.backbone(images)
+            maps = self.projection(maps, images.shape[-2:]) if self.projection is not None else maps
+        dtype = next(self.mask_generator.parameters()).dtype
+        if not torch.is_autocast_enabled(images.device.type):  # bf16 frozen outputs -> the heads' dtype
+            maps = [m.to(dtype) for m in maps]
+        return maps
+
+    @torch.no_grad()
+    def set_frozen_precision(self, precision: str = "bf16", channels_last: bool | None = None) -> "MODISE":
+        """Store the frozen parts (VAE, UNet, image/text towers, frozen Swin) in ``precision``
+        ("bf16" | "fp32"); trainable parts stay fp32 (run them under bf16 autocast for speed).
+        ``channels_last`` (default: config, on CUDA only) also lays the VAE/UNet out channels-last."""
+        if precision not in ("bf16", "fp32"):
+            raise ModiseError(f"precision must be 'bf16' or 'fp32', not {precision!r}.")
+        self._apply_frozen_precision(precision, channels_last)
+        self._frozen_precision_explicit = True
+        return self
+
+    def _apply_frozen_precision(self, precision: str, channels_last: bool | None = None) -> None:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        for m in self.frozen_modules():
+            m.to(dtype)
+            # Callers hand fp32 tensors to the frozen parts (and to their towers, e.g. clip.visual).
+            for part in (m, *(c for c in m.children() if next(c.parameters(), None) is not None)):
+                if not getattr(part, "_modise_casts_inputs", False):
+                    part.register_forward_pre_hook(_cast_inputs_to_own_dtype)
+                    part._modise_casts_inputs = True
+        bb = self.backbone
+        if isinstance(bb, DiffusionFeatureExtractor):
+            on_gpu = bb.dtype == torch.bfloat16 and bb.unet.conv_in.weight.device.type == "cuda"
+            fmt = (self.config.diffusion.channels_last if channels_last is None else channels_last) and on_gpu
+            for part in (bb.vae, bb.unet):
+                part.to(memory_format=torch.channels_last if fmt else torch.contiguous_format)
+
+    def _auto_frozen_precision(self, device: torch.device) -> None:
+        """``diffusion.frozen_precision`` at the first forward on each device type (unless set explicitly):
+        "auto" stores frozen weights in bf16 on a bf16-capable GPU and leaves them alone elsewhere."""
+        d = self.config.diffusion
+        if d.compile and isinstance(self.backbone, DiffusionFeatureExtractor) and not getattr(self, "_compiled", False):
+            self.backbone.unet.compile()
+            self._compiled = True
+        if getattr(self, "_frozen_precision_explicit", False) or getattr(self, "_auto_device", None) == device.type:
+            return
+        self._auto_device = device.type
+        if d.frozen_precision != "auto":
+            self._apply_frozen_precision(d.frozen_precision)
+        elif device.type == "cuda" and torch.cuda.is_bf16_supported():
+            self._apply_frozen_precision("bf16")
 
     def forward(self, images: torch.Tensor) -> dict:
         h, w = images.shape[-2:]
