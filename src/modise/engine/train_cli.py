@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from modise.cli_options import Accelerator, ModelSize, Precision, devices_value, positive_float, size_value, torch_device
+from modise.engine.demo import DEMO_STEPS
 
 PRESET_HELP = "Table-1 variant (m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise) or a preset YAML."
 
@@ -165,7 +166,9 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         out: Path = typer.Option(Path("modise-demo"), "--out", help="Demo folder (data/, run/, report.md/.html)."),
-        minutes: float = typer.Option(8.0, "--minutes", parser=positive_float, help="Time budget for the whole demo."),
+        steps: int = typer.Option(DEMO_STEPS, "--steps", min=1, help="Training steps (fixed, so a seed gives the same numbers anywhere)."),
+        minutes: float = typer.Option(10.0, "--minutes", parser=positive_float,
+                                      help="Upper bound for the whole demo; training stops early (and says so) if it would run past it."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of phantoms, weights and training."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
         as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON."),
@@ -173,7 +176,7 @@ def register(app: typer.Typer) -> None:
         """Synthetic phantoms -> tiny M-ODISE -> train -> evaluate -> OUT/report.md (offline, CPU)."""
         from modise.engine.demo import run_demo
 
-        metrics = run_demo(out, minutes=minutes, seed=seed, overwrite=overwrite)
+        metrics = run_demo(out, minutes=minutes, seed=seed, overwrite=overwrite, steps=steps)
         if as_json:
             _echo(metrics, as_json)
         else:

@@ -85,39 +85,27 @@ class ModiseLightning(L.LightningModule):
             )
 
 
-class TimeBudget(L.Callback):
-    """Fit the run into ``seconds`` of training: re-estimate the step time every ``every`` steps
-    and set ``max_steps`` (trainer and schedule, so the step decay still lands near the end).
+class Deadline(L.Callback):
+    """Stop training once ``seconds`` of it have passed: a limit, never a target.
 
-    The first ``skip`` steps (allocator / thread-pool warm-up, often several times slower)
-    are left out of the estimate; later estimates use the steps since then, so a slow start
-    or a busy machine does not end the run early, and a slowdown does not overrun it.
+    The run's ``max_steps`` (and so its lr schedule) stays as configured, so a run that ends in
+    time is the same on every machine; one that hits the limit stops at the next step through
+    Lightning's public ``trainer.should_stop`` and records where in :attr:`stopped_at`.
     """
 
-    def __init__(self, seconds: float, skip: int = 3, every: int = 10) -> None:
-        self.seconds, self.skip, self.every = seconds, skip, every
-        self._start: float | None = None
-        self._ref: tuple[float, int] | None = None  # (time, step) after the warm-up steps
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.stopped_at: int | None = None
+        self._start = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
         import time
 
-        self._start, self._s0, self._ref = time.perf_counter(), trainer.global_step, None
-        self._cap = trainer.max_steps if trainer.max_steps > 0 else None  # the configured max_steps stays a bound
+        self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         import time
 
-        now, step = time.perf_counter(), trainer.global_step
-        done = step - self._s0
-        if done == self.skip:
-            self._ref = (now, step)
-        if self._ref is None or step == self._ref[1] or (step - self._ref[1]) % self.every:
-            return
-        per_step = (now - self._ref[0]) / (step - self._ref[1])
-        left = max(0.0, self.seconds - (now - self._start))
-        new = max(step + 1, step + int(left / per_step))
-        if self._cap is not None:
-            new = min(new, self._cap)
-        trainer.fit_loop.epoch_loop.max_steps = new
-        pl_module.max_steps = new
+        if self.stopped_at is None and time.perf_counter() - self._start > self.seconds:
+            self.stopped_at = trainer.global_step
+            trainer.should_stop = True

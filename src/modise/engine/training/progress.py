@@ -16,7 +16,7 @@ class StepProgressBar(RichProgressBar):
 
     Step-based runs repeat a small dataset for many short epochs; Lightning's bar would
     restart every epoch and read "Epoch 7/-2". This one counts ``global_step`` against
-    ``max_steps``, whose total follows a :class:`TimeBudget` as it re-estimates the run.
+    ``max_steps``.
     """
 
     def __init__(self, description: str = "training") -> None:

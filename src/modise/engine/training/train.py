@@ -54,7 +54,7 @@ class TrainConfig(BaseModel):
     strategy: str = "auto"
     precision: str = "auto"  # bf16-mixed on GPU, 32-true on CPU
     checkpoint_every: int = 100
-    time_budget_s: float | None = None  # cut max_steps to fit this many seconds of training
+    time_limit_s: float | None = None  # stop training after this many seconds (max_steps and the schedule stay)
     # inference thresholds: None = the preset's (model config ``inference:``); set values are written there
     object_mask_threshold: float | None = None
     overlap_threshold: float | None = None
@@ -328,10 +328,12 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
     model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=overrides or None)
     module = ModiseLightning(model, cfg.lr, cfg.weight_decay, cfg.max_steps, cfg.warmup_steps, cfg.milestones)
     callbacks = list(callbacks)
-    if cfg.time_budget_s:
-        from .lightning_module import TimeBudget
+    deadline = None
+    if cfg.time_limit_s:
+        from .lightning_module import Deadline
 
-        callbacks.append(TimeBudget(cfg.time_budget_s))
+        deadline = Deadline(cfg.time_limit_s)
+        callbacks.append(deadline)
     trainer = build_trainer(cfg, out, callbacks, progress)
     state["trainer"] = trainer
     if trainer.is_global_zero:
@@ -352,7 +354,8 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
             from modise.engine.evaluation.validate import evaluate_dataset
 
             metrics = evaluate_dataset(predictor, cfg.data, dm.val_ids, progress=progress)
-        metrics["train"] = {"global_step": trainer.global_step, "seconds": round(time.time() - t0, 1), "fold": cfg.fold}
+        metrics["train"] = {"global_step": trainer.global_step, "max_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1),
+                            "fold": cfg.fold, "stopped_by_time_limit": bool(deadline and deadline.stopped_at is not None)}
         write_json_atomic(out / METRICS_JSON, metrics)
         write_run_status(out, COMPLETE, global_step=trainer.global_step, max_steps=cfg.max_steps)
     return metrics
