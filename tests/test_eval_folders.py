@@ -195,3 +195,14 @@ def test_cli_evaluate_json_and_refuses_non_empty_out(folders):
     assert m["thresholds"] == [0.1, 0.5]
     res = CliRunner().invoke(_app(), ["evaluate", "--gt", str(tmp / "gt"), "--pred", str(tmp / "pred"), "--out", str(tmp / "E")])
     assert isinstance(res.exception, ModiseError) and "not empty" in str(res.exception)
+
+
+def test_report_counts_a_run_given_twice_once(tmp_path):
+    run = tmp_path / "runs" / "m-odise" / "fold0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("preset: m-odise\nsize: tiny\n")
+    (run / "metrics.json").write_text(json.dumps(_metrics(30.0, 50.0)))
+    result = write_report([run, run], tmp_path / "R")
+    (row,) = result["variants"]
+    assert row["folds"] == 1, row
+    assert any("more than once" in w for w in result["warnings"])

@@ -109,8 +109,8 @@ def build_inpaint_tab(state: AppState) -> None:
             )
             auto = gr.Checkbox(False, label="Automatic box (ignore the brush; a lesion-sized box inside the breast)")
             seed = gr.Number(0, precision=0, label="Seed")
-            steps = gr.Slider(1, 100, value=24, step=1, label="Denoising steps")
-            guidance = gr.Slider(1.0, 15.0, value=3.5, step=0.5, label="Guidance scale")
+            steps = gr.Slider(1, 100, value=40, step=1, label="Denoising steps")  # MAM-E: 40 steps, guidance 4
+            guidance = gr.Slider(1.0, 15.0, value=4.0, step=0.5, label="Guidance scale")
             button = gr.Button("Inpaint", variant="primary", elem_id="inpaint-button")
         with gr.Column(scale=4):
             with gr.Row():

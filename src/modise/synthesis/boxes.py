@@ -29,7 +29,7 @@ class LesionBoxStats:
     max_area_frac: float = 0.15
 
 
-# Fitted with fit_box_stats on the CDD-CESM sample (../shared/data/cdd_cesm_sample: 10
+# Fitted with fit_box_stats on the CDD-CESM sample (src/modise/assets/samples: 10
 # images, their lesion components, radiologist masks); see tests/test_synthesis_boxes.py.
 CDD_CESM_BOX_STATS = LesionBoxStats(log_area_mean=-3.24, log_area_std=1.61, log_aspect_mean=0.05, log_aspect_std=0.35)
 

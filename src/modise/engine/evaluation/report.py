@@ -80,7 +80,13 @@ def collect_runs(runs: Sequence[Path]) -> tuple[dict[str, list[tuple[Path, dict]
     variants: dict[str, list[tuple[Path, dict]]] = {}
     warnings: list[str] = []
 
+    seen: set[Path] = set()
+
     def add(run_dir: Path, metrics_path: Path, fallback_name: str) -> None:
+        if metrics_path.resolve() in seen:  # `report run run` (or a fold given twice) counts once
+            warnings.append(f"{metrics_path}: given more than once; counted once.")
+            return
+        seen.add(metrics_path.resolve())
         m = _read_metrics(metrics_path)
         if m is None:
             warnings.append(f"{metrics_path}: holds no evaluation metrics (no held-out fold?); skipped.")
