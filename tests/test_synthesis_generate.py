@@ -53,7 +53,9 @@ def test_guidance_sweep_grid(tmp_path):
     assert res.exit_code == 0, res.output
     grid = Image.open(tmp_path / "s" / "guidance_sweep.png")
     assert grid.mode == "L"
-    assert grid.size == (2 * 64 + 1 * 4, 4 * 64 + 3 * 4)  # 2 guidances x 4 densities, 4 px gutter
+    assert grid.size == (2 * 64 + 1 * 4, 14 + 4 * 64 + 3 * 4)  # 2 guidances x 4 densities, 4 px gutter, label band
+    band = np.asarray(grid)[:14]
+    assert band.max() > 200 and band.min() == 0  # column labels written in the band above the grid
     cells = [json.loads(line) for line in (tmp_path / "s" / "metadata.jsonl").read_text().splitlines()]
     assert len(cells) == 8 and {c["guidance"] for c in cells} == {4.0, 14.0}
     assert cells[0]["prompt"] == "a mammogram in MLO view with very low density"

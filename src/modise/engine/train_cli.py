@@ -30,7 +30,11 @@ def train_config(**kw):
             raise ModiseError(f"--override expects KEY=VALUE, got '{item}'.")
         import yaml
 
-        mo[key.strip()] = yaml.safe_load(value)
+        *parents, leaf = key.strip().split(".")  # dotted keys reach nested settings: inference.clip_ensemble=true
+        node = mo
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
     return TrainConfig(model_overrides=mo, **{k: v for k, v in kw.items() if v is not None})
 
 
@@ -75,7 +79,7 @@ def register(app: typer.Typer) -> None:
         num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines (torchrun or SLURM)."),
         strategy: str = typer.Option("auto", "--strategy", help="auto or ddp (multi-GPU / multi-node, torchrun or SLURM)."),
         precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: bf16-mixed on a GPU, else 32-true."),
-        override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE (repeatable)."),
+        override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE, dotted keys for nested settings (e.g. inference.overlap_threshold=0.7); repeatable."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, augmentation and order."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from RUN/checkpoints/last.ckpt."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a non-empty --out written by modise."),
@@ -111,7 +115,7 @@ def register(app: typer.Typer) -> None:
         devices: str = typer.Option("auto", "--devices", parser=devices_value, help="Devices per node: auto, a count or a list like 0,1."),
         num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines (torchrun or SLURM)."),
         strategy: str = typer.Option("auto", "--strategy", help="auto or ddp (multi-GPU / multi-node)."),
-        override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE (repeatable)."),
+        override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE, dotted keys for nested settings (e.g. inference.overlap_threshold=0.7); repeatable."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, augmentation and order."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start all folds again."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),

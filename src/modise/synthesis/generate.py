@@ -60,16 +60,26 @@ def generate_images(
     return images
 
 
-def image_grid(rows: Sequence[Sequence[Any]], pad: int = 4) -> Any:
-    """Tile equally sized PIL images (rows x cols) into one grey image with a black gutter."""
-    from PIL import Image
+def image_grid(rows: Sequence[Sequence[Any]], pad: int = 4, col_labels: Sequence[str] = (), row_labels: Sequence[str] = (),
+               label_px: int = 14) -> Any:
+    """Tile equally sized PIL images (rows x cols) into one grey image with a black gutter; optional
+    column labels in a band above and row labels written over each row's first cell."""
+    from PIL import Image, ImageDraw
 
     w, h = rows[0][0].size
     ncol = max(len(r) for r in rows)
-    grid = Image.new("L", (ncol * w + (ncol - 1) * pad, len(rows) * h + (len(rows) - 1) * pad), 0)
+    top = label_px if col_labels else 0
+    grid = Image.new("L", (ncol * w + (ncol - 1) * pad, top + len(rows) * h + (len(rows) - 1) * pad), 0)
     for r, row in enumerate(rows):
         for c, im in enumerate(row):
-            grid.paste(im.convert("L"), (c * (w + pad), r * (h + pad)))
+            grid.paste(im.convert("L"), (c * (w + pad), top + r * (h + pad)))
+    draw = ImageDraw.Draw(grid)
+    for c, text in enumerate(col_labels):
+        draw.text((c * (w + pad) + 2, 1), text, fill=255)
+    for r, text in enumerate(row_labels):
+        y = top + r * (h + pad) + 2
+        draw.rectangle((0, y, min(w, 6 * len(text) + 4), y + 11), fill=0)  # legible on any image
+        draw.text((2, y), text, fill=255)
     return grid
 
 
@@ -94,4 +104,10 @@ def guidance_sweep(
             row += generate_images(pipe, prompt, 1, seed + r, steps, g, laterality, resolution, callback)
             records.append({"row": r, "col": c, "prompt": prompt, "guidance": float(g), "seed": seed + r})
         rows.append(row)
-    return image_grid(rows), records
+    cols = [f"guidance {float(g):g}" for g in guidances]
+    return image_grid(rows, col_labels=cols, row_labels=[_short(p) for p in prompts]), records
+
+
+def _short(prompt: str) -> str:
+    """The part of a MAM-E prompt that differs between sweep rows (its 'with ...' tail)."""
+    return prompt.split(" with ", 1)[1] if " with " in prompt else prompt
