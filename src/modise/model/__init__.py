@@ -9,7 +9,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "DEFAULT_CATEGORIES": "modise.model.build",
+    "DEFAULT_CATEGORIES": "modise.model.parts",
     "build_from_config": "modise.model.build",
     "build_model": "modise.model.build",
     "PRESETS": "modise.model.config",

@@ -36,9 +36,6 @@ def _count(module: torch.nn.Module | None) -> dict[str, int]:
 
 def inspect_model(model: MODISE) -> dict[str, Any]:
     """Parts with parameter counts, the 4 feature maps (stride, channels) and totals."""
-    from modise.model.diffusion_features import TAPS, DiffusionFeatureExtractor
-    from modise.model.feature_projection import clamp_stride
-
     c = model.config
     parts = {name: {"class": type(m).__name__, **_count(m)} for name, m in model.named_children() if name != "criterion"}
     report: dict[str, Any] = {
@@ -48,15 +45,7 @@ def inspect_model(model: MODISE) -> dict[str, Any]:
         "num_classes": len(model.categories), "num_queries": c.num_queries, "hidden_dim": c.hidden_dim,
         "dec_layers": c.dec_layers, "parts": parts, "parameters": model.parameter_counts(),
     }
-    if isinstance(model.backbone, DiffusionFeatureExtractor):
-        report["taps"] = [{"module": f"{r}.{n}", "stride": s, "output_stride": clamp_stride(s), "channels": ch}
-                          for (r, n, s), ch in zip(TAPS, model.backbone.tap_channels)]
-        report["feature_maps"] = [{"stride": s, "channels": c.diffusion.projection_dim} for s in (4, 8, 16, 32)]
-        d = c.diffusion
-        report["windows"] = {"window_size": d.window_size, "internal_size": d.internal_size or model.backbone.native_size,
-                             "slide_training": d.slide_training, "window_batch": d.window_batch}
-    else:
-        report["feature_maps"] = [{"stride": s, "channels": ch} for s, ch in zip((4, 8, 16, 32), model.backbone.channels)]
+    report.update(model.backbone.describe())  # feature maps (+ taps and windows for diffusion backbones)
     return report
 
 
@@ -84,18 +73,11 @@ class StageTimer:
     """Forward pre/post hooks on a model's parts that add up wall seconds per stage (CUDA synchronised)."""
 
     def __init__(self, model: MODISE, device: torch.device) -> None:
-        from modise.model.diffusion_features import DiffusionFeatureExtractor
-
         self.device = device
         self.seconds: dict[str, float] = defaultdict(float)
-        bb = model.backbone
-        parts: dict[str, nn.Module | None] = {"captioner": model.captioner, "projection": model.projection,
+        parts: dict[str, nn.Module | None] = {"captioner": model.captioner, **model.backbone.stage_modules(),
                                               "mask_generator": model.mask_generator, "class_head": model.class_head,
                                               "forward": model}
-        if isinstance(bb, DiffusionFeatureExtractor):
-            parts.update(vae_encode=bb.vae.encoder, unet=bb.unet, decoder_taps=bb.decoder_taps)
-        else:
-            parts["backbone"] = bb
         self._handles = []
         for name, module in parts.items():
             if module is not None:
