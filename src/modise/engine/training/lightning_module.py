@@ -9,6 +9,8 @@ import torch
 
 from torch.optim.lr_scheduler import LambdaLR
 
+from modise.compat import set_max_steps
+
 from .schedule import groups_from_config, warmup_step_decay
 
 
@@ -119,5 +121,5 @@ class TimeBudget(L.Callback):
         new = max(step + 1, step + int(left / per_step))
         if self._cap is not None:
             new = min(new, self._cap)
-        trainer.fit_loop.epoch_loop.max_steps = new
+        set_max_steps(trainer, new)
         pl_module.max_steps = new
