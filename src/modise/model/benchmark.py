@@ -35,15 +35,24 @@ def _count(module: torch.nn.Module | None) -> dict[str, int]:
 
 
 def inspect_model(model: MODISE) -> dict[str, Any]:
-    """Parts with parameter counts, the 4 feature maps (stride, channels) and totals."""
+    """Parts (and the backbone's own parts) with total / trainable parameter counts, the 4 feature maps
+    (stride, channels), the inference thresholds, the optimiser settings and totals."""
     c = model.config
-    parts = {name: {"class": type(m).__name__, **_count(m)} for name, m in model.named_children() if name != "criterion"}
+    parts = {}
+    for name, m in model.named_children():
+        if name == "criterion":
+            continue
+        parts[name] = {"class": type(m).__name__, **_count(m)}
+        if name == "backbone":
+            parts.update({f"backbone.{n}": {"class": type(sub).__name__, **_count(sub)}
+                          for n, sub in m.named_children()})
     report: dict[str, Any] = {
         "preset": c.preset, "size": c.size, "random_weights": c.random_weights or c.size == "tiny",
         "diffusion": c.diffusion.model_id if not (c.random_weights or c.size == "tiny") else f"random {c.diffusion.kind}",
         "captioner": c.captioner.encoder, "class_head": c.class_head.kind,
         "num_classes": len(model.categories), "num_queries": c.num_queries, "hidden_dim": c.hidden_dim,
         "dec_layers": c.dec_layers, "parts": parts, "parameters": model.parameter_counts(),
+        "inference": c.inference.model_dump(), "optimizer": c.optimizer.model_dump(),
     }
     report.update(model.backbone.describe())  # feature maps (+ taps and windows for diffusion backbones)
     return report
