@@ -12,7 +12,7 @@ elsewhere). Two exist:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -28,14 +28,6 @@ class Conditioner(Protocol):
     def __call__(self, images: torch.Tensor, empty_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
-class ConditioningDims(NamedTuple):
-    """Shapes a :class:`Conditioner` must produce: text [N, seq_len, cond_dim], time [N, time_embed_dim]."""
-
-    seq_len: int
-    cond_dim: int
-    time_embed_dim: int
-
-
 class Backbone(nn.Module, ABC):
     """``forward(images [B,3,H,W] in [0,1], H, W multiples of 32, conditioning=None)`` ->
     4 maps [B,C_s,H/s,W/s], s = 4, 8, 16, 32, C_s = ``out_channels[i]``.
@@ -47,10 +39,6 @@ class Backbone(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, images: torch.Tensor, conditioning: Conditioner | None = None) -> list[torch.Tensor]: ...
-
-    def conditioning_dims(self) -> ConditioningDims | None:
-        """The conditioning this backbone accepts (None: it ignores ``conditioning``)."""
-        return None
 
     def frozen_modules(self) -> list[nn.Module]:
         """Parts kept frozen: always in eval mode, stored in the frozen precision (bf16 on a GPU)."""

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from modise.model.backbone import STRIDES, Backbone, Conditioner, ConditioningDims
+from modise.model.backbone import STRIDES, Backbone, Conditioner
 from modise.model.diffusion_features import TAPS, DiffusionFeatureExtractor, slide, window_side
 from modise.model.feature_projection import FeatureProjection, clamp_stride
 
@@ -61,10 +61,6 @@ class DiffusionBackbone(Backbone):
         # ODISE's backbone_in_size is both the window cap and the size windows are resized to
         side = window_side(*images.shape[-2:], min(self.window_size, self.internal_size), self.slide_training)
         return slide(lambda crops: self._window_maps(crops, conditioning), images, side, self.window_batch)
-
-    def conditioning_dims(self) -> ConditioningDims:
-        ex = self.extractor
-        return ConditioningDims(seq_len=ex.seq_len, cond_dim=ex.cond_dim, time_embed_dim=ex.time_embed_dim)
 
     def frozen_modules(self) -> list[nn.Module]:
         return [self.extractor]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 from modise.data.panoptic import Category
 from modise.model.backbone import Backbone
@@ -47,8 +48,10 @@ class _ClipBundles:
         return self._cache[(kind, model_id)]
 
 
-def build_backbone(config: ModelConfig) -> tuple[Backbone, Any]:
-    """(the config's backbone, a pretrained Mask2Former whose decoders the mask generator takes, or None)."""
+def build_backbone(config: ModelConfig, bundle: _ClipBundles) -> tuple[Backbone, nn.Module | None, Any]:
+    """(the config's backbone, its conditioning (the implicit captioner) or None, a pretrained Mask2Former
+    whose decoders the mask generator takes, or None). The one place that branches on the backbone kind."""
+    from modise.errors import ModiseError
     from modise.model.loading import load_sd_parts
 
     c, d = config, config.diffusion
@@ -56,55 +59,52 @@ def build_backbone(config: ModelConfig) -> tuple[Backbone, Any]:
     if d.kind == "swin":
         from modise.model.swin_backbone import SwinFeatures, build_swin
 
+        if c.captioner.encoder != "none":
+            raise ModiseError(f"preset {c.preset}: captioner.encoder {c.captioner.encoder} needs a diffusion backbone "
+                              "(diffusion.kind: sd); set captioner.encoder: none.")
         swin, pretrained_m2f = build_swin(d.model_id, c.size, rnd, seed=c.seed)
-        return SwinFeatures(swin, trainable=d.trainable), pretrained_m2f
+        return SwinFeatures(swin, trainable=d.trainable), None, pretrained_m2f
     from modise.model.diffusion_backbone import DiffusionBackbone
     from modise.model.diffusion_features import DiffusionFeatureExtractor
     from modise.model.feature_projection import FeatureProjection
+    from modise.model.image_encoders import ImageEncoder
+    from modise.model.implicit_captioner import ImplicitCaptioner
     from modise.model.sd_parts import build_scheduler
 
     vae, unet, text_encoder = load_sd_parts(d.model_id, c.size, rnd, seed=c.seed)
     extractor = DiffusionFeatureExtractor(vae, unet, _empty_prompt_embeds(text_encoder), noise_seed=c.noise_seed,
                                           alpha_bar_0=float(build_scheduler("ddpm").alphas_cumprod[0]))
     del text_encoder  # only the empty-prompt embedding is needed
+    captioner = None  # built before the projection: trainable parts draw from the global RNG in this order
+    if c.captioner.encoder != "none":
+        captioner = ImplicitCaptioner(ImageEncoder(bundle(c.captioner.encoder, c.captioner.model_id)),
+                                      cond_dim=extractor.cond_dim, seq_len=extractor.seq_len,
+                                      time_embed_dim=extractor.time_embed_dim if c.captioner.time_embedding else None)
     projection = FeatureProjection(extractor.tap_channels, extractor.tap_strides, d.projection_dim)
     backbone = DiffusionBackbone(extractor, projection, window_size=d.window_size, internal_size=d.internal_size,
                                  slide_training=d.slide_training, window_batch=d.window_batch,
                                  checkpoint_projection=d.checkpoint_projection)
-    return backbone, None
+    return backbone, captioner, None
 
 
 def build_parts(config: ModelConfig, categories: list[Category] | None = None) -> dict[str, Any]:
     """MODISE's keyword arguments for ``config``: backbone, captioner, mask_generator, class_head, extras."""
     from modise.model.class_head import LinearClassHead, TextClassHead
     from modise.model.clip_ensemble import build_clip_ensemble
-    from modise.model.image_encoders import ImageEncoder
-    from modise.model.implicit_captioner import ImplicitCaptioner
     from modise.model.mask_generator import MaskGenerator
     from modise.model.text_encoders import TextEncoder, encode_categories
 
     categories = list(categories or DEFAULT_CATEGORIES)
     c = config
     bundle = _ClipBundles(c)
-    backbone, pretrained_m2f = build_backbone(c)
-    captioner = None
-    if c.captioner.encoder != "none":
-        dims = backbone.conditioning_dims()
-        if dims is None:
-            from modise.errors import ModiseError
-
-            raise ModiseError(f"preset {c.preset}: captioner.encoder {c.captioner.encoder} needs a backbone that takes "
-                              "conditioning (diffusion.kind: sd); set captioner.encoder: none.")
-        captioner = ImplicitCaptioner(ImageEncoder(bundle(c.captioner.encoder, c.captioner.model_id)),
-                                      cond_dim=dims.cond_dim, seq_len=dims.seq_len,
-                                      time_embed_dim=dims.time_embed_dim if c.captioner.time_embedding else None)
+    backbone, captioner, pretrained_m2f = build_backbone(c, bundle)
     mask_generator = MaskGenerator(backbone.out_channels, hidden_dim=c.hidden_dim, num_queries=c.num_queries,
                                    dec_layers=c.dec_layers, enc_layers=c.enc_layers, nheads=c.nheads,
                                    dim_feedforward=c.dim_feedforward, enc_feedforward=c.enc_feedforward)
     if pretrained_m2f is not None:
         mask_generator.load_from_mask2former(pretrained_m2f)
         del pretrained_m2f  # its class layer is not used: the class head is new (our classes)
-    extras: dict[str, torch.nn.Module] = {}
+    extras: dict[str, nn.Module] = {}
     if c.class_head.kind == "linear":
         class_head = LinearClassHead(len(categories), hidden_dim=c.hidden_dim)
     else:
