@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 
-import lightning as L
 import torch
 
 from modise import compat
@@ -38,48 +37,6 @@ def test_mask2former_loss_keeps_the_hooks_the_criterion_overrides():
     assert list(inspect.signature(loss_cls.get_num_masks).parameters) == ["self", "class_labels", "device"]
     assert {"masks_queries_logits", "class_queries_logits", "mask_labels", "class_labels"} <= set(
         inspect.signature(loss_cls.forward).parameters)
-
-
-class _Tiny(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.zeros(1))
-
-    def training_step(self, batch, batch_idx):
-        return (self.w - batch).square().mean()
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-    def train_dataloader(self):
-        return torch.utils.data.DataLoader(torch.ones(64, 1), batch_size=1)
-
-
-def _fit(callbacks: list, **kw) -> L.Trainer:
-    trainer = L.Trainer(max_steps=50, callbacks=callbacks, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, accelerator="cpu", devices=1, **kw)
-    trainer.fit(_Tiny())
-    return trainer
-
-
-def test_max_steps_can_shrink_while_fitting():
-    class Shrink(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            if trainer.global_step == 2:
-                compat.set_max_steps(trainer, 4)
-
-    trainer = _fit([Shrink()], enable_progress_bar=False)
-    assert trainer.global_step == 4 and trainer.max_steps == 4
-
-
-def test_step_progress_bar_counts_steps_on_public_lightning_api(capsys):
-    from modise.engine.training.progress import StepProgressBar
-
-    bar = StepProgressBar("fitting")
-    trainer = _fit([bar], max_epochs=-1)
-    assert trainer.global_step == 50 and bar.progress is None  # closed at the end
-    err = capsys.readouterr().err
-    assert "fitting" in err and "50/50" in err
 
 
 def test_vit_tokens_are_what_the_towers_feed_their_blocks():

@@ -4,8 +4,6 @@ when a library release moves any of it.
 - transformers (pinned ``>=5,<6`` in pyproject): Mask2Former's building blocks are not exported from
   ``transformers``; MODISE uses its pixel decoder, masked-attention transformer decoder and loss
   standalone (``model/mask_generator.py``, ``model/criterion.py``).
-- Lightning: a run's ``max_steps`` cannot be changed through public API once fitting started
-  (``TimeBudget`` re-estimates it).
 - open_clip / timm: a ViT's token embedding before its blocks (``model/clip_ensemble.py`` runs the
   blocks itself with an attention mask, as ODISE's mask-pooled CLIP does).
 """
@@ -48,12 +46,6 @@ def mask2former_init_targets() -> tuple[type, type]:
     ``init_mask_generator`` initialises as Deformable DETR / Mask2Former do."""
     m = mask2former_modules()
     return m.Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention, m.Mask2FormerMaskedAttentionDecoderLayer
-
-
-# ---------------------------------------------------------------- Lightning
-def set_max_steps(trainer: Any, max_steps: int) -> None:
-    """Change a running fit's ``max_steps`` (``trainer.max_steps`` is read-only; the epoch loop holds it)."""
-    trainer.fit_loop.epoch_loop.max_steps = max_steps
 
 
 # ---------------------------------------------------------------- open_clip / timm ViT tokens

@@ -9,8 +9,6 @@ import torch
 
 from torch.optim.lr_scheduler import LambdaLR
 
-from modise.compat import set_max_steps
-
 from .schedule import groups_from_config, warmup_step_decay
 
 
@@ -121,5 +119,5 @@ class TimeBudget(L.Callback):
         new = max(step + 1, step + int(left / per_step))
         if self._cap is not None:
             new = min(new, self._cap)
-        set_max_steps(trainer, new)
+        trainer.fit_loop.epoch_loop.max_steps = new
         pl_module.max_steps = new

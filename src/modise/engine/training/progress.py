@@ -16,8 +16,8 @@ class StepProgressBar(ProgressBar):
 
     Step-based runs repeat a small dataset for many short epochs; Lightning's bar would
     restart every epoch and read "Epoch 7/-2". This one counts ``global_step`` against
-    ``max_steps``, whose total follows a :class:`TimeBudget` as it re-estimates the run.
-    Built on Lightning's public :class:`ProgressBar` base and ``rich.progress`` (no private hooks).
+    ``max_steps``. Built on Lightning's public :class:`ProgressBar` base and ``rich.progress``
+    (no private hooks).
     """
 
     def __init__(self, description: str = "training") -> None:
