@@ -31,8 +31,10 @@ def _cast_inputs_to_own_dtype(module: nn.Module, args: tuple) -> tuple:
 
 
 class MODISE(nn.Module):
-    """Panoptic segmenter on frozen diffusion (or Swin) features; parts are injected by :func:`build_model`.
+    """Panoptic segmenter on frozen diffusion (or Swin) features; parts are passed by keyword
+    (:func:`modise.model.parts.build_parts` builds them for a config, :func:`build_model` for a preset).
 
+    ``backbone(images, captioner)`` -> 4 maps -> ``mask_generator`` -> masks + queries -> ``class_head``.
     ``forward(images [B,3,H,W] in [0,1], H, W multiples of 32)`` returns
     ``{"pred_logits" [B,Q,K+1], "pred_masks" [B,Q,H/4,W/4], "aux_outputs": [...]}``.
     """

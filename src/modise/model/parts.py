@@ -44,7 +44,8 @@ class _ClipBundles:
         c = self.config
         if (kind, model_id) not in self._cache:
             rnd = c.random_weights or c.size == "tiny"
-            self._cache[(kind, model_id)] = build_clip_bundle(kind, model_id, c.size, rnd, seed=c.seed + 10)
+            self._cache[(kind, model_id)] = build_clip_bundle(kind, model_id, size=c.size, random_weights=rnd,
+                                                              seed=c.seed + 10)
         return self._cache[(kind, model_id)]
 
 
@@ -62,7 +63,7 @@ def build_backbone(config: ModelConfig, bundle: _ClipBundles) -> tuple[Backbone,
         if c.captioner.encoder != "none":
             raise ModiseError(f"preset {c.preset}: captioner.encoder {c.captioner.encoder} needs a diffusion backbone "
                               "(diffusion.kind: sd); set captioner.encoder: none.")
-        swin, pretrained_m2f = build_swin(d.model_id, c.size, rnd, seed=c.seed)
+        swin, pretrained_m2f = build_swin(d.model_id, size=c.size, random_weights=rnd, seed=c.seed)
         return SwinFeatures(swin, trainable=d.trainable), None, pretrained_m2f
     from modise.model.diffusion_backbone import DiffusionBackbone
     from modise.model.diffusion_features import DiffusionFeatureExtractor
@@ -71,7 +72,7 @@ def build_backbone(config: ModelConfig, bundle: _ClipBundles) -> tuple[Backbone,
     from modise.model.implicit_captioner import ImplicitCaptioner
     from modise.model.sd_parts import build_scheduler
 
-    vae, unet, text_encoder = load_sd_parts(d.model_id, c.size, rnd, seed=c.seed)
+    vae, unet, text_encoder = load_sd_parts(d.model_id, size=c.size, random_weights=rnd, seed=c.seed)
     extractor = DiffusionFeatureExtractor(vae, unet, _empty_prompt_embeds(text_encoder), noise_seed=c.noise_seed,
                                           alpha_bar_0=float(build_scheduler("ddpm").alphas_cumprod[0]))
     del text_encoder  # only the empty-prompt embedding is needed
@@ -80,7 +81,8 @@ def build_backbone(config: ModelConfig, bundle: _ClipBundles) -> tuple[Backbone,
         captioner = ImplicitCaptioner(ImageEncoder(bundle(c.captioner.encoder, c.captioner.model_id)),
                                       cond_dim=extractor.cond_dim, seq_len=extractor.seq_len,
                                       time_embed_dim=extractor.time_embed_dim if c.captioner.time_embedding else None)
-    projection = FeatureProjection(extractor.tap_channels, extractor.tap_strides, d.projection_dim)
+    projection = FeatureProjection(tap_channels=extractor.tap_channels, tap_strides=extractor.tap_strides,
+                                   dim=d.projection_dim)
     backbone = DiffusionBackbone(extractor, projection, window_size=d.window_size, internal_size=d.internal_size,
                                  slide_training=d.slide_training, window_batch=d.window_batch,
                                  checkpoint_projection=d.checkpoint_projection)
