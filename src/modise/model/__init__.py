@@ -10,6 +10,7 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
+    "Backbone": "modise.model.backbone",
     "DEFAULT_CATEGORIES": "modise.model.parts",
     "build_from_config": "modise.model.build",
     "build_model": "modise.model.build",
