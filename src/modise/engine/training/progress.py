@@ -1,4 +1,5 @@
-"""Console output of training: one step-based progress bar and quiet Lightning internals."""
+"""Console output of training: one step-based progress bar (Lightning's public ``ProgressBar`` base
+drawn with ``rich.progress``) and quiet Lightning internals."""
 
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ class StepProgressBar(ProgressBar):
 
     Step-based runs repeat a small dataset for many short epochs; Lightning's bar would
     restart every epoch and read "Epoch 7/-2". This one counts ``global_step`` against
-    ``max_steps``. Built on Lightning's public :class:`ProgressBar` base and ``rich.progress``
-    (no private hooks).
+    ``max_steps``.
     """
 
     def __init__(self, description: str = "training") -> None:
