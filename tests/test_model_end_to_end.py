@@ -50,7 +50,7 @@ def test_forward_shapes_and_contract(model):
 
 def test_gradients_reach_captioner_and_projections_but_no_frozen_weight(model):
     model.train()
-    assert not model.backbone.training and not model.captioner.image_encoder.training
+    assert not model.backbone.extractor.training and not model.captioner.image_encoder.training
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
         model.captioner.gate.fill_(0.5)  # at gate 0 only the gate itself gets a gradient
@@ -58,15 +58,15 @@ def test_gradients_reach_captioner_and_projections_but_no_frozen_weight(model):
     try:
         model.loss(model(_images()), _targets(192, 224))["loss"].backward()
         for name in ("captioner.gate", "captioner.project.linear.weight", "captioner.project.positional_embedding",
-                     "captioner.time_gate", "projection.proj.0.conv1.0.weight", "projection.proj.7.conv3.0.weight",
+                     "captioner.time_gate", "backbone.projection.proj.0.conv1.0.weight", "backbone.projection.proj.7.conv3.0.weight",
                      "class_head.pooled.pool_proj.1.weight", "class_head.text_proj.weight", "class_head.null_embed"):
             g = dict(model.named_parameters())[name].grad
             assert g is not None and g.abs().sum() > 0, name
         frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-        assert any(n.startswith("backbone.unet") for n in frozen) and any("image_encoder" in n for n in frozen)
+        assert any(n.startswith("backbone.extractor.unet") for n in frozen) and any("image_encoder" in n for n in frozen)
         assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
         trainable = {id(p) for p in model.trainable_parameters()}
-        assert not any(id(p) in trainable for p in model.backbone.parameters())
+        assert not any(id(p) in trainable for p in model.backbone.extractor.parameters())
     finally:
         with torch.no_grad():
             model.captioner.gate.zero_()
@@ -124,7 +124,7 @@ def test_checkpoint_has_only_trainables_and_round_trips(model, tmp_path):
     sd = model.trainable_state_dict()
     names = dict(model.named_parameters())
     assert sd and all(names[k].requires_grad for k in sd)
-    assert not any(k.startswith(("backbone.", "captioner.image_encoder", "extras.")) for k in sd)
+    assert not any(k.startswith(("backbone.extractor.", "captioner.image_encoder", "extras.")) for k in sd)
     assert sum(v.numel() for v in sd.values()) == model.parameter_counts()["trainable"]
     model.save_pretrained(tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["categories.json", "config.yaml", "model.safetensors"]
@@ -154,7 +154,7 @@ def test_diffusers_parts_saved_to_a_folder_load_by_path(tmp_path):
     m = build_model("m2f-sd", "full", overrides={"diffusion": {"model_id": str(tmp_path / "sd"), "projection_dim": 32},
                                                  "hidden_dim": 64, "num_queries": 8, "dec_layers": 2, "enc_layers": 1,
                                                  "nheads": 4, "dim_feedforward": 64, "enc_feedforward": 64})
-    assert m.backbone.tap_channels == [32, 32, 128, 96, 64, 64, 32, 32]  # read from the loaded (tiny) modules
+    assert m.backbone.extractor.tap_channels == [32, 32, 128, 96, 64, 64, 32, 32]  # read from the loaded (tiny) modules
     assert m(torch.rand(1, 3, 128, 128))["pred_masks"].shape == (1, 8, 32, 32)
 
 

@@ -28,7 +28,7 @@ def _images(b: int = 3, h: int = 128, w: int = 128) -> torch.Tensor:
 
 
 def test_shared_noise_is_one_seed_42_map_expanded_and_resized_bicubically(model):
-    bb = model.backbone
+    bb = model.backbone.extractor
     assert model.config.noise_seed == 42
     assert bb.shared_noise.shape == (1, 4, 16, 16)  # tiny: native 128 px -> 16; SD-1.x 512 px -> [1,4,64,64]
     assert SD15_VAE["sample_size"] // 2 ** (len(SD15_VAE["block_out_channels"]) - 1) == 64
@@ -52,7 +52,7 @@ def test_an_images_features_do_not_depend_on_the_rest_of_its_batch(model):
 
 
 def test_decoder_taps_see_the_clean_latent_not_the_captioners_conditioning(model):
-    bb, x = model.backbone, _images(2)
+    bb, x = model.backbone.extractor, _images(2)
     with torch.no_grad():
         plain = bb(x)
         cond, time_extra = model.captioner(x, bb.empty_embeds)
@@ -110,15 +110,14 @@ def test_windows_are_resized_to_the_native_size_and_batched_into_one_captioner_a
     with torch.no_grad():
         model.captioner.gate.fill_(0.7)
     seen = {"unet": [], "captioner": []}
-    model.backbone.unet.register_forward_pre_hook(lambda m, a: seen["unet"].append(a[0].shape))
+    model.backbone.extractor.unet.register_forward_pre_hook(lambda m, a: seen["unet"].append(a[0].shape))
     model.captioner.register_forward_pre_hook(lambda m, a: seen["captioner"].append(a[0].shape))
-    d = model.config.diffusion
     x = _images(2, 96, 160)  # side 96 (< the native 128), windows at x = 0 and 64
     results = {}
     for dtype in (torch.float32, torch.float64):
         model.to(dtype)
         for batch in (0, 1):
-            d.window_batch = batch
+            model.backbone.window_batch = batch
             with torch.no_grad():
                 results[dtype, batch] = model.features(x.to(dtype))
     # all 2 windows x 2 images in one captioner and one UNet call, each resized to the native 128 px
@@ -134,7 +133,7 @@ def test_windows_are_resized_to_the_native_size_and_batched_into_one_captioner_a
 def test_unet_uses_pytorch_sdpa_attention(model):
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    procs = model.backbone.unet.attn_processors
+    procs = model.backbone.extractor.unet.attn_processors
     assert procs and all(isinstance(p, AttnProcessor2_0) for p in procs.values())
 
 
@@ -156,7 +155,7 @@ def test_frozen_parts_in_bf16_trainable_in_fp32_and_it_still_trains():
     loss.backward()
     assert torch.isfinite(loss)
     assert m.captioner.project.linear.weight.grad is not None and m.captioner.project.linear.weight.grad.dtype == torch.float32
-    assert m.projection.proj[0].conv1[0].weight.grad.abs().sum() > 0
+    assert m.backbone.projection.proj[0].conv1[0].weight.grad.abs().sum() > 0
     m.eval()
     res = m.inference(x)  # fp32 heads, no autocast: features come back as fp32
     assert len(res) == 2
@@ -166,11 +165,11 @@ def test_frozen_precision_config_applies_at_the_first_forward_and_auto_keeps_fp3
     auto = build_model("odise", "tiny")
     with torch.no_grad():
         auto.features(_images(1))
-    assert auto.backbone.dtype == torch.float32  # "auto" on a CPU: weights as given
+    assert auto.backbone.extractor.dtype == torch.float32  # "auto" on a CPU: weights as given
     m = build_model("odise", "tiny", overrides={"diffusion": {"frozen_precision": "bf16"}})
     with torch.no_grad():
         maps = m.features(_images(1))
-    assert m.backbone.dtype == torch.bfloat16 and all(t.dtype == torch.float32 for t in maps)
+    assert m.backbone.extractor.dtype == torch.bfloat16 and all(t.dtype == torch.float32 for t in maps)
     visual = m.extras["clip_model"].visual  # a frozen tower others may call directly with fp32 images
     assert next(visual.parameters()).dtype == torch.bfloat16
     with torch.no_grad():
@@ -182,8 +181,8 @@ def test_checkpointed_projection_gives_the_same_gradients():
     x = _images(2)
     grads = []
     for ckpt in (True, False):
-        m.config.diffusion.checkpoint_projection = ckpt
+        m.backbone.checkpoint_projection = ckpt
         m.zero_grad(set_to_none=True)
         sum(f.square().mean() for f in m.features(x)).backward()
-        grads.append([p.grad.clone() for p in m.projection.parameters()])
+        grads.append([p.grad.clone() for p in m.backbone.projection.parameters()])
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(*grads))

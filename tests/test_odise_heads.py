@@ -31,7 +31,7 @@ def test_positional_linear_is_linear_plus_a_learned_term_per_token():
 
 
 def test_captioner_gates_are_full_shape_zero_and_start_at_the_empty_prompt(odise):
-    cap, bb = odise.captioner, odise.backbone
+    cap, bb = odise.captioner, odise.backbone.extractor
     assert cap.gate.shape == (1, bb.seq_len, bb.cond_dim) and not cap.gate.any()
     assert cap.time_gate.shape == (bb.time_embed_dim,) and not cap.time_gate.any()  # ODISE turns the time path on
     x = torch.rand(2, 3, 96, 64)

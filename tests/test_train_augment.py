@@ -5,7 +5,7 @@ import random
 import pytest
 import torch
 
-from modise.engine.training.augment import LSJ, IntensityJitter, ResizePad, build_train_transform
+from modise.engine.training.augment import LSJ, IntensityJitter, build_train_transform
 from modise.engine.training.schedule import warmup_step_decay
 
 
@@ -45,12 +45,6 @@ def test_intensity_jitter_range_and_change():
     assert out["image"].min() >= 0 and out["image"].max() <= 1
     assert not torch.allclose(out["image"], s["image"])
     assert torch.equal(out["masks"], s["masks"])
-
-
-def test_resize_pad_keeps_valid_size():
-    out = ResizePad(64)(_sample(96, 64), None)
-    assert out["image"].shape == (1, 64, 64) and out["valid_size"] == (64, 43)
-    assert out["image"][:, :, 43:].abs().sum() == 0
 
 
 def test_compose_is_reproducible():

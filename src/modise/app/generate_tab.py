@@ -79,7 +79,7 @@ def build_generate_tab(state: AppState) -> None:
     """Add the Generate tab's components and its ``/generate`` event to the current Blocks."""
     import gradio as gr
 
-    from .server import user_errors
+    from modise.app.user_errors import user_errors
 
     with gr.Row():
         with gr.Column(scale=1):

@@ -95,7 +95,7 @@ def build_inpaint_tab(state: AppState) -> None:
     """Add the Inpaint tab's components and its ``/inpaint`` event to the current Blocks."""
     import gradio as gr
 
-    from .server import user_errors
+    from modise.app.user_errors import user_errors
 
     with gr.Row():
         with gr.Column(scale=3):

@@ -130,7 +130,7 @@ def build_segment_tab(state: AppState) -> None:
     """Add the Segment tab's components and its ``/segment`` event to the current Blocks."""
     import gradio as gr
 
-    from .server import user_errors
+    from modise.app.user_errors import user_errors
 
     choices = state.run_choices
     run0 = choices[0] if choices else None

@@ -1,6 +1,7 @@
 """M-ODISE: frozen diffusion features + implicit captioner + Mask2Former + text class head.
 
-Public API: :func:`build_model`, :func:`load_preset`, :class:`MODISE` (see ``modise_model``).
+Public API: :func:`build_model`, :func:`load_preset`, :class:`MODISE` (see ``modise_model``);
+a new feature extractor is a :class:`modise.model.backbone.Backbone` built in ``parts.build_backbone``.
 Names resolve lazily so that importing ``modise.model.cli`` (for ``modise --help``) does not
 pull in torch.
 """
@@ -9,7 +10,8 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "DEFAULT_CATEGORIES": "modise.model.build",
+    "Backbone": "modise.model.backbone",
+    "DEFAULT_CATEGORIES": "modise.model.parts",
     "build_from_config": "modise.model.build",
     "build_model": "modise.model.build",
     "PRESETS": "modise.model.config",

@@ -35,28 +35,26 @@ def _count(module: torch.nn.Module | None) -> dict[str, int]:
 
 
 def inspect_model(model: MODISE) -> dict[str, Any]:
-    """Parts with parameter counts, the 4 feature maps (stride, channels) and totals."""
-    from modise.model.diffusion_features import TAPS, DiffusionFeatureExtractor
-    from modise.model.feature_projection import clamp_stride
-
+    """Parts (and the backbone's own parts) with total / trainable parameter counts, the 4 feature maps
+    (stride, channels), the inference thresholds, the optimiser settings and totals."""
     c = model.config
-    parts = {name: {"class": type(m).__name__, **_count(m)} for name, m in model.named_children() if name != "criterion"}
+    parts = {}
+    for name, m in model.named_children():
+        if name == "criterion":
+            continue
+        parts[name] = {"class": type(m).__name__, **_count(m)}
+        if name == "backbone":
+            parts.update({f"backbone.{n}": {"class": type(sub).__name__, **_count(sub)}
+                          for n, sub in m.named_children()})
     report: dict[str, Any] = {
         "preset": c.preset, "size": c.size, "random_weights": c.random_weights or c.size == "tiny",
         "diffusion": c.diffusion.model_id if not (c.random_weights or c.size == "tiny") else f"random {c.diffusion.kind}",
         "captioner": c.captioner.encoder, "class_head": c.class_head.kind,
         "num_classes": len(model.categories), "num_queries": c.num_queries, "hidden_dim": c.hidden_dim,
         "dec_layers": c.dec_layers, "parts": parts, "parameters": model.parameter_counts(),
+        "inference": c.inference.model_dump(), "optimizer": c.optimizer.model_dump(),
     }
-    if isinstance(model.backbone, DiffusionFeatureExtractor):
-        report["taps"] = [{"module": f"{r}.{n}", "stride": s, "output_stride": clamp_stride(s), "channels": ch}
-                          for (r, n, s), ch in zip(TAPS, model.backbone.tap_channels)]
-        report["feature_maps"] = [{"stride": s, "channels": c.diffusion.projection_dim} for s in (4, 8, 16, 32)]
-        d = c.diffusion
-        report["windows"] = {"window_size": d.window_size, "internal_size": d.internal_size or model.backbone.native_size,
-                             "slide_training": d.slide_training, "window_batch": d.window_batch}
-    else:
-        report["feature_maps"] = [{"stride": s, "channels": ch} for s, ch in zip((4, 8, 16, 32), model.backbone.channels)]
+    report.update(model.backbone.describe())  # feature maps (+ taps and windows for diffusion backbones)
     return report
 
 
@@ -84,18 +82,11 @@ class StageTimer:
     """Forward pre/post hooks on a model's parts that add up wall seconds per stage (CUDA synchronised)."""
 
     def __init__(self, model: MODISE, device: torch.device) -> None:
-        from modise.model.diffusion_features import DiffusionFeatureExtractor
-
         self.device = device
         self.seconds: dict[str, float] = defaultdict(float)
-        bb = model.backbone
-        parts: dict[str, nn.Module | None] = {"captioner": model.captioner, "projection": model.projection,
+        parts: dict[str, nn.Module | None] = {"captioner": model.captioner, **model.backbone.stage_modules(),
                                               "mask_generator": model.mask_generator, "class_head": model.class_head,
                                               "forward": model}
-        if isinstance(bb, DiffusionFeatureExtractor):
-            parts.update(vae_encode=bb.vae.encoder, unet=bb.unet, decoder_taps=bb.decoder_taps)
-        else:
-            parts["backbone"] = bb
         self._handles = []
         for name, module in parts.items():
             if module is not None:

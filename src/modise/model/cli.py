@@ -6,6 +6,10 @@ import json
 
 import typer
 
+from modise.cli_options import ModelSize, size_value
+
+SIZE_HELP = "Architecture size: full (the paper's; pretrained weights, or --random-weights offline) or tiny (CPU tests)."
+
 
 def register(app: typer.Typer) -> None:
     """Add ``inspect`` and ``benchmark`` to the ``modise`` app."""
@@ -13,15 +17,15 @@ def register(app: typer.Typer) -> None:
     @app.command("inspect")
     def inspect(
         preset: str = typer.Option("m-odise", help="m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise (or a YAML)."),
-        size: str = typer.Option("tiny", help="full | tiny"),
+        size: ModelSize = typer.Option(ModelSize.full, "--size", help=SIZE_HELP),
         random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random frozen weights (offline)."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     ) -> None:
-        """Show a preset's parts, feature maps (stride, channels) and parameter counts."""
+        """Show a preset's parts (parameters, trainable), feature maps, inference thresholds and optimiser settings."""
         from modise.model import build_model
         from modise.model.benchmark import inspect_model
 
-        report = inspect_model(build_model(preset, size, random_weights=random_weights))
+        report = inspect_model(build_model(preset, size_value(size), random_weights=random_weights))
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -30,7 +34,7 @@ def register(app: typer.Typer) -> None:
     @app.command("benchmark")
     def benchmark(
         preset: str = typer.Option("m-odise", help="Preset name or YAML."),
-        size: str = typer.Option("tiny", help="full | tiny"),
+        size: ModelSize = typer.Option(ModelSize.full, "--size", help=SIZE_HELP),
         random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random frozen weights (offline)."),
         device: str = typer.Option("cpu", help="cpu | cuda (cuda:N)."),
         precision: str = typer.Option("fp32", help="fp32 | bf16 (frozen weights stored in bf16, the rest under bf16 autocast)."),
@@ -53,7 +57,7 @@ def register(app: typer.Typer) -> None:
             raise ModiseError(f"--precision {precision}: choose fp32 or bf16.")
         with Progress(transient=True, console=_stderr()) as bar:
             task = bar.add_task("building", total=None)
-            model = build_model(preset, size, random_weights=random_weights)
+            model = build_model(preset, size_value(size), random_weights=random_weights)
             bar.update(task, description="timing", total=warmup + repeats, completed=0)
             res = benchmark_model(model, image_size, batch_size, device, precision, train, warmup=warmup,
                                   max_repeats=repeats, min_repeats=min(3, repeats), progress=lambda: bar.advance(task))
@@ -121,3 +125,5 @@ def _print_inspect(r: dict) -> None:
     con.print("feature maps: " + ", ".join(f"stride {m['stride']} x {m['channels']} ch" for m in r["feature_maps"]))
     p = r["parameters"]
     con.print(f"parameters: total {p['total']:,}, trainable {p['trainable']:,}, frozen {p['frozen']:,}")
+    con.print("inference: " + ", ".join(f"{k} {v}" for k, v in r["inference"].items()))
+    con.print("optimiser groups: " + ", ".join(f"{k} {v}" for k, v in r["optimizer"].items()))

@@ -100,10 +100,9 @@ class MaskCLIPClassifier(nn.Module):
 
     def _tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images -> [B,1+P,W]: class + patch tokens with positions, before the blocks."""
-        if self.timm:
-            t = self.visual.trunk
-            return t.norm_pre(t.patch_drop(t._pos_embed(t.patch_embed(x))))
-        return self.visual._embeds(x)  # conv1, class token, positional embedding, ln_pre
+        from modise.compat import open_clip_vit_tokens, timm_vit_tokens
+
+        return timm_vit_tokens(self.visual.trunk, x) if self.timm else open_clip_vit_tokens(self.visual, x)
 
     def _blocks(self, seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.timm:

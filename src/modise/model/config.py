@@ -107,7 +107,7 @@ class OptimizerConfig(_Strict):
     weight_decay_norm: float | None = 0.0  # None: the run's weight decay
     weight_decay_bias: float | None = 0.0
     weight_decay_embed: float | None = None
-    backbone_lr_multiplier: float = 1.0  # parameters under ``backbone.`` (only a trainable Swin has any)
+    backbone_lr_multiplier: float = 1.0  # parameters under ``backbone.`` (a trainable Swin; the SD projections)
     warmup_fraction: float = 500 / 184375  # of the run's steps
     warmup_factor: float = 0.067
 

@@ -15,9 +15,9 @@ from modise.model.config import LossConfig
 
 
 def _make_loss_cls():
-    from transformers.models.mask2former.modeling_mask2former import Mask2FormerLoss
+    from modise.compat import mask2former_loss_class
 
-    class _DistributedMask2FormerLoss(Mask2FormerLoss):
+    class _DistributedMask2FormerLoss(mask2former_loss_class()):
         def get_num_masks(self, class_labels, device):
             num = torch.as_tensor(float(sum(len(c) for c in class_labels)), device=device)
             world = 1

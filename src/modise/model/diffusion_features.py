@@ -1,4 +1,5 @@
-"""Frozen diffusion features (ODISE): VAE encode, t=0 noise, UNet, partial VAE decode; 8 pre-hook taps.
+"""Frozen diffusion features (ODISE): VAE encode, t=0 noise, UNet, partial VAE decode; 8 pre-hook taps
+(hooks registered for one call at a time: the extractor keeps no state between calls).
 
 Taps capture the *input* of blocks (forward pre-hooks), in diffusers names:
 
@@ -31,7 +32,8 @@ averaged where the last window overlaps; see :func:`window_boxes` and :func:`sli
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -103,14 +105,8 @@ class DiffusionFeatureExtractor(nn.Module):
         noise = torch.randn(1, int(vae.config.latent_channels), latent, latent, generator=g)
         self.register_buffer("shared_noise", noise, persistent=False)
         roots = {"vae": self.vae, "unet": self.unet}
-        self._tap_modules = [roots[r].get_submodule(name) for r, name, _ in TAPS]
-        self.tap_channels = [int(m.in_channels) for m in self._tap_modules]
+        self.tap_channels = [int(roots[r].get_submodule(name).in_channels) for r, name, _ in TAPS]
         self.tap_strides = [s for _, _, s in TAPS]
-        self._store: list[torch.Tensor | None] = [None] * len(TAPS)
-        for i, m in enumerate(self._tap_modules):
-            m.register_forward_pre_hook(self._make_hook(i, last=(i == _DECODER_TAPS[-1])))
-        self._time_extra: torch.Tensor | None = None
-        self.unet.time_embedding.register_forward_hook(self._add_time_extra)
         self.decoder_taps: DecoderTaps
         object.__setattr__(self, "decoder_taps", DecoderTaps(self.vae))  # outside the module tree
 
@@ -130,16 +126,32 @@ class DiffusionFeatureExtractor(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.unet.conv_in.weight.dtype
 
-    def _make_hook(self, i: int, last: bool) -> Callable:
-        def hook(module, args):
-            self._store[i] = args[0]
-            if last:
-                raise _StopDecoder
+    @contextlib.contextmanager
+    def _per_call_hooks(self, taps: list[torch.Tensor | None], time_extra: torch.Tensor | None) -> Iterator[None]:
+        """Hooks registered for one call only: tap inputs go into ``taps`` (this call's list), and
+        ``time_extra`` is added to the UNet's time embedding (ODISE adds the captioner's time term
+        there, ldm.py:572). Nothing outlives the call."""
+        roots = {"vae": self.vae, "unet": self.unet}
+        handles = []
 
-        return hook
+        def tap(i: int) -> Callable:
+            def hook(module, args):
+                taps[i] = args[0]
+                if i == _DECODER_TAPS[-1]:
+                    raise _StopDecoder  # the rest of the VAE decoder is not needed
 
-    def _add_time_extra(self, module, args, output):
-        return output if self._time_extra is None else output + self._time_extra.to(output.dtype)
+            return hook
+
+        for i, (root, name, _) in enumerate(TAPS):
+            handles.append(roots[root].get_submodule(name).register_forward_pre_hook(tap(i)))
+        if time_extra is not None:
+            handles.append(self.unet.time_embedding.register_forward_hook(
+                lambda module, args, output: output + time_extra.to(output.dtype)))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
 
     def train(self, mode: bool = True) -> "DiffusionFeatureExtractor":
         return super().train(False)  # frozen: always eval
@@ -156,26 +168,21 @@ class DiffusionFeatureExtractor(nn.Module):
                 time_extra: torch.Tensor | None = None) -> list[torch.Tensor]:
         """images [B,3,H,W] in [0,1]; cond [B,L,C] or None (empty prompt); time_extra [B,T] or None
         -> 8 taps [B,C_i,H/s_i,W/s_i]."""
-        self._store = [None] * len(TAPS)
         b = images.shape[0]
         dtype = self.dtype
         x = images.to(dtype) * 2 - 1  # ODISE pixel mean/std 0.5 (ldm.py:80-81)
         if self.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad():  # nothing trainable before the UNet or in the decoder
-            latents = self.vae.encode(x).latent_dist.mean * self.scaling_factor
-            self.decoder_taps(latents, self.scaling_factor)  # clean latent (ldm.py:606)
-        a = self.alpha_bar_0
-        noisy = a**0.5 * latents + (1 - a) ** 0.5 * self.noise_like(latents)
-        if cond is None:
-            cond = self.empty_embeds.expand(b, -1, -1)
-        self._time_extra = time_extra
-        try:
-            self.unet(noisy, torch.zeros(b, dtype=torch.long, device=images.device),
-                      encoder_hidden_states=cond.to(dtype))
-        finally:
-            self._time_extra = None
-        taps, self._store = self._store, [None] * len(TAPS)
+        taps: list[torch.Tensor | None] = [None] * len(TAPS)
+        with self._per_call_hooks(taps, time_extra):
+            with torch.no_grad():  # nothing trainable before the UNet or in the decoder
+                latents = self.vae.encode(x).latent_dist.mean * self.scaling_factor
+                self.decoder_taps(latents, self.scaling_factor)  # clean latent (ldm.py:606)
+            a = self.alpha_bar_0
+            noisy = a**0.5 * latents + (1 - a) ** 0.5 * self.noise_like(latents)
+            if cond is None:
+                cond = self.empty_embeds.expand(b, -1, -1)
+            self.unet(noisy, torch.zeros(b, dtype=torch.long, device=images.device), encoder_hidden_states=cond.to(dtype))
         if any(t is None for t in taps):
             raise RuntimeError("a diffusion feature tap did not fire; is this an SD-1.x UNet/VAE?")
         return taps  # type: ignore[return-value]

@@ -33,15 +33,6 @@ class ClipBundle:
     mean: tuple[float, ...] = OPENAI_MEAN
     std: tuple[float, ...] = OPENAI_STD
 
-    @property
-    def embed_dim(self) -> int:
-        return int(self.model.text_projection.shape[-1]) if hasattr(self.model, "text_projection") and isinstance(
-            getattr(self.model, "text_projection"), torch.Tensor) else int(self._probe_dim())
-
-    def _probe_dim(self) -> int:
-        with torch.no_grad():
-            return self.model.encode_text(self.tokenizer(["a"])).shape[-1]
-
 
 def _tiny_bert_text_cfg(model_dir: Path, context_length: int) -> dict[str, Any]:
     tok = str(TEXT_DIR / "tiny-bert")

@@ -1,4 +1,5 @@
-"""Mask generator: transformers' Mask2Former pixel decoder + masked-attention transformer decoder.
+"""Mask generator: transformers' Mask2Former pixel decoder + masked-attention transformer decoder
+(non-exported classes, reached through :mod:`modise.compat`).
 
 Built standalone (outside ``Mask2FormerPreTrainedModel``) these modules miss two initialisations:
 the pixel decoder's ``level_embed`` is uninitialised memory (``torch.Tensor(n, d)``) and the
@@ -49,17 +50,15 @@ def init_deformable_attention(module: nn.Module) -> None:
 
 @torch.no_grad()
 def init_mask_generator(pixel_decoder: nn.Module, transformer: nn.Module) -> None:
-    from transformers.models.mask2former.modeling_mask2former import (
-        Mask2FormerMaskedAttentionDecoderLayer,
-        Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention,
-    )
+    from modise.compat import mask2former_init_targets
 
+    deformable_attention, decoder_layer = mask2former_init_targets()
     nn.init.normal_(pixel_decoder.level_embed, std=1.0)
     for m in pixel_decoder.modules():
-        if isinstance(m, Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention):
+        if isinstance(m, deformable_attention):
             init_deformable_attention(m)
     for m in transformer.modules():
-        if isinstance(m, Mask2FormerMaskedAttentionDecoderLayer):
+        if isinstance(m, decoder_layer):
             for p in m.parameters():
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
@@ -77,14 +76,11 @@ class MaskGenerator(nn.Module):
     def __init__(self, feature_channels: list[int], hidden_dim: int = 256, num_queries: int = 100, dec_layers: int = 9,
                  enc_layers: int = 6, nheads: int = 8, dim_feedforward: int = 2048, enc_feedforward: int = 1024) -> None:
         super().__init__()
-        from transformers.models.mask2former.modeling_mask2former import (
-            Mask2FormerPixelDecoder,
-            Mask2FormerTransformerModule,
-        )
+        from modise.compat import mask2former_pixel_decoder, mask2former_transformer_decoder
 
         cfg = mask2former_config(hidden_dim, num_queries, dec_layers, enc_layers, nheads, dim_feedforward, enc_feedforward)
-        self.pixel_decoder = Mask2FormerPixelDecoder(cfg, feature_channels=list(feature_channels))
-        self.transformer = Mask2FormerTransformerModule(in_features=hidden_dim, config=cfg)
+        self.pixel_decoder = mask2former_pixel_decoder(cfg, feature_channels)
+        self.transformer = mask2former_transformer_decoder(cfg, in_features=hidden_dim)
         init_mask_generator(self.pixel_decoder, self.transformer)
 
     def load_from_mask2former(self, model: nn.Module) -> None:

@@ -9,14 +9,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from modise.data.panoptic import Category
 from modise.errors import ModiseError
+from modise.model.backbone import Backbone
 from modise.model.config import ModelConfig
 from modise.model.criterion import SetCriterion
-from modise.model.diffusion_features import DiffusionFeatureExtractor, slide, window_side
-from modise.model.feature_projection import FeatureProjection
 from modise.model.implicit_captioner import ImplicitCaptioner
 from modise.model.inference import postprocess
 from modise.model.mask_generator import MaskGenerator
@@ -33,55 +31,32 @@ def _cast_inputs_to_own_dtype(module: nn.Module, args: tuple) -> tuple:
 
 
 class MODISE(nn.Module):
-    """Panoptic segmenter on frozen diffusion (or Swin) features; parts are injected by :func:`build_model`.
+    """Panoptic segmenter on frozen diffusion (or Swin) features; parts are passed by keyword
+    (:func:`modise.model.parts.build_parts` builds them for a config, :func:`build_model` for a preset).
 
+    ``backbone(images, captioner)`` -> 4 maps -> ``mask_generator`` -> masks + queries -> ``class_head``.
     ``forward(images [B,3,H,W] in [0,1], H, W multiples of 32)`` returns
     ``{"pred_logits" [B,Q,K+1], "pred_masks" [B,Q,H/4,W/4], "aux_outputs": [...]}``.
     """
 
-    def __init__(self, config: ModelConfig, categories: list[Category], backbone: nn.Module,
-                 projection: FeatureProjection | None, captioner: ImplicitCaptioner | None,
-                 mask_generator: MaskGenerator, class_head: nn.Module, extras: dict[str, nn.Module] | None = None) -> None:
+    def __init__(self, config: ModelConfig, categories: list[Category], *, backbone: Backbone,
+                 mask_generator: MaskGenerator, class_head: nn.Module, captioner: ImplicitCaptioner | None = None,
+                 extras: dict[str, nn.Module] | None = None) -> None:
         super().__init__()
         self.config = config
         self.categories = list(categories)
         self.backbone = backbone
-        self.projection = projection
-        self.captioner = captioner
+        self.captioner = captioner  # the backbone's conditioning (ODISE's implicit captioner), if any
         self.mask_generator = mask_generator
         self.class_head = class_head
         self.criterion = SetCriterion(len(categories), config.loss)
         self.extras = nn.ModuleDict(extras or {})  # frozen parts kept only for accounting (e.g. the text tower)
 
     # ------------------------------------------------------------------ features
-    def _diffusion_maps(self, crops: torch.Tensor) -> list[torch.Tensor]:
-        """Windows [N,3,s,s] in [0,1] -> 4 maps [N,D,s/4..s/32]; the captioner sees each window once."""
-        n = self.config.diffusion.internal_size or self.backbone.native_size
-        x = crops
-        if x.shape[-2:] != (n, n):  # ODISE feature_extractor.py:144 (T.Resize bicubic on tensors)
-            x = F.interpolate(x, size=(n, n), mode="bicubic", align_corners=False)
-        cond = time_extra = None
-        if self.captioner is not None:
-            cond, time_extra = self.captioner(x, self.backbone.empty_embeds)
-        taps = self.backbone(x, cond, time_extra)
-        if self.config.diffusion.checkpoint_projection and torch.is_grad_enabled():
-            # ODISE use_checkpoint=True (odise_with_label.py:27, feature_extractor.py:150-153): recompute the
-            # projections in backward instead of keeping their activations
-            return checkpoint(self.projection, taps, crops.shape[-2:], use_reentrant=False)
-        return self.projection(taps, crops.shape[-2:])
-
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """images [B,3,H,W] in [0,1] -> 4 maps at strides 4, 8, 16, 32 (sliding windows for SD backbones)."""
+        """images [B,3,H,W] in [0,1] -> 4 maps at strides 4, 8, 16, 32, in the heads' dtype."""
         self._auto_frozen_precision(images.device)
-        if isinstance(self.backbone, DiffusionFeatureExtractor):
-            d = self.config.diffusion
-            # ODISE's backbone_in_size is both the window cap and the size windows are resized to
-            cap = min(d.window_size, d.internal_size or self.backbone.native_size)
-            side = window_side(*images.shape[-2:], cap, d.slide_training)
-            maps = slide(self._diffusion_maps, images, side, d.window_batch)
-        else:
-            maps = self.backbone(images)
-            maps = self.projection(maps, images.shape[-2:]) if self.projection is not None else maps
+        maps = self.backbone(images, self.captioner)
         dtype = next(self.mask_generator.parameters()).dtype
         if not torch.is_autocast_enabled(images.device.type):  # bf16 frozen outputs -> the heads' dtype
             maps = [m.to(dtype) for m in maps]
@@ -107,19 +82,14 @@ class MODISE(nn.Module):
                 if not getattr(part, "_modise_casts_inputs", False):
                     part.register_forward_pre_hook(_cast_inputs_to_own_dtype)
                     part._modise_casts_inputs = True
-        bb = self.backbone
-        if isinstance(bb, DiffusionFeatureExtractor):
-            on_gpu = bb.dtype == torch.bfloat16 and bb.unet.conv_in.weight.device.type == "cuda"
-            fmt = (self.config.diffusion.channels_last if channels_last is None else channels_last) and on_gpu
-            for part in (bb.vae, bb.unet):
-                part.to(memory_format=torch.channels_last if fmt else torch.contiguous_format)
+        self.backbone.set_memory_format(self.config.diffusion.channels_last if channels_last is None else channels_last)
 
     def _auto_frozen_precision(self, device: torch.device) -> None:
         """``diffusion.frozen_precision`` at the first forward on each device type (unless set explicitly):
         "auto" stores frozen weights in bf16 on a bf16-capable GPU and leaves them alone elsewhere."""
         d = self.config.diffusion
-        if d.compile and isinstance(self.backbone, DiffusionFeatureExtractor) and not getattr(self, "_compiled", False):
-            self.backbone.unet.compile()
+        if d.compile and not getattr(self, "_compiled", False):
+            self.backbone.compile_frozen()
             self._compiled = True
         if getattr(self, "_frozen_precision_explicit", False) or getattr(self, "_auto_device", None) == device.type:
             return
@@ -179,9 +149,7 @@ class MODISE(nn.Module):
 
     # ------------------------------------------------------------------ trainable / frozen
     def frozen_modules(self) -> list[nn.Module]:
-        mods: list[nn.Module] = list(self.extras.values())
-        if isinstance(self.backbone, DiffusionFeatureExtractor) or not self.config.diffusion.trainable:
-            mods.append(self.backbone)
+        mods: list[nn.Module] = [*self.extras.values(), *self.backbone.frozen_modules()]
         if self.captioner is not None:
             mods.append(self.captioner.image_encoder)
         return mods
@@ -233,12 +201,19 @@ class MODISE(nn.Module):
         return d
 
     @classmethod
+    def from_config(cls, config: ModelConfig, categories: list[Category] | None = None) -> "MODISE":
+        """Build every part for ``config`` (:func:`modise.model.parts.build_parts`), in training mode."""
+        from modise.model.parts import DEFAULT_CATEGORIES, build_parts
+
+        categories = list(categories or DEFAULT_CATEGORIES)
+        return cls(config, categories, **build_parts(config, categories)).train()
+
+    @classmethod
     def from_pretrained(cls, directory: str | Path, random_weights: bool | None = None) -> "MODISE":
         """Rebuild frozen parts from the saved config's ids (or random, as saved) and load the trainable weights."""
         import yaml
         from safetensors.torch import load_file
 
-        from modise.model.build import build_from_config
         from modise.model.config import validate_config
 
         d = Path(directory)
@@ -250,6 +225,6 @@ class MODISE(nn.Module):
             data["random_weights"] = random_weights
         config = validate_config(data, source=str(d / CONFIG_FILE))
         categories = [Category.from_json(c) for c in json.loads((d / CATEGORIES_FILE).read_text())]
-        model = build_from_config(config, categories)
+        model = cls.from_config(config, categories)
         model.load_trainable_state_dict(load_file(str(d / WEIGHTS_FILE)))
         return model

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from modise.model.loading import pretrained_or_missing, seeded
+from modise.model.backbone import Backbone, Conditioner
+from modise.model.loading import freeze, pretrained_or_missing, seeded
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,15 +38,24 @@ def build_swin(model_id: str | None, size: str, random_weights: bool, seed: int 
     return m2f.model.pixel_level_module.encoder, m2f
 
 
-class SwinFeatures(nn.Module):
-    """images [B,3,H,W] in [0,1] -> 4 maps [B,C_s,H/s,W/s], s = 4, 8, 16, 32."""
+class SwinFeatures(Backbone):
+    """images [B,3,H,W] in [0,1] -> 4 maps [B,C_s,H/s,W/s], s = 4, 8, 16, 32 (ImageNet-normalised input).
 
-    def __init__(self, backbone: nn.Module) -> None:
+    ``trainable``: fine-tuned with the heads (Mask2Former); otherwise frozen. No conditioning.
+    """
+
+    def __init__(self, backbone: nn.Module, *, trainable: bool = True) -> None:
         super().__init__()
         self.backbone = backbone
-        self.channels = list(backbone.num_features[1:]) if hasattr(backbone, "num_features") else list(backbone.channels)
+        self.trainable = trainable
+        if not trainable:
+            freeze(self)
+        self.out_channels = list(backbone.num_features[1:]) if hasattr(backbone, "num_features") else list(backbone.channels)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, images: torch.Tensor, conditioning: Conditioner | None = None) -> list[torch.Tensor]:
         return list(self.backbone((images - self.mean) / self.std).feature_maps)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [] if self.trainable else [self]

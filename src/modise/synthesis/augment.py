@@ -9,7 +9,6 @@ kept as they are, so synthetic images (in no fold) are only ever used for traini
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -174,10 +173,3 @@ def augment_dataset(
         )
         made += 1
     return out_set.finish()
-
-
-def write_metadata_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
-    """One JSON object per line (records of generated images)."""
-    from modise.outputs import write_bytes_atomic
-
-    write_bytes_atomic(path, "".join(json.dumps(r) + "\n" for r in records).encode())

@@ -77,7 +77,7 @@ def generate(
     except ValueError:
         raise ModiseError(f"--sweep-values must be comma-separated numbers, not '{sweep_values}'.") from None
     from modise.outputs import check_output_dir, output_dir
-    from modise.synthesis.augment import write_metadata_jsonl
+    from modise.synthesis.metadata import write_metadata_jsonl
     from modise.synthesis.generate import generate_images, guidance_sweep as sweep
     from modise.synthesis.pipelines import load_text2img, native_resolution
     from modise.synthesis.progress import step_progress
@@ -176,7 +176,7 @@ def inpaint(
 
     from modise.data.imageio import read_image, to_uint8
     from modise.outputs import check_output_dir, output_dir
-    from modise.synthesis.augment import write_metadata_jsonl
+    from modise.synthesis.metadata import write_metadata_jsonl
     from modise.synthesis.inpaint import inpaint_lesion
     from modise.synthesis.pipelines import MAME_INPAINT, load_inpaint
     from modise.synthesis.prompts import INPAINT_PROMPT

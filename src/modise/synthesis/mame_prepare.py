@@ -203,7 +203,7 @@ def prepare_folder(
     metadata.csv) into ``out``; returns the ``metadata.jsonl`` records (also written)."""
     from PIL import Image
 
-    from modise.synthesis.augment import write_metadata_jsonl
+    from modise.synthesis.metadata import write_metadata_jsonl
 
     csv = csv or next((root / n for n in ("finding_annotations.csv", "metadata.csv") if (root / n).is_file()), None)
     if csv is None:
@@ -264,7 +264,7 @@ def prepare_folder(
 def prepare_panoptic(dataset: Path, out: Path, side: int = 512, warn: Callable[[str], None] = print):
     """Inpainting data from a canonical panoptic dataset: every image with lesion (thing) segments."""
     from modise.data.panoptic import IMAGES_DIR, PANOPTIC_DIR, load_panoptic_json, read_id_png
-    from modise.synthesis.augment import write_metadata_jsonl
+    from modise.synthesis.metadata import write_metadata_jsonl
 
     data = load_panoptic_json(dataset)
     things = {int(c["id"]) for c in data["categories"] if int(c.get("isthing", 1))}

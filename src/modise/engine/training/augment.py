@@ -90,22 +90,6 @@ class IntensityJitter:
         return {**sample, "image": img.clamp(0, 1)}
 
 
-@dataclass
-class ResizePad:
-    """Evaluation transform: fit the longest side to ``size`` and pad to a ``size`` square."""
-
-    size: int = 512
-
-    def __call__(self, sample: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
-        _, h, w = sample["image"].shape
-        scale = self.size / max(h, w)
-        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        sample = _resize(sample, nh, nw)
-        img = F.pad(sample["image"], (0, self.size - nw, 0, self.size - nh))
-        masks = F.pad(sample["masks"], (0, self.size - nw, 0, self.size - nh))
-        return _drop_empty({**sample, "image": img, "masks": masks, "valid_size": (nh, nw)})
-
-
 class Compose:
     """Apply transforms in order with one shared RNG (seedable for reproducible runs)."""
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from modise.errors import ModiseError
 
-from .augment import ResizePad, build_train_transform
+from .augment import build_train_transform
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,7 +82,6 @@ class PanopticDataModule(L.LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         tf = build_train_transform(self.image_size, seed=self.seed * 1000 + rank, **self.aug)
         self.train_set = PanopticDataset(self.root, image_ids=self.train_ids, transform=tf)
-        self.val_set = PanopticDataset(self.root, image_ids=self.val_ids, transform=ResizePad(self.image_size)) if self.val_ids else None
         self.categories = self.train_set.categories
 
     def train_dataloader(self) -> DataLoader:

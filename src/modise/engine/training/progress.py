@@ -1,4 +1,5 @@
-"""Console output of training: one step-based progress bar and quiet Lightning internals."""
+"""Console output of training: one step-based progress bar (Lightning's public ``ProgressBar`` base
+drawn with ``rich.progress``) and quiet Lightning internals."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from contextlib import contextmanager
 from collections.abc import Iterator
 from typing import Any
 
-from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 
 
-class StepProgressBar(RichProgressBar):
+class StepProgressBar(ProgressBar):
     """A rich bar over optimiser steps (not epochs) with loss and ETA, on stderr.
 
     Step-based runs repeat a small dataset for many short epochs; Lightning's bar would
@@ -20,39 +21,57 @@ class StepProgressBar(RichProgressBar):
     """
 
     def __init__(self, description: str = "training") -> None:
-        super().__init__(leave=True, console_kwargs={"stderr": True})  # stdout is for results
+        super().__init__()
         self.description = description
+        self.enabled = True
+        self.progress: Any = None  # rich.progress.Progress while training
+        self.task: Any = None
 
-    def _steps_total(self, trainer) -> int | float:
+    def disable(self) -> None:  # Lightning calls this on ranks other than 0
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.enabled
+
+    def total_steps(self, trainer) -> int | float:
         if trainer.max_steps and trainer.max_steps > 0:
             return trainer.max_steps
         return self.total_train_batches * max(1, trainer.max_epochs or 1)
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if self.is_disabled:
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not self.enabled:
             return
-        if self.progress is None:
-            self._init_progress(trainer)
-        if self.progress is not None and self.train_progress_bar_id is None:
-            self.train_progress_bar_id = self._add_task(self._steps_total(trainer), self.description)
-            self.progress.update(self.train_progress_bar_id, completed=trainer.global_step)
-        self.refresh()
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    def _initialize_train_progress_bar_id(self) -> None:
-        self.train_progress_bar_id = self._add_task(self._steps_total(self.trainer), self.description)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
+                                 console=Console(stderr=True))  # stdout is for results
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=self.total_steps(trainer),
+                                           completed=trainer.global_step, metrics="")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.is_disabled:
+        if self.progress is None:
             return
-        if self.train_progress_bar_id is None:
-            self._initialize_train_progress_bar_id()
-        if self.progress is not None:
-            self.progress.update(self.train_progress_bar_id, completed=trainer.global_step, total=self._steps_total(trainer))
-        self._update_metrics(trainer, pl_module)
-        self.refresh()
+        metrics = self.get_metrics(trainer, pl_module)
+        text = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+        self.progress.update(self.task, completed=trainer.global_step, total=self.total_steps(trainer), metrics=text)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self._stop_progress()  # close the bar before the held-out evaluation prints
+        self.close()  # close the bar before the held-out evaluation prints
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
 
     def get_metrics(self, trainer, pl_module) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)

@@ -75,10 +75,3 @@ def warmup_step_decay(
             factor *= gamma
     return factor
 
-
-def build_scheduler(optimizer, max_steps: int, warmup_steps: float = 250, milestones: Sequence[float] = (0.889, 0.963),
-                    warmup_factor: float = 0.067):
-    """A ``LambdaLR`` stepping once per optimiser step."""
-    from torch.optim.lr_scheduler import LambdaLR
-
-    return LambdaLR(optimizer, lambda s: warmup_step_decay(s, max_steps, warmup_steps, milestones, warmup_factor=warmup_factor))
