@@ -1,7 +1,9 @@
 """Mask2Former's semantic / panoptic / instance inference (ported, not transformers' post-processors).
 
-Masks are upsampled to the padded input, padding is cropped, and only then are results resized
-to the original size: the panoptic id map with nearest, probabilities and instance logits bilinearly.
+Mask2Former's order (mask2former/maskformer_model.py:221-226, 239-242; on whenever panoptic or instance
+inference is, :149-153): mask logits are upsampled to the padded network input, the padding is cropped,
+and the masks are resized bilinearly to the ORIGINAL image size (detectron2's ``sem_seg_postprocess``)
+BEFORE semantic, panoptic and instance inference, which therefore all run at the original size.
 """
 
 from __future__ import annotations
@@ -54,9 +56,9 @@ def panoptic_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[
     return panoptic, segments
 
 
-def instance_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[Category], topk: int,
-                       output_size: tuple[int, int]) -> dict[str, torch.Tensor]:
-    """Top-k (query, class) pairs scored by class prob x mask quality; masks resized to ``output_size``."""
+def instance_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[Category], topk: int) -> dict[str, torch.Tensor]:
+    """cls [Q,K+1], masks [Q,H,W] logits -> top-k (query, class) pairs scored by class prob x mask quality
+    (maskformer_model.py:344-380): ``masks`` [N,H,W] bool, ``labels`` [N], ``scores`` [N], best first."""
     q, k = cls.shape[0], cls.shape[-1] - 1
     scores = cls.softmax(-1)[:, :-1]
     labels = torch.arange(k, device=cls.device).unsqueeze(0).repeat(q, 1).flatten(0, 1)
@@ -68,27 +70,33 @@ def instance_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[
     m = masks[qi]
     binm = (m > 0).float()
     mask_scores = (m.sigmoid() * binm).flatten(1).sum(1) / (binm.flatten(1).sum(1) + 1e-6)
-    if m.shape[-2:] != tuple(output_size) and m.shape[0]:
-        m = F.interpolate(m[None], size=output_size, mode="bilinear", align_corners=False)[0]
     order = (top_scores * mask_scores).argsort(descending=True)
-    out_masks = (m > 0)[order] if m.shape[0] else torch.zeros((0, *output_size), dtype=torch.bool, device=cls.device)
-    return {"masks": out_masks, "labels": labels[order], "scores": (top_scores * mask_scores)[order]}
+    return {"masks": (m > 0)[order], "labels": labels[order], "scores": (top_scores * mask_scores)[order]}
 
 
 def postprocess(cls: torch.Tensor, masks: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int],
                 output_size: tuple[int, int], categories: list[Category], object_mask_threshold: float,
                 overlap_threshold: float, topk: int) -> dict:
-    """One image: cls [Q,K+1], masks [Q,h/4,w/4] -> the contract's result dict at ``output_size``."""
-    masks = F.interpolate(masks[None].float(), size=padded_size, mode="bilinear", align_corners=False)[0]
-    masks = masks[:, : image_size[0], : image_size[1]]  # crop padding first
+    """One image: cls [Q,K+1], masks [Q,h/4,w/4] logits of a padded input of ``padded_size`` whose
+    image occupies the top-left ``image_size`` -> ``sem_seg`` [K,H,W], ``panoptic_seg`` (ids [H,W],
+    segments), ``instances``, all at ``output_size`` (H, W), the original image size."""
+    masks = to_output_size(masks, padded_size, image_size, output_size)
     cls = cls.float()
     sem = semantic_inference(cls, masks)
     pan, segs = panoptic_inference(cls, masks, categories, object_mask_threshold, overlap_threshold)
-    if tuple(output_size) != tuple(image_size):
-        sem = F.interpolate(sem[None], size=output_size, mode="bilinear", align_corners=False)[0]
-        pan = F.interpolate(pan[None, None].float(), size=output_size, mode="nearest")[0, 0].long()
     for s in segs:
         s["area"] = int((pan == s["id"]).sum())
-    segs = [s for s in segs if s["area"] > 0]
-    inst = instance_inference(cls, masks, categories, topk, output_size)
+    inst = instance_inference(cls, masks, categories, topk)
     return {"sem_seg": sem, "panoptic_seg": (pan, segs), "instances": inst}
+
+
+def to_output_size(masks: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int],
+                   output_size: tuple[int, int]) -> torch.Tensor:
+    """masks [Q,h,w] logits -> [Q,*output_size] float: upsampled to the padded input
+    (maskformer_model.py:221-226), padding cropped, resized to the original size (:239-242, detectron2's
+    sem_seg_postprocess: crop then bilinear, align_corners False)."""
+    masks = F.interpolate(masks[None].float(), size=tuple(padded_size), mode="bilinear", align_corners=False)[0]
+    masks = masks[:, : image_size[0], : image_size[1]]
+    if tuple(output_size) != tuple(masks.shape[-2:]):
+        masks = F.interpolate(masks[None], size=tuple(output_size), mode="bilinear", align_corners=False)[0]
+    return masks
