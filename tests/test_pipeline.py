@@ -109,3 +109,27 @@ def test_save_load_and_write(pipe, tmp_path):
     assert np.array_equal(read_id_png(tmp_path / "out" / "panoptic" / ann["file_name"]), res.ids)
     with pytest.raises(ModiseError, match="does not exist"):
         ModisePipeline.from_pretrained(tmp_path / "nope")
+
+
+def test_instance_scores_are_mask2formers_formula():
+    """maskformer_model.py:344-380 gathers the top-k pairs' masks, then score = class prob x mean sigmoid
+    inside the binary mask; things only. Here per-query quality is gathered instead: the same numbers."""
+    from modise.model.inference import instance_inference
+
+    torch.manual_seed(3)
+    cats = [Category(1, "a", 1), Category(2, "stuff", 0), Category(3, "b", 1)]
+    cls, masks = torch.randn(5, 4), torch.randn(5, 9, 7) * 3
+    out = instance_inference(cls, masks, cats, topk=6)
+    probs = cls.softmax(-1)[:, :-1]
+    top, idx = probs.flatten().topk(6)
+    ref = []
+    for sc, i in zip(top.tolist(), idx.tolist()):
+        q, lab = divmod(i, 3)
+        if cats[lab].isthing:
+            m = masks[q]
+            b = (m > 0).float()
+            ref.append((sc * float((m.sigmoid() * b).sum() / (b.sum() + 1e-6)), lab, m > 0))
+    ref.sort(key=lambda r: -r[0])
+    assert out["labels"].tolist() == [r[1] for r in ref]
+    torch.testing.assert_close(out["scores"], torch.tensor([r[0] for r in ref]))
+    assert all(torch.equal(a, r[2]) for a, r in zip(out["masks"], ref))
