@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from modise.data.panoptic import Category, PanopticFolderWriter, read_id_png
 from modise.errors import ModiseError
 from modise.model.inference import panoptic_inference, postprocess, to_output_size
-from modise.pipeline import ModisePipeline, PanopticResult, resized_shape
+from modise.pipeline import ModisePipeline, PanopticResult, inference_settings, resized_shape
 
 CATS = [Category(1, "benign", 1), Category(2, "malignant", 1)]
 
@@ -133,3 +133,16 @@ def test_instance_scores_are_mask2formers_formula():
     assert out["labels"].tolist() == [r[1] for r in ref]
     torch.testing.assert_close(out["scores"], torch.tensor([r[0] for r in ref]))
     assert all(torch.equal(a, r[2]) for a, r in zip(out["masks"], ref))
+
+
+@pytest.mark.parametrize("preset", ["m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise"])
+def test_full_trains_and_tests_at_1024_tiny_stays_small(preset):
+    """ODISE: 1024 LSJ crops, test shortest edge 1024, max 2560 (configs/common/data/coco_panoptic_semseg.py:46-71)."""
+    from modise.engine.training.train import TrainConfig
+    from modise.model import load_preset
+
+    assert load_preset(preset, "full").input_size == 1024 and load_preset(preset, "tiny").input_size == 128
+    assert TrainConfig(preset=preset, size="full", data="d").resolved_image_size() == 1024
+    assert TrainConfig(preset=preset, size="tiny", data="d").resolved_image_size() == 128
+    s = inference_settings(load_preset(preset, "full"))  # what the pipeline reads (no full model is built)
+    assert (s["image_size"], s["max_size"]) == (1024, 2560)

@@ -91,6 +91,22 @@ class PanopticResult:
         return writer.add({**image, "height": h, "width": w}, self.ids, self.segments_info, png_name=png_name, instances=recs)
 
 
+def inference_settings(config: Any, **overrides: Any) -> dict[str, Any]:
+    """A ModelConfig's per-call settings (``CALL_SETTINGS``): the test shortest edge (``inference.image_size``,
+    else ``input_size``), its cap, the thresholds; ``overrides`` (not None) win."""
+    unknown = set(overrides) - set(CALL_SETTINGS)
+    if unknown:
+        raise ModiseError(f"Unknown inference setting(s) {sorted(unknown)}; a call takes {', '.join(CALL_SETTINGS)}.")
+    ic = config.inference
+    s = {"image_size": ic.image_size or config.input_size, "max_size": ic.max_size,
+         "object_mask_threshold": ic.object_mask_threshold, "overlap_threshold": ic.overlap_threshold}
+    s.update({k: v for k, v in overrides.items() if v is not None})
+    s["max_size"] = int(s["max_size"] or round(MAX_SIZE_RATIO * s["image_size"]))
+    if s["image_size"] < 32 or s["max_size"] < s["image_size"]:
+        raise ModiseError(f"Inference image_size {s['image_size']} / max_size {s['max_size']}: need 32 <= image_size <= max_size.")
+    return s
+
+
 def resized_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
     """detectron2's ResizeShortestEdge.get_output_shape (ODISE's test resize): the shortest edge to
     ``short`` unless the longest would pass ``max_size``; rounded half up."""
@@ -122,17 +138,7 @@ class ModisePipeline:
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """The resolved per-call settings (``CALL_SETTINGS``); ``None`` overrides are ignored."""
-        unknown = set(overrides) - set(CALL_SETTINGS)
-        if unknown:
-            raise ModiseError(f"Unknown inference setting(s) {sorted(unknown)}; a call takes {', '.join(CALL_SETTINGS)}.")
-        ic = self.config.inference
-        s = {"image_size": ic.image_size or self.config.input_size, "max_size": ic.max_size,
-             "object_mask_threshold": ic.object_mask_threshold, "overlap_threshold": ic.overlap_threshold}
-        s.update({k: v for k, v in overrides.items() if v is not None})
-        s["max_size"] = int(s["max_size"] or round(MAX_SIZE_RATIO * s["image_size"]))
-        if s["image_size"] < 32 or s["max_size"] < s["image_size"]:
-            raise ModiseError(f"Inference image_size {s['image_size']} / max_size {s['max_size']}: need 32 <= image_size <= max_size.")
-        return s
+        return inference_settings(self.config, **overrides)
 
     # ------------------------------------------------------------------ save / load
     @classmethod
