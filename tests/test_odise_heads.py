@@ -227,7 +227,7 @@ def test_a_runs_thresholds_live_in_the_model_config_saved_with_its_weights(tmp_p
     import yaml
 
     from modise.data.phantoms import prepare_synthetic
-    from modise.engine.prediction.predictor import Predictor
+    from modise.pipeline import ModisePipeline
     from modise.engine.training.train import TrainConfig, train
 
     data = tmp_path / "data"
@@ -239,7 +239,7 @@ def test_a_runs_thresholds_live_in_the_model_config_saved_with_its_weights(tmp_p
         train(TrainConfig(**base, **kw), run)
         saved = yaml.safe_load((run / "model" / "config.yaml").read_text())["inference"]
         assert (saved["object_mask_threshold"], saved["overlap_threshold"]) == want
-        p = Predictor.from_run(run, device="cpu")
+        p = ModisePipeline.from_pretrained(run, device="cpu")
         ic = p.model.config.inference
         assert (ic.object_mask_threshold, ic.overlap_threshold) == want
 

@@ -2,7 +2,8 @@
 export the lesions. API name ``/segment``.
 
 The work is :func:`segment_file`, built on the prediction API of ``modise predict``
-(:class:`Predictor`, :func:`panoptic_record`, the COCO panoptic id PNG and the highdicom SEG writer).
+(:class:`~modise.pipeline.ModisePipeline`, its :class:`~modise.pipeline.PanopticResult` written through
+:class:`~modise.data.panoptic.PanopticFolderWriter`, and the highdicom SEG writer).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def segment_file(
     progress: Progress | None = None,
 ) -> SegmentResult:
     """Predict the lesions of one upload; write the COCO panoptic JSON + PNG (and a DICOM SEG for DICOM)."""
-    from modise.data.panoptic import PanopticFolderWriter, panoptic_record
+    from modise.data.panoptic import PanopticFolderWriter
 
     from . import views
 
@@ -73,25 +74,21 @@ def segment_file(
     im = load_upload(state, path)
     name = Path(path).stem
     step(0.15, desc="loading the model")
-    predictor = state.predictor(run)
+    pipe = state.predictor(run)
     step(0.35, desc="segmenting")
-    with state.lock:  # thresholds live on the shared predictor
-        predictor.object_mask_threshold = float(object_mask_threshold)
-        predictor.overlap_threshold = float(overlap_threshold)
-        result = predictor([im.pixels])[0]
-        # what was used, as the predictor holds it (a model may keep its own thresholds)
-        used = (float(getattr(predictor, "object_mask_threshold", object_mask_threshold)),
-                float(getattr(predictor, "overlap_threshold", overlap_threshold)))
+    with state.lock:  # one model run at a time per server (the other tabs share the lock)
+        result = pipe([im.pixels], object_mask_threshold=float(object_mask_threshold), overlap_threshold=float(overlap_threshold))[0]
+    used = (result.settings["object_mask_threshold"], result.settings["overlap_threshold"])
     step(0.8, desc="writing results")
-    cats = predictor.categories
-    ids, segments = panoptic_record(result)
+    cats = pipe.categories
+    ids = result.ids
     h, w = ids.shape
     job = state.job_dir("segment")
     png, js = job / f"{name}_panoptic.png", job / f"{name}_panoptic.json"
     info = {"description": "modise serve prediction", "model": state.model_description(run),
             "object_mask_threshold": used[0], "overlap_threshold": used[1]}
     writer = PanopticFolderWriter(job, cats, info=info, png_dir=job, json_name=js.name)
-    segments = writer.add({"id": 1, "file_name": Path(path).name, "height": h, "width": w}, ids, segments, png_name=png.name)["segments_info"]
+    segments = result.write(writer, {"id": 1, "file_name": Path(path).name}, png_name=png.name, instances=False)["segments_info"]
     writer.finish()
     files, warnings = [str(js), str(png)], []
     if im.is_dicom:
@@ -104,8 +101,7 @@ def segment_file(
             files.append(str(seg))
         except Exception as e:  # noqa: BLE001  highdicom rejects some sources (e.g. missing UIDs); keep the rest
             warnings.append(f"DICOM SEG not written for {Path(path).name}: {type(e).__name__}: {e}")
-    sem = result["sem_seg"]
-    sem = np.asarray(sem.float().cpu() if hasattr(sem, "cpu") else sem)
+    sem = result.sem_seg
     spacing = im.meta.get("pixel_spacing")
     headers, rows = views.lesion_rows(segments, cats, spacing)
     unit = f"pixel spacing {spacing[0]:g} x {spacing[1]:g} mm" if spacing else "no pixel spacing: areas in px"

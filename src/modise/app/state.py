@@ -1,7 +1,7 @@
 """What the web app holds between requests: settings, the runs it can choose from, loaded
 models (built once, on first use) and the temporary folder for uploads and results.
 
-The models come from the same API as the CLI: :meth:`Predictor.from_run` for trained runs
+The models come from the same API as the CLI: :meth:`ModisePipeline.from_pretrained` for trained runs
 (``modise predict``), :func:`build_model` for the offline random-weight segmenter, and
 :func:`load_text2img` / :func:`load_inpaint` for MAM-E (``modise generate`` / ``inpaint``).
 """
@@ -19,8 +19,17 @@ from typing import Any
 from modise.errors import ModiseError
 
 RANDOM_RUN = "random weights (offline)"
-# Mask2Former's defaults; a run's config.yaml overrides them.
-DEFAULT_THRESHOLDS = (0.8, 0.8)
+
+
+def _config_thresholds() -> tuple[float, float]:
+    from modise.model.config import InferenceConfig
+
+    ic = InferenceConfig()
+    return ic.object_mask_threshold, ic.overlap_threshold
+
+
+# The model config's defaults (modise.model.config.InferenceConfig); a run's config.yaml overrides them.
+DEFAULT_THRESHOLDS = _config_thresholds()
 # A random-weight model scores about 1/(K+1); lower defaults so its output is visible at all.
 RANDOM_THRESHOLDS = (0.4, 0.5)
 
@@ -34,7 +43,7 @@ class AppSettings:
     random_weights: bool = False
     size: str = "full"
     preset: str = "m-odise"
-    random_image_size: int = 128
+    random_image_size: int = 128  # shortest edge the offline random-weight model predicts at (fast on a CPU)
     text2img_model: str | None = None
     inpaint_model: str | None = None
     device: str | None = None
@@ -158,7 +167,7 @@ class AppState:
             return DEFAULT_THRESHOLDS
 
     def predictor(self, run: str | None):
-        """The :class:`~modise.engine.prediction.predictor.Predictor` for a run choice (built once)."""
+        """The :class:`~modise.pipeline.ModisePipeline` for a run choice (built once)."""
         if not run:
             raise ModiseError("No segmentation model: start the app with --run RUN, --runs-dir DIR or --random-weights.")
         with self.lock:
@@ -184,7 +193,7 @@ class AppState:
         return t
 
     def _load_predictor(self, run: str):
-        from modise.engine.prediction.predictor import Predictor
+        from modise.pipeline import ModisePipeline
 
         if run == RANDOM_RUN and self.settings.random_weights:
             from modise.data.phantoms import CATEGORIES
@@ -195,10 +204,13 @@ class AppState:
             s = self.settings
             torch.manual_seed(s.seed)  # the trainable heads too: the same offline model in every server
             model = build_model(s.preset, s.size, random_weights=True, categories=list(CATEGORIES))
-            return Predictor(model, CATEGORIES, s.random_image_size, *RANDOM_THRESHOLDS, device=s.device or "cpu")
+            pipe = ModisePipeline(model, device=s.device or "cpu")
+            pipe.set_inference(image_size=s.random_image_size, object_mask_threshold=RANDOM_THRESHOLDS[0],
+                               overlap_threshold=RANDOM_THRESHOLDS[1])
+            return pipe
         if run not in self.run_paths:
             raise ModiseError(f"Unknown run '{run}'; choose one of: {', '.join(self.run_choices) or 'none'}.")
-        return Predictor.from_run(self.run_paths[run], device=self.settings.device)
+        return ModisePipeline.from_pretrained(self.run_paths[run], device=self.settings.device)
 
     # ------------------------------------------------------------------ MAM-E
     def pipeline(self, kind: str):

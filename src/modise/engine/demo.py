@@ -144,10 +144,10 @@ def _overlays(stage: Path, run: Path, n: int = 4) -> list[str]:
     """Fig. 2 views (image | ground truth | panoptic | instances | heatmap) for held-out phantoms."""
     from modise.data.dataset import PanopticDataset
     from modise.engine.evaluation.validate import gt_from_sample
-    from modise.engine.prediction.predictor import Predictor
+    from modise.pipeline import ModisePipeline
     from modise.viz.overlays import figure2
 
-    predictor = Predictor.from_run(run, device="cpu")
+    predictor = ModisePipeline.from_pretrained(run, device="cpu")
     import json
 
     folds = json.loads((stage / "data" / "folds.json").read_text())["folds"]

@@ -85,6 +85,10 @@ class InferenceConfig(_Strict):
     (odise/modeling/meta_arch/odise.py:1422-1542, alpha 0.3 / beta 0.7 from odise_with_label.py:31-32).
     """
 
+    # The test resize (ODISE configs/common/data/coco_panoptic_semseg.py:66: ResizeShortestEdge 1024, max_size
+    # 2560): the shortest edge goes to ``image_size`` unless the longest would exceed ``max_size``.
+    image_size: int | None = None  # None: ModelConfig.input_size (the training crop; ODISE 1024 for both)
+    max_size: int | None = None  # None: 2.5 x image_size (ODISE: 2560 for 1024)
     object_mask_threshold: float = 0.8
     overlap_threshold: float = 0.8
     instances_per_image: int = 100
@@ -128,7 +132,7 @@ class ModelConfig(_Strict):
     nheads: int = 8
     dim_feedforward: int = 2048
     enc_feedforward: int = 1024
-    input_size: int = 512  # training crop size (LSJ)
+    input_size: int = 1024  # training crop (LSJ) and, unless inference.image_size says otherwise, the test shortest edge
     noise_seed: int = 42  # seed of the one shared t=0 diffusion noise map (ODISE ldm.py:271)
     seed: int = 0  # seed of random frozen weights (random_weights / tiny)
     loss: LossConfig = LossConfig()

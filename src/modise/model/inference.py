@@ -1,7 +1,9 @@
 """Mask2Former's semantic / panoptic / instance inference (ported, not transformers' post-processors).
 
-Masks are upsampled to the padded input, padding is cropped, and only then are results resized
-to the original size: the panoptic id map with nearest, probabilities and instance logits bilinearly.
+Mask2Former's order (mask2former/maskformer_model.py:221-226, 239-242; on whenever panoptic or instance
+inference is, :149-153): mask logits are upsampled to the padded network input, the padding is cropped,
+and the masks are resized bilinearly to the ORIGINAL image size (detectron2's ``sem_seg_postprocess``)
+BEFORE semantic, panoptic and instance inference, which therefore all run at the original size.
 """
 
 from __future__ import annotations
@@ -12,35 +14,37 @@ import torch.nn.functional as F
 from modise.data.panoptic import Category
 
 
-def semantic_inference(cls: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """cls [Q,K+1] logits, masks [Q,H,W] logits -> per-class probability maps [K,H,W]."""
-    return torch.einsum("qc,qhw->chw", cls.softmax(-1)[..., :-1], masks.sigmoid())
+def semantic_inference(cls: torch.Tensor, masks: torch.Tensor, mask_prob: torch.Tensor | None = None) -> torch.Tensor:
+    """cls [Q,K+1] logits, masks [Q,H,W] logits (or their sigmoid ``mask_prob``) -> per-class probability maps [K,H,W]."""
+    return torch.einsum("qc,qhw->chw", cls.softmax(-1)[..., :-1], masks.sigmoid() if mask_prob is None else mask_prob)
 
 
 def panoptic_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[Category], object_mask_threshold: float,
-                       overlap_threshold: float) -> tuple[torch.Tensor, list[dict]]:
-    """-> (segment ids [H,W], 0 = background; segments_info). Stuff of one class is merged."""
+                       overlap_threshold: float, mask_prob: torch.Tensor | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """-> (segment ids [H,W], 0 = background; segments_info). Stuff of one class is merged
+    (maskformer_model.py panoptic_inference; areas counted for all queries at once)."""
     k = cls.shape[-1] - 1
     scores, labels = cls.softmax(-1).max(-1)
-    mask_prob = masks.sigmoid()
     keep = labels.ne(k) & (scores > object_mask_threshold)
-    cur_scores, cur_classes, cur_masks = scores[keep], labels[keep], mask_prob[keep]
+    cur_scores, cur_classes = scores[keep], labels[keep]
+    cur_masks = (masks.sigmoid() if mask_prob is None else mask_prob)[keep]
     h, w = masks.shape[-2:]
     panoptic = torch.zeros((h, w), dtype=torch.long, device=masks.device)
     segments: list[dict] = []
-    if cur_masks.shape[0] == 0:
+    n = cur_masks.shape[0]
+    if n == 0:
         return panoptic, segments
-    mask_ids = (cur_scores.view(-1, 1, 1) * cur_masks).argmax(0)
+    mask_ids = (cur_scores.view(-1, 1, 1) * cur_masks).max(0).indices  # = argmax(0) (first max), faster on CPU
+    confident = cur_masks >= 0.5
+    areas = torch.bincount(mask_ids.flatten(), minlength=n).tolist()
+    original_areas = confident.flatten(1).count_nonzero(1).tolist()
     stuff_ids: dict[int, int] = {}
-    for q in range(cur_classes.shape[0]):
-        label = int(cur_classes[q])
+    for q, label in enumerate(cur_classes.tolist()):
         isthing = bool(categories[label].isthing)
-        area = int((mask_ids == q).sum())
-        original_area = int((cur_masks[q] >= 0.5).sum())
-        mask = (mask_ids == q) & (cur_masks[q] >= 0.5)
-        if area == 0 or original_area == 0 or int(mask.sum()) == 0:
+        if areas[q] == 0 or original_areas[q] == 0 or areas[q] / original_areas[q] < overlap_threshold:
             continue
-        if area / original_area < overlap_threshold:
+        mask = (mask_ids == q) & confident[q]
+        if not bool(mask.any()):
             continue
         if not isthing and label in stuff_ids:
             panoptic[mask] = stuff_ids[label]
@@ -55,40 +59,51 @@ def panoptic_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[
 
 
 def instance_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[Category], topk: int,
-                       output_size: tuple[int, int]) -> dict[str, torch.Tensor]:
-    """Top-k (query, class) pairs scored by class prob x mask quality; masks resized to ``output_size``."""
+                       mask_prob: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """cls [Q,K+1], masks [Q,H,W] logits -> top-k (query, class) pairs scored by class prob x mask quality
+    (maskformer_model.py:344-380): ``masks`` [N,H,W] bool, ``labels`` [N], ``scores`` [N], best first.
+    The mean mask probability inside the mask is computed once per query, then gathered per pair."""
     q, k = cls.shape[0], cls.shape[-1] - 1
     scores = cls.softmax(-1)[:, :-1]
     labels = torch.arange(k, device=cls.device).unsqueeze(0).repeat(q, 1).flatten(0, 1)
     top_scores, top_idx = scores.flatten(0, 1).topk(min(topk, q * k), sorted=False)
     labels = labels[top_idx]
     qi = top_idx // k
-    thing = torch.tensor([bool(categories[int(l)].isthing) for l in labels], dtype=torch.bool, device=cls.device)
+    is_thing = torch.tensor([bool(c.isthing) for c in categories], dtype=torch.bool, device=cls.device)
+    thing = is_thing[labels]
     top_scores, labels, qi = top_scores[thing], labels[thing], qi[thing]
-    m = masks[qi]
-    binm = (m > 0).float()
-    mask_scores = (m.sigmoid() * binm).flatten(1).sum(1) / (binm.flatten(1).sum(1) + 1e-6)
-    if m.shape[-2:] != tuple(output_size) and m.shape[0]:
-        m = F.interpolate(m[None], size=output_size, mode="bilinear", align_corners=False)[0]
-    order = (top_scores * mask_scores).argsort(descending=True)
-    out_masks = (m > 0)[order] if m.shape[0] else torch.zeros((0, *output_size), dtype=torch.bool, device=cls.device)
-    return {"masks": out_masks, "labels": labels[order], "scores": (top_scores * mask_scores)[order]}
+    binm = masks > 0
+    prob = masks.sigmoid() if mask_prob is None else mask_prob
+    per_query = (prob * binm).flatten(1).sum(1) / (binm.flatten(1).count_nonzero(1) + 1e-6)
+    final = top_scores * per_query[qi]
+    order = final.argsort(descending=True)
+    return {"masks": binm[qi[order]], "labels": labels[order], "scores": final[order]}
 
 
 def postprocess(cls: torch.Tensor, masks: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int],
                 output_size: tuple[int, int], categories: list[Category], object_mask_threshold: float,
                 overlap_threshold: float, topk: int) -> dict:
-    """One image: cls [Q,K+1], masks [Q,h/4,w/4] -> the contract's result dict at ``output_size``."""
-    masks = F.interpolate(masks[None].float(), size=padded_size, mode="bilinear", align_corners=False)[0]
-    masks = masks[:, : image_size[0], : image_size[1]]  # crop padding first
-    cls = cls.float()
-    sem = semantic_inference(cls, masks)
-    pan, segs = panoptic_inference(cls, masks, categories, object_mask_threshold, overlap_threshold)
-    if tuple(output_size) != tuple(image_size):
-        sem = F.interpolate(sem[None], size=output_size, mode="bilinear", align_corners=False)[0]
-        pan = F.interpolate(pan[None, None].float(), size=output_size, mode="nearest")[0, 0].long()
+    """One image: cls [Q,K+1], masks [Q,h/4,w/4] logits of a padded input of ``padded_size`` whose
+    image occupies the top-left ``image_size`` -> ``sem_seg`` [K,H,W], ``panoptic_seg`` (ids [H,W],
+    segments), ``instances``, all at ``output_size`` (H, W), the original image size."""
+    masks = to_output_size(masks, padded_size, image_size, output_size)
+    cls, prob = cls.float(), masks.sigmoid()  # the sigmoid once, for all three
+    sem = semantic_inference(cls, masks, prob)
+    pan, segs = panoptic_inference(cls, masks, categories, object_mask_threshold, overlap_threshold, prob)
+    areas = torch.bincount(pan.flatten(), minlength=len(segs) + 1).tolist()
     for s in segs:
-        s["area"] = int((pan == s["id"]).sum())
-    segs = [s for s in segs if s["area"] > 0]
-    inst = instance_inference(cls, masks, categories, topk, output_size)
+        s["area"] = areas[s["id"]]
+    inst = instance_inference(cls, masks, categories, topk, prob)
     return {"sem_seg": sem, "panoptic_seg": (pan, segs), "instances": inst}
+
+
+def to_output_size(masks: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int],
+                   output_size: tuple[int, int]) -> torch.Tensor:
+    """masks [Q,h,w] logits -> [Q,*output_size] float: upsampled to the padded input
+    (maskformer_model.py:221-226), padding cropped, resized to the original size (:239-242, detectron2's
+    sem_seg_postprocess: crop then bilinear, align_corners False)."""
+    masks = F.interpolate(masks[None].float(), size=tuple(padded_size), mode="bilinear", align_corners=False)[0]
+    masks = masks[:, : image_size[0], : image_size[1]]
+    if tuple(output_size) != tuple(masks.shape[-2:]):
+        masks = F.interpolate(masks[None], size=tuple(output_size), mode="bilinear", align_corners=False)[0]
+    return masks

@@ -1,4 +1,4 @@
-"""Validation of a model on a prepared dataset: run a predictor over images of ``root`` and score
+"""Validation of a model on a prepared dataset: run a pipeline over images of ``root`` and score
 them with the evaluation engine (PQ/RQ/SQ sweep, AP on the model's instances, Dice). Used by
 training's validation, the demo and the app."""
 
@@ -10,31 +10,29 @@ from typing import Any
 
 import numpy as np
 
-from modise.data.panoptic import Category, panoptic_record
+from modise.data.panoptic import Category
 
 from .evaluator import PanopticEvaluator
-from .instances import instance_records
 
 
-def evaluate_dataset(predictor: Any, root: str | Path, image_ids: Sequence[int], batch_size: int = 1, progress: bool = False) -> dict[str, Any]:
-    """Metrics (metrics.json's keys) of ``predictor`` on ``image_ids`` of dataset ``root``.
+def evaluate_dataset(pipeline: Any, root: str | Path, image_ids: Sequence[int], batch_size: int = 1, progress: bool = False) -> dict[str, Any]:
+    """Metrics (metrics.json's keys) of ``pipeline`` on ``image_ids`` of dataset ``root``.
 
-    ``predictor``: called with a list of grey [H, W] arrays, returns model results; has
-    ``categories`` (a :class:`~modise.engine.prediction.predictor.Predictor`)."""
+    ``pipeline``: a :class:`~modise.pipeline.ModisePipeline` (called with grey [H, W] arrays, returns
+    :class:`~modise.pipeline.PanopticResult` s; has ``categories``)."""
     from modise.data.dataset import PanopticDataset
     from modise.data.writer import progress as track
 
     ds = PanopticDataset(root, image_ids=list(image_ids))
-    cats = predictor.categories
+    cats = pipeline.categories
     evaluator = PanopticEvaluator(cats)
     for start in track(range(0, len(ds), batch_size), "validating", enabled=progress):
         samples = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-        results = predictor([s["image"][0].numpy() for s in samples])
+        results = pipeline([s["image"][0].numpy() for s in samples])
         for s, r in zip(samples, results):
             gt_ids, gt_segments = gt_from_sample(s, cats)
-            pred_ids, pred_segments = panoptic_record(r)
             # AP on the top-100 instances, as detectron2 evaluates Mask2Former (maskformer_model.py:344-380)
-            evaluator.add(int(s["image_id"]), gt_ids, gt_segments, pred_ids, pred_segments, instances=instance_records(r, cats))
+            evaluator.add(int(s["image_id"]), gt_ids, gt_segments, r.ids, r.segments_info, instances=r.instance_records(cats))
     return evaluator.compute()
 
 

@@ -1,1 +1,2 @@
-"""Prediction on new mammograms: input discovery, the predictor, DICOM SEG and overlays."""
+"""Prediction on new mammograms (``modise predict``): input discovery, batched prediction through
+:class:`modise.pipeline.ModisePipeline` with a writer thread, DICOM SEG."""

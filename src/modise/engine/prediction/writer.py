@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modise.data.panoptic import PANOPTIC_JSON, PanopticFolderWriter, panoptic_record
+from modise.data.panoptic import PANOPTIC_JSON, PanopticFolderWriter
 from modise.errors import ModiseError
 
 from .inputs import discover_inputs, unique_stems
-from .predictor import Predictor
+
+WRITE_AHEAD = 2  # batches computed ahead of the writer thread
 
 
 def _dataset_ids(paths: Sequence[Path]) -> dict[Path, int]:
@@ -63,84 +66,102 @@ def predict_files(
 ) -> dict[str, Any]:
     """Predict every readable input; return a summary (``images``, ``segments``, ``errors``).
 
+    The model is built once (:class:`~modise.pipeline.ModisePipeline`), images go to the device
+    ``batch_size`` at a time, and one writer thread writes each batch's PNG / JSON / overlays /
+    DICOM SEG while the next batch is computed (at most ``WRITE_AHEAD`` batches wait for it).
     ``data`` + ``fold``: predict the images of fold K of ``data/folds.json`` (added to ``inputs``)."""
     from modise.data.imageio import read_image
     from modise.data.writer import progress as track
-    from modise.engine.evaluation.instances import instance_records
     from modise.outputs import check_output_dir, output_dir, write_json_atomic
+    from modise.pipeline import ModisePipeline
 
     sources = [checkpoint, *(inputs or []), *([data] if data is not None else [])]
     check_output_dir(out, overwrite, sources)
     if not inputs and fold is None:
         raise ModiseError("Nothing to predict: give --input FILES/FOLDERS or --data DATASET --fold K.")
+    if batch_size < 1:
+        raise ModiseError(f"--batch-size must be at least 1, not {batch_size}.")
     paths = discover_inputs([*(inputs or []), *fold_inputs(data, fold)])
-    predictor = Predictor.from_run(checkpoint, device=device, object_mask_threshold=object_mask_threshold)
-    cats = predictor.categories
+    pipe = ModisePipeline.from_pretrained(checkpoint, device=device, object_mask_threshold=object_mask_threshold)
+    cats = pipe.categories
     known_ids = _dataset_ids(paths)
     next_id = max(known_ids.values(), default=0) + 1
     names = unique_stems(paths)
     errors: list[dict[str, str]] = []
     n_segments = 0
     with output_dir(out, overwrite, sources) as stage:
-        results_out = PanopticFolderWriter(stage, cats, info={"description": "modise predictions", "checkpoint": str(checkpoint)})
+        info = {"description": "modise predictions", "checkpoint": str(checkpoint), **pipe.settings()}
+        results_out = PanopticFolderWriter(stage, cats, info=info)
         for sub in (*(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []), *(["dicom_seg"] if dicom_seg else [])):
             (stage / sub).mkdir()
-        pending: list[tuple[Path, str, Any]] = []
 
-        def flush() -> None:
-            nonlocal next_id, n_segments
-            if not pending:
-                return
-            results = predictor([im.pixels for _, _, im in pending])
-            for (path, name, im), res in zip(pending, results):
+        def write(item: tuple[Path, str, Any, int], res: Any) -> None:  # runs on the writer thread
+            path, name, im, image_id = item
+            ann = res.write(results_out, {"id": image_id, "file_name": path.name, "source": str(path)},
+                            png_name=f"{name}.png", instances=instances)
+            if heatmaps:
+                write_heatmaps(stage / "heatmaps", name, res.sem_seg, cats)
+            if overlays:
+                from modise.viz.overlays import figure2
+
+                figure2(im.pixels, res, cats).save(stage / "overlays" / f"{name}.png")
+            if dicom_seg and im.is_dicom:
+                from .dicom_seg import write_dicom_seg
+
+                segs = ann["segments_info"]
+                by_class = np.stack([np.isin(res.ids, [s["id"] for s in segs if s["category_id"] == c.id]) for c in cats])
+                try:
+                    write_dicom_seg(stage / "dicom_seg" / f"{name}.dcm", im.dataset, by_class, cats)
+                except Exception as e:  # highdicom rejects some sources (e.g. missing UIDs)
+                    errors.append({"input": str(path), "error": f"DICOM SEG not written: {type(e).__name__}: {e}"})
+
+        pending: list[tuple[Path, str, Any, int]] = []
+        writes: deque[Future] = deque()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modise-predict-writer") as pool:
+
+            def flush() -> None:
+                nonlocal n_segments
+                if not pending:
+                    return
+                results = pipe([im.pixels for _, _, im, _ in pending])
+                n_segments += sum(len(r.segments_info) for r in results)
+                while len(writes) >= WRITE_AHEAD:  # bounded: at most WRITE_AHEAD batches of results in memory
+                    writes.popleft().result()
+                writes.append(pool.submit(lambda batch: [write(*b) for b in batch], list(zip(pending, results))))
+                pending.clear()
+
+            for path, name in track(list(zip(paths, names)), "predicting", enabled=progress):
+                try:
+                    im = read_image(path)
+                except ModiseError as e:
+                    errors.append({"input": str(path), "error": str(e)})
+                    print(f"warning: skipped {e}", file=sys.stderr)
+                    continue
                 image_id = known_ids.get(path)
                 if image_id is None:
                     image_id, next_id = next_id, next_id + 1
-                ids, segments = panoptic_record(res)
-                n_segments += len(segments)
-                h, w = ids.shape
-                results_out.add({"id": image_id, "file_name": path.name, "height": h, "width": w, "source": str(path)}, ids, segments,
-                                png_name=f"{name}.png", instances=instance_records(res, cats) if instances else None)
-                sem = res["sem_seg"]
-                sem = np.asarray(sem.float().cpu() if hasattr(sem, "cpu") else sem)
-                if heatmaps:
-                    from PIL import Image
-
-                    for k, cat in enumerate(cats):
-                        Image.fromarray(np.clip(np.rint(sem[k] * 255), 0, 255).astype(np.uint8)).save(
-                            stage / "heatmaps" / f"{name}_{_safe(cat.name)}.png", compress_level=1
-                        )
-                if overlays:
-                    from modise.viz.overlays import figure2
-
-                    figure2(im.pixels, res, cats).save(stage / "overlays" / f"{name}.png")
-                if dicom_seg and im.is_dicom:
-                    from .dicom_seg import write_dicom_seg
-
-                    by_class = np.stack([np.isin(ids, [s["id"] for s in segments if s["category_id"] == c.id]) for c in cats])
-                    try:
-                        write_dicom_seg(stage / "dicom_seg" / f"{name}.dcm", im.dataset, by_class, cats)
-                    except Exception as e:  # highdicom rejects some sources (e.g. missing UIDs)
-                        errors.append({"input": str(path), "error": f"DICOM SEG not written: {type(e).__name__}: {e}"})
-            pending.clear()
-
-        for path, name in track(list(zip(paths, names)), "predicting", enabled=progress):
-            try:
-                im = read_image(path)
-            except ModiseError as e:
-                errors.append({"input": str(path), "error": str(e)})
-                print(f"warning: skipped {e}", file=sys.stderr)
-                continue
-            pending.append((path, name, im))
-            if len(pending) >= batch_size:
-                flush()
-        flush()
+                pending.append((path, name, im, image_id))
+                if len(pending) >= batch_size:
+                    flush()
+            flush()
+            while writes:  # re-raise a writer failure here, on the main thread
+                writes.popleft().result()
         if not results_out.images:
             raise ModiseError(f"None of the {len(paths)} inputs could be read (first: {errors[0]['error']}).")
         results_out.finish()
         summary = {"out": str(Path(out)), "images": len(results_out.images), "segments": n_segments, "errors": errors}
         write_json_atomic(stage / "summary.json", summary)
     return summary
+
+
+def write_heatmaps(folder: Path, name: str, sem_seg: np.ndarray, categories: Sequence[Any]) -> None:
+    """``folder/<name>_<class>.png``: per-class probability [K, H, W] x 255 as 8-bit grey."""
+    from PIL import Image
+
+    for k, cat in enumerate(categories):
+        Image.fromarray(np.clip(np.rint(sem_seg[k] * 255), 0, 255).astype(np.uint8)).save(
+            folder / f"{name}_{_safe(cat.name)}.png", compress_level=1
+        )
 
 
 def fold_inputs(data: str | Path | None, fold: int | None) -> list[Path]:

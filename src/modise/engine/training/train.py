@@ -41,7 +41,7 @@ class TrainConfig(BaseModel):
     max_epochs: int | None = None
     batch_size: int = 2
     grad_accum: int = 1
-    image_size: int | None = None  # LSJ crop; default 512 (full) / 128 (tiny)
+    image_size: int | None = None  # LSJ crop; None = the preset's input_size (1024 full, as ODISE; 128 tiny)
     min_scale: float = 0.1
     max_scale: float = 2.0
     intensity_jitter: bool = True
@@ -60,7 +60,10 @@ class TrainConfig(BaseModel):
     overlap_threshold: float | None = None
 
     def resolved_image_size(self) -> int:
-        size = self.image_size or (512 if self.size == "full" else 128)
+        """The LSJ crop; saved as the model's ``input_size``, the shortest edge it then predicts at."""
+        from modise.model.config import load_preset
+
+        size = self.image_size or load_preset(self.preset, self.size, self.model_overrides or None).input_size
         if size % 32:
             raise ModiseError(f"--image-size must be a multiple of 32, not {size}.")
         return size
@@ -321,7 +324,7 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
     from modise.data.dataset import load_categories
 
     categories = load_categories(cfg.data)
-    overrides = dict(cfg.model_overrides or {})
+    overrides = {**(cfg.model_overrides or {}), "input_size": size}  # the model predicts at the size it was trained at
     thresholds = {k: getattr(cfg, k) for k in ("object_mask_threshold", "overlap_threshold") if getattr(cfg, k) is not None}
     if thresholds:  # the model config saved with the weights owns the inference thresholds
         overrides["inference"] = {**overrides.get("inference", {}), **thresholds}
@@ -348,12 +351,11 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
         with output_dir(out / MODEL_DIR, overwrite=True) as stage:
             model.save_pretrained(stage)
         if dm.val_ids:
-            from modise.engine.prediction.predictor import Predictor
-
-            predictor = Predictor(model.eval(), categories, size, cfg.object_mask_threshold, cfg.overlap_threshold, device=module.device)
             from modise.engine.evaluation.validate import evaluate_dataset
+            from modise.pipeline import ModisePipeline
 
-            metrics = evaluate_dataset(predictor, cfg.data, dm.val_ids, progress=progress)
+            # the saved model's own settings: input_size = the crop trained at, the run's thresholds
+            metrics = evaluate_dataset(ModisePipeline(model, device=module.device), cfg.data, dm.val_ids, progress=progress)
         metrics["train"] = {"global_step": trainer.global_step, "max_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1),
                             "fold": cfg.fold, "stopped_by_time_limit": bool(deadline and deadline.stopped_at is not None)}
         write_json_atomic(out / METRICS_JSON, metrics)

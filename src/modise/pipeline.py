@@ -1,0 +1,225 @@
+"""``ModisePipeline``: a trained M-ODISE and everything needed to run it on images of any size.
+
+Like a diffusers pipeline, it is a model config (with its inference settings: the test image size,
+the window settings of the backbone, the thresholds) plus components (the :class:`~modise.model.MODISE`
+model and its categories), loaded and saved as one folder::
+
+    pipe = ModisePipeline.from_pretrained("runs/m-odise")          # a run or its model/ folder
+    results = pipe([pixels], object_mask_threshold=0.5)            # grey [H, W] arrays in [0, 1]
+    results[0].write(PanopticFolderWriter(out, pipe.categories), {"id": 1, "file_name": "a.png", ...})
+
+``__call__`` runs, per image: 1. resize the shortest edge to the inference size (ODISE's test
+ResizeShortestEdge), 2. pad to a multiple of 32, 3. features + mask decoding (the model's forward),
+4. masks cropped of padding and resized to the original size, 5. semantic / panoptic / instance
+inference there (Mask2Former's order, :mod:`modise.model.inference`). ``modise predict``, training
+validation, ``serve`` and the demo all go through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from modise.data.panoptic import Category, PanopticFolderWriter
+from modise.errors import ModiseError
+
+# Settings one call may change; the rest of ``InferenceConfig`` is fixed when the pipeline is loaded.
+CALL_SETTINGS = ("image_size", "max_size", "object_mask_threshold", "overlap_threshold")
+MAX_SIZE_RATIO = 2.5  # ODISE tests at shortest edge 1024, longest at most 2560 (coco_panoptic_semseg.py:66)
+
+
+@dataclass
+class PanopticResult:
+    """One image's prediction at its original size (CPU arrays).
+
+    ``ids`` [H, W] int64 segment ids (0 = background); ``segments_info`` [{id, category_id, score, area,
+    isthing}]; ``instances``: ``masks`` [N, H, W] bool (may overlap), ``labels`` [N] indices into the
+    categories, ``scores`` [N] (Mask2Former's top-k, what AP is computed on); ``sem_seg`` [K, H, W]
+    per-class probability; ``settings``: the inference settings that produced it.
+    """
+
+    ids: np.ndarray
+    segments_info: list[dict[str, Any]]
+    instances: dict[str, np.ndarray]
+    sem_seg: np.ndarray
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_model_result(cls, result: dict[str, Any], settings: dict[str, Any]) -> "PanopticResult":
+        """The model's result dict (tensors) -> a result on the CPU, empty segments dropped."""
+        from modise.data.panoptic import panoptic_record
+
+        ids, segments = panoptic_record(result)
+        inst = {k: v.detach().cpu().numpy() for k, v in result["instances"].items()}
+        return cls(ids, segments, inst, result["sem_seg"].detach().float().cpu().numpy(), dict(settings))
+
+    def __getitem__(self, key: str) -> Any:
+        """The model's result dict view (``panoptic_seg``, ``sem_seg``, ``instances`` as tensors) that
+        :func:`modise.viz.overlays.figure2` and :func:`~modise.engine.evaluation.instances.instance_records` read."""
+        if key == "panoptic_seg":
+            return self.ids, self.segments_info
+        if key == "sem_seg":
+            return torch.from_numpy(self.sem_seg)
+        if key == "instances":
+            return {k: torch.from_numpy(v) for k, v in self.instances.items()}
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def instance_records(self, categories: Sequence[Category]) -> list[dict[str, Any]]:
+        """COCO result records (``category_id``, ``score``, RLE ``segmentation``) of the instances."""
+        from modise.engine.evaluation.instances import instance_records
+
+        return instance_records(self, categories)
+
+    def write(self, writer: PanopticFolderWriter, image: dict[str, Any], *, png_name: str | None = None,
+              instances: bool = True) -> dict[str, Any]:
+        """Write the id PNG (and the instances) through ``writer``; ``image``: the ``images`` record
+        (``id``, ``file_name``, ...; ``height``/``width`` are set here). Returns the annotation."""
+        h, w = self.ids.shape
+        recs = self.instance_records(writer.categories) if instances else None
+        return writer.add({**image, "height": h, "width": w}, self.ids, self.segments_info, png_name=png_name, instances=recs)
+
+
+def inference_settings(config: Any, **overrides: Any) -> dict[str, Any]:
+    """A ModelConfig's per-call settings (``CALL_SETTINGS``): the test shortest edge (``inference.image_size``,
+    else ``input_size``), its cap, the thresholds; ``overrides`` (not None) win."""
+    unknown = set(overrides) - set(CALL_SETTINGS)
+    if unknown:
+        raise ModiseError(f"Unknown inference setting(s) {sorted(unknown)}; a call takes {', '.join(CALL_SETTINGS)}.")
+    ic = config.inference
+    s = {"image_size": ic.image_size or config.input_size, "max_size": ic.max_size,
+         "object_mask_threshold": ic.object_mask_threshold, "overlap_threshold": ic.overlap_threshold}
+    s.update({k: v for k, v in overrides.items() if v is not None})
+    s["max_size"] = int(s["max_size"] or round(MAX_SIZE_RATIO * s["image_size"]))
+    if s["image_size"] < 32 or s["max_size"] < s["image_size"]:
+        raise ModiseError(f"Inference image_size {s['image_size']} / max_size {s['max_size']}: need 32 <= image_size <= max_size.")
+    return s
+
+
+def resized_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
+    """detectron2's ResizeShortestEdge.get_output_shape (ODISE's test resize): the shortest edge to
+    ``short`` unless the longest would pass ``max_size``; rounded half up."""
+    scale = short / min(h, w)
+    if max(h, w) * scale > max_size:
+        scale = max_size / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+class ModisePipeline:
+    """A MODISE model + its categories + its inference settings (``model.config.inference``).
+
+    ``model.config.input_size`` is the size the model was trained at and, unless
+    ``inference.image_size`` is set, the shortest edge it predicts at."""
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.eval().to(self.device)
+
+    # ------------------------------------------------------------------ components and settings
+    @property
+    def config(self):
+        """The model's :class:`~modise.model.config.ModelConfig` (with ``inference``)."""
+        return self.model.config
+
+    @property
+    def categories(self) -> list[Category]:
+        return list(self.model.categories)
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """The resolved per-call settings (``CALL_SETTINGS``); ``None`` overrides are ignored."""
+        return inference_settings(self.config, **overrides)
+
+    # ------------------------------------------------------------------ save / load
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, **overrides: Any) -> "ModisePipeline":
+        """Load a training run (``RUN/model``) or a model folder written by :meth:`save_pretrained`;
+        ``overrides``: ``InferenceConfig`` fields (``image_size``, thresholds, ...) to change; ``None`` keeps."""
+        from modise.engine.run_layout import MODEL_DIR
+        from modise.model import MODISE
+
+        path = Path(path)
+        if not path.exists():
+            raise ModiseError(f"Checkpoint '{path}' does not exist.")
+        model_dir = path / MODEL_DIR if (path / MODEL_DIR).is_dir() else path
+        if not model_dir.is_dir() or not any(model_dir.iterdir()):
+            raise ModiseError(f"'{path}' holds no trained model (expected {model_dir}); did training finish?")
+        model = MODISE.from_pretrained(model_dir)
+        if not model.categories:
+            raise ModiseError(f"'{path}': the model's categories are unknown.")
+        pipe = cls(model, device=device)
+        pipe.set_inference(**overrides)
+        return pipe
+
+    def set_inference(self, **overrides: Any) -> None:
+        """Change ``model.config.inference`` (what :meth:`save_pretrained` writes); ``None`` values keep."""
+        from pydantic import ValidationError
+
+        from modise.model.config import InferenceConfig
+
+        over = {k: v for k, v in overrides.items() if v is not None}
+        if not over:
+            return
+        try:
+            inference = InferenceConfig.model_validate({**self.config.inference.model_dump(), **over})
+        except ValidationError as e:
+            errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+            raise ModiseError(f"Invalid inference setting(s): {errs}.") from None
+        self.model.config = self.config.model_copy(update={"inference": inference})
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the model folder (config.yaml with the inference settings, categories.json, weights)."""
+        return self.model.save_pretrained(directory)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def __call__(self, images: Sequence[np.ndarray], **overrides: Any) -> list[PanopticResult]:
+        """images: grey float [H, W] arrays in [0, 1] (any sizes) -> one :class:`PanopticResult` each,
+        at its original size. ``overrides``: ``CALL_SETTINGS`` for this call only."""
+        s = self.settings(**overrides)
+        # 1. resize: shortest edge to image_size, longest at most max_size (ODISE coco_panoptic_semseg.py:66)
+        resized = [_resize(px, s["image_size"], s["max_size"]) for px in images]
+        # 2. pad to a multiple of 32 (Mask2Former size_divisibility); images are batched only with images of
+        #    the same padded size, so a result never depends on the rest of its batch
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, t in enumerate(resized):
+            groups.setdefault(_padded(t.shape[-2:]), []).append(i)
+        results: list[PanopticResult | None] = [None] * len(resized)
+        for (ph, pw), idx in groups.items():
+            x = torch.stack([F.pad(resized[i], (0, pw - resized[i].shape[-1], 0, ph - resized[i].shape[-2])) for i in idx])
+            x = x.expand(-1, 3, -1, -1).to(self.device)
+            # 3.-5. features + mask decoding (the model's forward); masks cropped of padding and resized to the
+            #       original size, then semantic / panoptic / instance inference (modise.model.inference)
+            outs = self.model.inference(
+                x, image_sizes=[tuple(resized[i].shape[-2:]) for i in idx], output_sizes=[tuple(images[i].shape[:2]) for i in idx],
+                object_mask_threshold=s["object_mask_threshold"], overlap_threshold=s["overlap_threshold"],
+            )
+            for i, out in zip(idx, outs):
+                results[i] = PanopticResult.from_model_result(out, s)
+        return results  # type: ignore[return-value]
+
+
+def _resize(px: np.ndarray, short: int, max_size: int) -> torch.Tensor:
+    """Grey [H, W] in [0, 1] -> [1, h, w] float tensor resized bilinearly (antialiased when shrinking)."""
+    if px.ndim != 2:
+        raise ModiseError(f"Expected a grey [H, W] image, got an array of shape {tuple(px.shape)}.")
+    h0, w0 = px.shape
+    h, w = resized_shape(h0, w0, short, max_size)
+    t = torch.from_numpy(np.ascontiguousarray(px, dtype=np.float32))[None, None]
+    if (h, w) != (h0, w0):
+        t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=h < h0).clamp(0, 1)
+    return t[0]
+
+
+def _padded(size: Sequence[int]) -> tuple[int, int]:
+    return tuple(-(-int(v) // 32) * 32 for v in size)  # type: ignore[return-value]

@@ -1,0 +1,148 @@
+"""ModisePipeline: the one owner of a trained model's inference (resize, pad, forward, Mask2Former's
+post-processing order, PanopticResult written through the panoptic writer), and batched ``predict``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modise.data.panoptic import Category, PanopticFolderWriter, read_id_png
+from modise.errors import ModiseError
+from modise.model.inference import panoptic_inference, postprocess, to_output_size
+from modise.pipeline import ModisePipeline, PanopticResult, inference_settings, resized_shape
+
+CATS = [Category(1, "benign", 1), Category(2, "malignant", 1)]
+
+
+def test_resize_follows_resize_shortest_edge():
+    # detectron2 ResizeShortestEdge(1024, max_size=2560), ODISE's test resize
+    assert resized_shape(2000, 1000, 1024, 2560) == (2048, 1024)
+    assert resized_shape(3000, 1000, 1024, 2560) == (2560, 853)  # longest capped: scale 2560/3000
+    assert resized_shape(100, 100, 128, 320) == (128, 128)
+
+
+def test_masks_go_to_the_original_size_before_panoptic_inference():
+    """Mask2Former (maskformer_model.py:239-242): crop + resize the mask logits, then infer. A one-pixel
+    wide low-res stripe becomes a full stripe at the output size, not a nearest-upsampled id map."""
+    torch.manual_seed(0)
+    q, k = 3, len(CATS)
+    cls = torch.full((q, k + 1), -5.0)
+    cls[0, 0] = cls[1, 1] = 5.0  # queries 0, 1 confident; query 2 void
+    masks = torch.full((q, 8, 8), -6.0)  # logits at 1/4 of a 32x32 padded input
+    masks[0, :, :3] = 6.0
+    masks[1, :, 3:5] = 6.0
+    out = postprocess(cls, masks, (32, 32), (20, 24), (50, 60), CATS, 0.5, 0.8, 100)
+    pan, segs = out["panoptic_seg"]
+    assert pan.shape == (50, 60) and out["sem_seg"].shape == (k, 50, 60)
+    assert out["instances"]["masks"].shape[1:] == (50, 60)
+    want = to_output_size(masks, (32, 32), (20, 24), (50, 60))
+    assert want.shape == (q, 50, 60)
+    ref_ids = (want[:2].sigmoid() * 1.0).argmax(0)  # both scores ~1: the argmax of the resized masks
+    for s in segs:
+        q_idx = s["label"]
+        assert torch.equal(pan == s["id"], (ref_ids == q_idx) & (want[q_idx].sigmoid() >= 0.5))
+        assert s["area"] == int((pan == s["id"]).sum()) > 0
+    # random logits: inference at the network size resized afterwards (modise before) differs from this order
+    rnd = torch.randn(q, 8, 8) * 4
+    early = postprocess(cls, rnd, (32, 32), (20, 24), (47, 61), CATS, 0.5, 0.0, 100)["panoptic_seg"][0]
+    crop = F.interpolate(rnd[None], (32, 32), mode="bilinear", align_corners=False)[0, :, :20, :24]
+    late = panoptic_inference(cls, crop, CATS, 0.5, 0.0)[0]
+    late = F.interpolate(late[None, None].float(), (47, 61), mode="nearest")[0, 0].long()
+    assert early.shape == late.shape and not torch.equal(early, late)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from modise.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model("m-odise", "tiny", categories=CATS)
+    p = ModisePipeline(model, device="cpu")
+    p.set_inference(object_mask_threshold=0.0, overlap_threshold=0.0)  # keep segments of an untrained model
+    return p
+
+
+def test_pipeline_reads_input_size_and_returns_original_size(pipe):
+    assert pipe.config.input_size == 128  # tiny preset; what prediction reads
+    s = pipe.settings()
+    assert (s["image_size"], s["max_size"]) == (128, 320)
+    rng = np.random.default_rng(0)
+    px = rng.random((90, 60)).astype(np.float32)
+    (res,) = pipe([px])
+    assert isinstance(res, PanopticResult)
+    assert res.ids.shape == (90, 60) and res.sem_seg.shape == (2, 90, 60)
+    assert res.instances["masks"].shape[1:] == (90, 60)
+    assert res.settings["object_mask_threshold"] == 0.0
+    assert pipe([px], object_mask_threshold=0.9)[0].settings["object_mask_threshold"] == 0.9
+    with pytest.raises(ModiseError, match="Unknown inference setting"):
+        pipe([px], window_size=3)
+    with pytest.raises(ModiseError, match="Invalid inference"):
+        pipe.set_inference(object_mask_threshold="x")
+
+
+def test_batch_does_not_change_results(pipe):
+    rng = np.random.default_rng(1)
+    images = [rng.random((128, 128)).astype(np.float32), rng.random((100, 140)).astype(np.float32),
+              rng.random((128, 128)).astype(np.float32)]
+    one = [pipe([im])[0] for im in images]
+    three = pipe(images)
+    for a, b in zip(one, three):
+        np.testing.assert_allclose(a.sem_seg, b.sem_seg, atol=1e-4)
+        assert (a.ids != b.ids).mean() < 1e-3
+
+
+def test_save_load_and_write(pipe, tmp_path):
+    pipe.set_inference(image_size=96)
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = ModisePipeline.from_pretrained(tmp_path / "model", device="cpu", overlap_threshold=0.1)
+    assert loaded.settings()["image_size"] == 96 and loaded.config.inference.overlap_threshold == 0.1
+    pipe.model.config = pipe.config.model_copy(update={"inference": pipe.config.inference.model_copy(update={"image_size": None})})
+    px = np.random.default_rng(2).random((64, 80)).astype(np.float32)
+    res = loaded([px])[0]
+    writer = PanopticFolderWriter(tmp_path / "out", loaded.categories)
+    ann = res.write(writer, {"id": 7, "file_name": "a.png"})
+    writer.finish()
+    pj = json.loads((tmp_path / "out" / "panoptic.json").read_text())
+    assert pj["images"][0]["height"] == 64 and pj["images"][0]["width"] == 80
+    assert np.array_equal(read_id_png(tmp_path / "out" / "panoptic" / ann["file_name"]), res.ids)
+    with pytest.raises(ModiseError, match="does not exist"):
+        ModisePipeline.from_pretrained(tmp_path / "nope")
+
+
+def test_instance_scores_are_mask2formers_formula():
+    """maskformer_model.py:344-380 gathers the top-k pairs' masks, then score = class prob x mean sigmoid
+    inside the binary mask; things only. Here per-query quality is gathered instead: the same numbers."""
+    from modise.model.inference import instance_inference
+
+    torch.manual_seed(3)
+    cats = [Category(1, "a", 1), Category(2, "stuff", 0), Category(3, "b", 1)]
+    cls, masks = torch.randn(5, 4), torch.randn(5, 9, 7) * 3
+    out = instance_inference(cls, masks, cats, topk=6)
+    probs = cls.softmax(-1)[:, :-1]
+    top, idx = probs.flatten().topk(6)
+    ref = []
+    for sc, i in zip(top.tolist(), idx.tolist()):
+        q, lab = divmod(i, 3)
+        if cats[lab].isthing:
+            m = masks[q]
+            b = (m > 0).float()
+            ref.append((sc * float((m.sigmoid() * b).sum() / (b.sum() + 1e-6)), lab, m > 0))
+    ref.sort(key=lambda r: -r[0])
+    assert out["labels"].tolist() == [r[1] for r in ref]
+    torch.testing.assert_close(out["scores"], torch.tensor([r[0] for r in ref]))
+    assert all(torch.equal(a, r[2]) for a, r in zip(out["masks"], ref))
+
+
+@pytest.mark.parametrize("preset", ["m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise"])
+def test_full_trains_and_tests_at_1024_tiny_stays_small(preset):
+    """ODISE: 1024 LSJ crops, test shortest edge 1024, max 2560 (configs/common/data/coco_panoptic_semseg.py:46-71)."""
+    from modise.engine.training.train import TrainConfig
+    from modise.model import load_preset
+
+    assert load_preset(preset, "full").input_size == 1024 and load_preset(preset, "tiny").input_size == 128
+    assert TrainConfig(preset=preset, size="full", data="d").resolved_image_size() == 1024
+    assert TrainConfig(preset=preset, size="tiny", data="d").resolved_image_size() == 128
+    s = inference_settings(load_preset(preset, "full"))  # what the pipeline reads (no full model is built)
+    assert (s["image_size"], s["max_size"]) == (1024, 2560)
