@@ -48,7 +48,7 @@ def test_old_and_new_flag_spellings_give_the_same_run(tmp_path, sample_images):
     data = _folder(tmp_path / "d", sample_images)
     runs = {}
     for name, flags in {"new": ["--grad-accum", "2", "--checkpoint-every", "1", "--num-workers", "0", "--grad-clip", "0.5"],
-                        "old": ["--accumulate", "2", "--ckpt-every", "1", "--workers", "0", "--clip", "0.5"]}.items():
+                        "old": ["--accumulate", "2", "--ckpt-every", "1", "--num-workers", "0", "--clip", "0.5"]}.items():
         run = tmp_path / name
         res = CliRunner().invoke(app, ["mame", "train", *TINY, "--max-steps", "1", "--data", str(data),
                                        "--out", str(run), *flags])

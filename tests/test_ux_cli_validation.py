@@ -17,7 +17,7 @@ BAD = [
     ("prepare", "folder", "--images", "i", "--masks", "m", "--folds", "0"),
     ("prepare", "folder", "--images", "i", "--masks", "m", "--min-area", "-5"),
     ("prepare", "synthetic", "--n", "0"),
-    ("prepare", "synthetic", "--size", "-64"),
+    ("prepare", "synthetic", "--image-size", "-64"),
     ("prepare", "cdd-cesm", "--root", "r", "--modality", "XX"),
     ("train", "--data", "d", "--max-steps", "-5"),
     ("train", "--data", "d", "--lr", "-1"),

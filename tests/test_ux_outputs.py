@@ -29,7 +29,7 @@ def test_out_cannot_be_the_working_folder_or_a_parent(tmp_path, monkeypatch, out
     (work / "notes.txt").write_text("mine")
     (tmp_path / "a" / "thesis.tex").write_text("mine too")
     monkeypatch.chdir(work)
-    res = runner.invoke(app, ["prepare", "synthetic", "--out", out, "--n", "2", "--size", "64", "--overwrite", "-q"])
+    res = runner.invoke(app, ["prepare", "synthetic", "--out", out, "--n", "2", "--image-size", "64", "--overwrite", "-q"])
     assert res.exit_code != 0 and "working folder" in str(res.exception)
     assert (work / "notes.txt").read_text() == "mine" and (tmp_path / "a" / "thesis.tex").read_text() == "mine too"
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["thesis.tex", "work"]  # no staging debris
@@ -52,15 +52,15 @@ def test_a_folder_modise_did_not_write_is_never_overwritten(tmp_path):
     out = tmp_path / "results"
     out.mkdir()
     (out / "paper.docx").write_text("draft")
-    res = runner.invoke(app, ["prepare", "synthetic", "--out", str(out), "--n", "2", "--size", "64", "-q"])
+    res = runner.invoke(app, ["prepare", "synthetic", "--out", str(out), "--n", "2", "--image-size", "64", "-q"])
     assert res.exit_code != 0 and "--overwrite" in str(res.exception)
-    res = runner.invoke(app, ["prepare", "synthetic", "--out", str(out), "--n", "2", "--size", "64", "--overwrite", "-q"])
+    res = runner.invoke(app, ["prepare", "synthetic", "--out", str(out), "--n", "2", "--image-size", "64", "--overwrite", "-q"])
     assert res.exit_code != 0 and MARKER in str(res.exception) and "did not write" in str(res.exception)
     assert _user_files(out) == {"paper.docx": "draft"}
     # what modise wrote it may replace
     new = tmp_path / "phantoms"
     for _ in range(2):
-        res = runner.invoke(app, ["prepare", "synthetic", "--out", str(new), "--n", "2", "--size", "64", "--overwrite", "-q"])
+        res = runner.invoke(app, ["prepare", "synthetic", "--out", str(new), "--n", "2", "--image-size", "64", "--overwrite", "-q"])
         assert res.exit_code == 0, res.output
     assert (new / MARKER).is_file() and (new / "panoptic.json").is_file()
 

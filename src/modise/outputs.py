@@ -138,7 +138,7 @@ def output_dir(out: str | Path, overwrite: bool = False, inputs: Inputs = ()) ->
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write JSON to ``path`` through a temporary file and an atomic rename."""
-    write_bytes_atomic(path, json.dumps(obj, indent=2, default=_json_default).encode())
+    write_bytes_atomic(path, json.dumps(obj, indent=2, default=json_default).encode())
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -157,7 +157,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars/arrays and paths."""
     import numpy as np
 
     if isinstance(o, np.integer):

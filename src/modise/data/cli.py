@@ -137,7 +137,7 @@ def synthetic(
     out: Out,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of images (patients with a CC and an MLO view).")] = 40,
     seed: Seed = 0,
-    size: Annotated[int, typer.Option("--image-size", "--size", min=64, help="Image side in pixels (as train's --image-size).")] = 256,
+    size: Annotated[int, typer.Option("--image-size", min=64, help="Image side in pixels (as train's --image-size; --size means full|tiny everywhere).")] = 256,
     folds: Folds = 5,
     overwrite: Overwrite = False,
     as_json: Json = False,

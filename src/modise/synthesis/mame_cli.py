@@ -111,7 +111,7 @@ def train(
     lora_text_encoder: bool = typer.Option(False, "--lora-text-encoder",
                                            help="With --lora: adapters on the text encoder too (default: frozen)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
-    num_workers: int = typer.Option(0, "--num-workers", "--workers", min=0, help="DataLoader worker processes."),
+    num_workers: int = typer.Option(0, "--num-workers", min=0, help="DataLoader worker processes (as train's; --workers means processes elsewhere)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty OUT."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
 ) -> None:

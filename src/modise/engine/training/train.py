@@ -148,10 +148,10 @@ def require_complete_run(path: str | Path) -> None:
 def write_yaml(path: Path, obj: Any) -> None:
     import yaml
 
-    from modise.outputs import _json_default, write_bytes_atomic
+    from modise.outputs import json_default, write_bytes_atomic
     import json
 
-    plain = json.loads(json.dumps(obj, default=_json_default))
+    plain = json.loads(json.dumps(obj, default=json_default))
     write_bytes_atomic(path, yaml.safe_dump(plain, sort_keys=False).encode())
 
 
