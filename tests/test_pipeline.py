@@ -53,6 +53,30 @@ def test_masks_go_to_the_original_size_before_panoptic_inference():
     assert early.shape == late.shape and not torch.equal(early, late)
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 16])
+def test_chunked_postprocess_equals_the_three_inferences_on_all_masks(chunk):
+    """postprocess never holds all Q full-size masks, yet gives what semantic / panoptic / instance
+    inference give on all of them (Mask2Former's functions, applied to the resized masks)."""
+    from modise.model.inference import instance_inference, semantic_inference
+
+    g = torch.Generator().manual_seed(1)
+    q, k = 7, len(CATS)
+    cls = torch.randn(q, k + 1, generator=g) * 3
+    masks = torch.randn(q, 8, 10, generator=g) * 4
+    sizes = ((32, 40), (30, 37), (61, 75))
+    out = postprocess(cls, masks, *sizes, CATS, 0.3, 0.5, 5, chunk=chunk)
+    full = to_output_size(masks, *sizes)
+    assert torch.allclose(out["sem_seg"], semantic_inference(cls, full), atol=1e-5)
+    pan, segs = panoptic_inference(cls, full, CATS, 0.3, 0.5)
+    assert torch.equal(out["panoptic_seg"][0], pan)
+    assert [(s["id"], s["label"], s["score"]) for s in out["panoptic_seg"][1]] == [(s["id"], s["label"], s["score"]) for s in segs]
+    inst = instance_inference(cls, full, CATS, 5)
+    assert torch.equal(out["instances"]["labels"], inst["labels"]) and torch.equal(out["instances"]["masks"], inst["masks"])
+    assert torch.allclose(out["instances"]["scores"], inst["scores"], atol=1e-6)
+    none = postprocess(torch.full((q, k + 1), -9.0).index_fill(1, torch.tensor([k]), 9.0), masks, *sizes, CATS, 0.3, 0.5, 5)
+    assert none["panoptic_seg"][1] == [] and none["panoptic_seg"][0].shape == (61, 75)  # every query void
+
+
 @pytest.fixture(scope="module")
 def pipe():
     from modise.model import build_model

@@ -94,3 +94,18 @@ def test_figure2_overlay_panels():
     assert (panoptic[25, 25, 0] > panoptic[25, 25, 2]) and np.allclose(panoptic[80, 60], panoptic[80, 60, 0])  # red lesion, grey elsewhere
     big = figure2(px, res, CATS)  # small images are drawn enlarged (up to 4x) so labels stay legible
     assert big.size == (4 * 320 + 3 * 4, 400 + 32)  # 4 panels without ground truth
+
+
+def test_discover_inputs_skips_folders_modise_wrote(tmp_path):
+    """`predict --input scans --out scans/preds`: a rerun must not read its own earlier outputs as scans."""
+    from PIL import Image
+
+    from modise.engine.prediction.inputs import discover_inputs
+    from modise.outputs import MARKER
+
+    scans = tmp_path / "scans"
+    (scans / "preds" / "overlays").mkdir(parents=True)
+    Image.new("L", (8, 8)).save(scans / "a.png")
+    Image.new("L", (8, 8)).save(scans / "preds" / "overlays" / "a.png")
+    (scans / "preds" / MARKER).touch()
+    assert discover_inputs([scans]) == [scans / "a.png"]

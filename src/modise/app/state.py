@@ -158,9 +158,9 @@ class AppState:
             from modise.engine.run_layout import load_run_config
 
             cfg = load_run_config(path)
-            # the model config saved with the weights owns them; older runs kept them under training:
-            inf = {**{k: v for k, v in cfg.get("training", {}).items() if v is not None},
-                   **(cfg.get("model", {}).get("inference") or {})}
+            # the model config saved with the weights owns them: RUN/config.yaml holds it under
+            # model:, a model folder's config.yaml is the model config itself
+            inf = (cfg.get("model") or {}).get("inference") or cfg.get("inference") or {}
             return (float(inf.get("object_mask_threshold", DEFAULT_THRESHOLDS[0])),
                     float(inf.get("overlap_threshold", DEFAULT_THRESHOLDS[1])))
         except (ModiseError, OSError, ValueError, TypeError, AttributeError):

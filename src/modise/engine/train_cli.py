@@ -109,12 +109,19 @@ def register(app: typer.Typer) -> None:
         random_weights: bool = typer.Option(False, "--random-weights", help="Random frozen parts (offline, no download)."),
         max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimiser steps per fold [10000]."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device and step [2]."),
+        grad_accum: Optional[int] = typer.Option(None, "--grad-accum", "--accumulate", min=1, help="Gradient accumulation steps [1]."),
         lr: Optional[float] = typer.Option(None, "--lr", parser=positive_float, help="AdamW learning rate [1e-4]."),
+        grad_clip: Optional[float] = typer.Option(None, "--grad-clip", "--clip", min=0.0, help="Gradient-norm clip, 0 = off [0.01]."),
+        warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", min=0,
+                                                   help="Linear warm-up steps [the preset's fraction of the run; ODISE 500/184375]."),
         image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="LSJ crop side, a multiple of 32; also the shortest edge the model then predicts at [the preset's input_size: 1024 full, 128 tiny]."),
+        num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="DataLoader worker processes [0]."),
+        checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Steps between checkpoints [100]."),
         accelerator: Accelerator = typer.Option(Accelerator.auto, "--accelerator", help="Where to train."),
         devices: str = typer.Option("auto", "--devices", parser=devices_value, help="Devices per node: auto, a count or a list like 0,1."),
         num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines (torchrun or SLURM)."),
         strategy: str = typer.Option("auto", "--strategy", help="auto or ddp (multi-GPU / multi-node)."),
+        precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: bf16-mixed on a GPU, else 32-true."),
         override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE, dotted keys for nested settings (e.g. inference.overlap_threshold=0.7); repeatable."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, augmentation and order."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start all folds again."),
@@ -125,8 +132,10 @@ def register(app: typer.Typer) -> None:
 
         cfg = train_config(
             preset=preset, size=size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
-            batch_size=batch_size, lr=lr, image_size=image_size, accelerator=Accelerator(accelerator).value, devices=devices,
-            num_nodes=num_nodes, strategy=strategy, override=override, seed=seed,
+            batch_size=batch_size, grad_accum=grad_accum, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps,
+            image_size=image_size, num_workers=num_workers, checkpoint_every=checkpoint_every,
+            accelerator=Accelerator(accelerator).value, devices=devices, num_nodes=num_nodes, strategy=strategy,
+            precision=Precision(precision).value, override=override, seed=seed,
         )
         report = cross_validate(cfg, out, folds, overwrite=overwrite)
         if report:

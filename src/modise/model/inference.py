@@ -82,19 +82,61 @@ def instance_inference(cls: torch.Tensor, masks: torch.Tensor, categories: list[
 
 def postprocess(cls: torch.Tensor, masks: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int],
                 output_size: tuple[int, int], categories: list[Category], object_mask_threshold: float,
-                overlap_threshold: float, topk: int) -> dict:
+                overlap_threshold: float, topk: int, chunk: int = 16) -> dict:
     """One image: cls [Q,K+1], masks [Q,h/4,w/4] logits of a padded input of ``padded_size`` whose
     image occupies the top-left ``image_size`` -> ``sem_seg`` [K,H,W], ``panoptic_seg`` (ids [H,W],
-    segments), ``instances``, all at ``output_size`` (H, W), the original image size."""
-    masks = to_output_size(masks, padded_size, image_size, output_size)
-    cls, prob = cls.float(), masks.sigmoid()  # the sigmoid once, for all three
-    sem = semantic_inference(cls, masks, prob)
-    pan, segs = panoptic_inference(cls, masks, categories, object_mask_threshold, overlap_threshold, prob)
+    segments), ``instances``, all at ``output_size`` (H, W), the original image size.
+
+    The same numbers as running the three inferences on all Q masks at the original size, without
+    holding Q full-size float masks at once (100 x 3328 x 4096 floats are 5.4 GB): the semantic maps
+    and each query's mask quality are summed over ``chunk`` queries at a time, and only the queries
+    the panoptic map keeps and the top-k instances pick are resized in full.
+    """
+    cls = cls.float()
+    q, k = cls.shape[0], cls.shape[-1] - 1
+    class_prob = cls.softmax(-1)[:, :-1]
+    sem = torch.zeros((k, *output_size), dtype=torch.float32, device=masks.device)
+    quality = torch.zeros(q, dtype=torch.float32, device=masks.device)  # mean probability inside each mask
+    for s in range(0, q, chunk):
+        m = to_output_size(masks[s : s + chunk], padded_size, image_size, output_size)
+        prob = m.sigmoid()
+        sem += torch.einsum("qc,qhw->chw", class_prob[s : s + chunk], prob)
+        binm = m > 0
+        quality[s : s + chunk] = (prob * binm).flatten(1).sum(1) / (binm.flatten(1).count_nonzero(1) + 1e-6)
+        del m, prob, binm
+    scores, labels = cls.softmax(-1).max(-1)
+    keep = labels.ne(k) & (scores > object_mask_threshold)
+    kept = _resize_some(masks[keep], padded_size, image_size, output_size)
+    pan, segs = panoptic_inference(cls[keep], kept, categories, object_mask_threshold, overlap_threshold)
+    del kept
     areas = torch.bincount(pan.flatten(), minlength=len(segs) + 1).tolist()
-    for s in segs:
-        s["area"] = areas[s["id"]]
-    inst = instance_inference(cls, masks, categories, topk, prob)
-    return {"sem_seg": sem, "panoptic_seg": (pan, segs), "instances": inst}
+    for seg in segs:
+        seg["area"] = areas[seg["id"]]
+    return {"sem_seg": sem, "panoptic_seg": (pan, segs), "instances": _top_instances(cls, masks, quality, categories, topk,
+                                                                                   (padded_size, image_size, output_size))}
+
+
+def _top_instances(cls: torch.Tensor, masks: torch.Tensor, quality: torch.Tensor, categories: list[Category], topk: int,
+                   sizes: tuple) -> dict[str, torch.Tensor]:
+    """:func:`instance_inference` with each query's mask quality given; only the picked queries' masks are resized."""
+    q, k = cls.shape[0], cls.shape[-1] - 1
+    top_scores, top_idx = cls.softmax(-1)[:, :-1].flatten(0, 1).topk(min(topk, q * k), sorted=False)
+    labels, qi = top_idx % k, top_idx // k
+    is_thing = torch.tensor([bool(c.isthing) for c in categories], dtype=torch.bool, device=cls.device)
+    thing = is_thing[labels]
+    top_scores, labels, qi = top_scores[thing], labels[thing], qi[thing]
+    final = top_scores * quality[qi]
+    order = final.argsort(descending=True)
+    picked, index = qi[order].unique(return_inverse=True)
+    binm = _resize_some(masks[picked], *sizes) > 0
+    return {"masks": binm[index], "labels": labels[order], "scores": final[order]}
+
+
+def _resize_some(masks: torch.Tensor, padded_size, image_size, output_size) -> torch.Tensor:
+    """:func:`to_output_size` that also takes no masks at all ([0,h,w] -> [0,H,W])."""
+    if masks.shape[0] == 0:
+        return masks.new_zeros((0, *output_size), dtype=torch.float32)
+    return to_output_size(masks, padded_size, image_size, output_size)
 
 
 def to_output_size(masks: torch.Tensor, padded_size: tuple[int, int], image_size: tuple[int, int],

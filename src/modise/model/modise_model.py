@@ -104,7 +104,11 @@ class MODISE(nn.Module):
         if h % 32 or w % 32:
             raise ValueError(f"image size {h}x{w} must be a multiple of 32 (inference() pads for you)")
         masks, queries, mask_features = self.mask_generator(self.features(images))
-        # ODISE's class head pools the pixel decoder's features under each layer's own masks.
+        # ODISE's class head pools the pixel decoder's features under each layer's own masks; the
+        # earlier layers' logits only feed the deep-supervision losses, so inference skips them.
+        if not self.training:
+            return {"pred_logits": self.class_head(queries[-1], mask_features, masks[-1]), "pred_masks": masks[-1],
+                    "aux_outputs": []}
         logits = [self.class_head(q, mask_features, m) for q, m in zip(queries, masks)]
         out = {"pred_logits": logits[-1], "pred_masks": masks[-1]}
         out["aux_outputs"] = [{"pred_logits": l, "pred_masks": m} for l, m in zip(logits[:-1], masks[:-1])]

@@ -108,7 +108,7 @@ def evaluate_folders(
     if not pairs:
         raise ModiseError(f"{gt / 'panoptic.json'}: lists no images to evaluate.")
     ev = PanopticEvaluator(cats, thr, ap_source=ap_source)
-    with output_dir(out, overwrite, [gt, pred]) as stage:
+    with output_dir(out, overwrite, [gt, pred, images_root]) as stage:
         results = score_pairs(pairs, ev.cat_index, ev.thresholds, workers, ev.instance_classes)
         if progress:
             from rich.progress import Progress

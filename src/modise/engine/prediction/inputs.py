@@ -13,15 +13,21 @@ def discover_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     """Expand files and folders (recursively) into a sorted, de-duplicated list of image files.
 
     Inside folders, files are kept when their suffix is an image/DICOM suffix or, for
-    suffix-less files, when they carry the DICOM ``DICM`` preamble. Explicitly named files
-    are always kept (an unreadable one is reported later by the reader, by name).
+    suffix-less files, when they carry the DICOM ``DICM`` preamble; folders modise wrote (its
+    ``.modise-output`` marker: earlier predictions, overlays, heatmaps) are skipped. Explicitly
+    named files are always kept (an unreadable one is reported later by the reader, by name).
     """
+    from modise.outputs import MARKER
+
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
+            written = [d.parent for d in p.rglob(MARKER) if d.parent != p]
             for f in sorted(p.rglob("*")):
                 if not f.is_file() or any(part.startswith(".") for part in f.relative_to(p).parts):
+                    continue
+                if any(d in f.parents for d in written):
                     continue
                 suffix = f.suffix.lower()
                 if suffix in RASTER_SUFFIXES or suffix in DICOM_SUFFIXES or (suffix == "" and is_dicom_file(f)):
