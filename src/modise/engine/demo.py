@@ -22,7 +22,7 @@ from modise.outputs import output_dir
 # a short run, and Mask2Former's stricter thresholds (0.8) drop the duplicate / fragment queries of a
 # not fully converged model.
 DEMO_DEFAULTS: dict[str, Any] = dict(
-    n_images=200, image_size=128, batch_size=4, lr=1e-3, warmup_steps=20, grad_clip=1.0, steps=1500,
+    n_images=200, image_size=128, batch_size=4, lr=1e-3, warmup_steps=20, grad_clip=1.0, steps=1350,
     checkpoint_every=500, object_mask_threshold=0.8, overlap_threshold=0.8, min_scale=0.8, max_scale=1.25,
 )
 DEMO_STEPS = DEMO_DEFAULTS["steps"]
