@@ -22,7 +22,7 @@ def fake_run(path: Path, thresholds: tuple[float, float] | None = None) -> Path:
     (path / "checkpoints").mkdir()
     if thresholds:
         (path / "config.yaml").write_text(
-            f"training:\n  object_mask_threshold: {thresholds[0]}\n  overlap_threshold: {thresholds[1]}\n")
+            f"model:\n  inference:\n    object_mask_threshold: {thresholds[0]}\n    overlap_threshold: {thresholds[1]}\n")
     return path
 
 

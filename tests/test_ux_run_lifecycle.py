@@ -34,7 +34,10 @@ def interrupted(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-m", "modise", "train", "--data", "data", "--out", "run", *TINY,
                              "--max-steps", "100000", "--checkpoint-every", "1"],
-                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C must reach it: an ignored SIGINT is inherited through exec, and Lightning
+                            # ignores SIGINT in a process after it handled one (an earlier in-process test)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     ckpt, end = work / "run" / "checkpoints" / "last.ckpt", time.time() + 240
     while not ckpt.is_file() and proc.poll() is None and time.time() < end:
         time.sleep(0.2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from typing import Annotated, Optional
 
 import typer
 
@@ -69,3 +70,30 @@ def torch_device(value: str) -> str:
     if re.fullmatch(r"cpu|mps|cuda(:\d+)?", value.strip()):
         return value.strip()
     raise typer.BadParameter(f"expected cpu, cuda, cuda:N or mps, not '{value}'.")
+
+
+# ---------------------------------------------------------------- training options
+# One declaration per option for `train`, `cv` and `reproduce` (and the same names as `mame train`):
+# a parameter reads ``max_steps: MaxSteps = None``.
+Size = Annotated[ModelSize, typer.Option("--size", help="Architecture size: full (the paper's) or tiny (CPU tests, demo).")]
+RandomWeights = Annotated[bool, typer.Option("--random-weights", help="Random frozen parts (offline, no download).")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", min=1, help="Optimiser steps (per fold) [10000].")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per device and step [2].")]
+GradAccum = Annotated[Optional[int], typer.Option("--grad-accum", "--accumulate", min=1, help="Gradient accumulation steps [1].")]
+Lr = Annotated[Optional[float], typer.Option("--lr", parser=positive_float, help="AdamW learning rate [1e-4].")]
+GradClip = Annotated[Optional[float], typer.Option("--grad-clip", "--clip", min=0.0, help="Gradient-norm clip, 0 = off [0.01].")]
+WarmupSteps = Annotated[Optional[int], typer.Option(
+    "--warmup-steps", min=0, help="Linear warm-up steps [the preset's fraction of the run; ODISE 500/184375].")]
+ImageSize = Annotated[Optional[int], typer.Option(
+    "--image-size", min=32, help="LSJ crop side, a multiple of 32; also the shortest edge the model then predicts at "
+                                 "[the preset's input_size: 1024 full, 128 tiny].")]
+NumWorkers = Annotated[Optional[int], typer.Option("--num-workers", min=0, help="DataLoader worker processes [0].")]
+CheckpointEvery = Annotated[Optional[int], typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints [100].")]
+AcceleratorOpt = Annotated[Accelerator, typer.Option("--accelerator", help="Where to train.")]
+Devices = Annotated[str, typer.Option("--devices", parser=devices_value, help="Devices per node: auto, a count or a list like 0,1.")]
+NumNodes = Annotated[int, typer.Option("--num-nodes", min=1, help="Machines (torchrun or SLURM).")]
+Strategy = Annotated[str, typer.Option("--strategy", help="auto or ddp (multi-GPU / multi-node, torchrun or SLURM).")]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="auto: bf16-mixed on a GPU, else 32-true.")]
+Overrides = Annotated[Optional[list[str]], typer.Option(
+    "--override", help="Model config KEY=VALUE, dotted keys for nested settings (e.g. inference.overlap_threshold=0.7); repeatable.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of weights, augmentation and order.")]

@@ -8,7 +8,10 @@ from typing import Optional
 
 import typer
 
-from modise.cli_options import Accelerator, ModelSize, Precision, devices_value, positive_float, size_value
+from modise.cli_options import (
+    Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, Lr, MaxSteps, ModelSize,
+    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, Seed, Size, Strategy, WarmupSteps, size_value,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,20 +24,24 @@ def register(app: typer.Typer) -> None:
         presets: Optional[list[str]] = typer.Option(
             None, "--presets", help="Comma list or repeatable (default: the six Table-1 presets, in the paper's order)."),
         folds: int = typer.Option(5, "--folds", min=1, help="Folds 0..K-1 of folds.json, each held out once."),
-        size: ModelSize = typer.Option(ModelSize.full, "--size", help="Architecture size: full (the paper's) or tiny (CPU tests, demo)."),
-        random_weights: bool = typer.Option(False, "--random-weights", help="Random frozen parts (offline)."),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Training steps per fold (default 10000)."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Per device."),
-        lr: Optional[float] = typer.Option(None, "--lr", parser=positive_float, help="AdamW learning rate [1e-4]."),
-        image_size: Optional[int] = typer.Option(None, "--image-size", min=32, help="LSJ crop (multiple of 32)."),
-        num_workers: Optional[int] = typer.Option(None, "--num-workers", min=0, help="DataLoader worker processes [0]."),
-        accelerator: Accelerator = typer.Option(Accelerator.auto, "--accelerator", help="Where to train."),
-        devices: str = typer.Option("auto", "--devices", parser=devices_value, help="Devices per node: auto, a count or a list like 0,1."),
-        num_nodes: int = typer.Option(1, "--num-nodes", min=1),
-        strategy: str = typer.Option("auto", "--strategy", help="auto | ddp (multi-GPU / multi-node, torchrun or SLURM)."),
-        precision: Precision = typer.Option(Precision.auto, "--precision", help="auto: bf16-mixed on a GPU, else 32-true."),
-        override: Optional[list[str]] = typer.Option(None, "--override", help="Model config KEY=VALUE (repeatable), every preset."),
-        seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, augmentation and order."),
+        size: Size = ModelSize.full,
+        random_weights: RandomWeights = False,
+        max_steps: MaxSteps = None,
+        batch_size: BatchSize = None,
+        grad_accum: GradAccum = None,
+        lr: Lr = None,
+        grad_clip: GradClip = None,
+        warmup_steps: WarmupSteps = None,
+        image_size: ImageSize = None,
+        num_workers: NumWorkers = None,
+        checkpoint_every: CheckpointEvery = None,
+        accelerator: AcceleratorOpt = Accelerator.auto,
+        devices: Devices = "auto",
+        num_nodes: NumNodes = 1,
+        strategy: Strategy = "auto",
+        precision: PrecisionOpt = Precision.auto,
+        override: Overrides = None,
+        seed: Seed = 0,
         overwrite: bool = typer.Option(False, "--overwrite", help="Train every fold again (otherwise finished folds are kept)."),
         as_json: bool = typer.Option(False, "--json", help="Print the table (report.json) to stdout."),
     ) -> None:
@@ -46,7 +53,8 @@ def register(app: typer.Typer) -> None:
         names = [p.strip() for item in (presets or []) for p in item.split(",") if p.strip()] or None
         cfg = train_config(
             preset="m-odise", size=size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
-            batch_size=batch_size, lr=lr, image_size=image_size, num_workers=num_workers, accelerator=Accelerator(accelerator).value,
+            batch_size=batch_size, grad_accum=grad_accum, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps, image_size=image_size,
+            num_workers=num_workers, checkpoint_every=checkpoint_every, accelerator=Accelerator(accelerator).value,
             devices=devices, num_nodes=num_nodes, strategy=strategy, precision=Precision(precision).value, override=override, seed=seed,
         )
         result = reproduce(data, out, names, folds, size=size_value(size), random_weights=random_weights, overwrite=overwrite,
