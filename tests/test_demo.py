@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 
@@ -24,6 +26,10 @@ def test_demo_short_run_writes_report(tmp_path):
     md = (out / "report.md").read_text()
     assert "synthetic phantom" in md and "random weights" in md and "modise cv" in md
     assert "| PQ |" in md
+    from PIL import Image
+
+    curve = np.asarray(Image.open(out / "figures" / "training_curve.png").convert("RGB")).astype(int)
+    assert ((curve[..., 2] - curve[..., 0]) > 60).sum() > 50  # the (blue) loss curve is drawn, not an empty frame
     saved = json.loads((out / "run" / "metrics.json").read_text())
     assert saved["best"] == metrics["best"]
 

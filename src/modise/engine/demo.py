@@ -117,7 +117,7 @@ def _curve_figure(run: Path, path: Path) -> list[tuple[int, float]]:
     import matplotlib.pyplot as plt
 
     points = []
-    for csv_path in sorted((run / "logs").glob("version_*/metrics.csv")):
+    for csv_path in sorted((run / "logs").glob("metrics.csv")) or sorted((run / "logs").glob("version_*/metrics.csv")):
         with open(csv_path) as f:
             for row in csv.DictReader(f):
                 if row.get("train/loss"):
