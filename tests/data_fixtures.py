@@ -186,3 +186,17 @@ def make_vindr(root: Path) -> Path:
     ]
     (root / "finding_annotations.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def train_tiny_run(root: Path, *, n: int, seed: int, k: int, fold: int) -> Path:
+    """Phantoms in ``root/data`` and a 2-step tiny m-odise run in ``root/run`` (fold ``fold`` held out),
+    thresholds 0 so that an untrained model still keeps segments. Returns ``root``."""
+    from modise.data.phantoms import prepare_synthetic
+    from modise.engine.training.train import TrainConfig, train
+
+    prepare_synthetic(root / "data", n=n, seed=seed, size=128, k=k, quiet=True)
+    cfg = TrainConfig(preset="m-odise", size="tiny", data=str(root / "data"), fold=fold, random_weights=True,
+                      image_size=128, batch_size=2, max_steps=2, accelerator="cpu", devices=1,
+                      object_mask_threshold=0.0, overlap_threshold=0.0)
+    train(cfg, root / "run", progress=False)
+    return root

@@ -12,18 +12,12 @@ if not hasattr(model_mod, "build_model"):
     pytest.skip("model part not available yet", allow_module_level=True)
 
 
+from data_fixtures import train_tiny_run  # noqa: E402
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from modise.data.phantoms import prepare_synthetic
-    from modise.engine.training.train import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("fold")
-    prepare_synthetic(root / "data", n=9, seed=4, size=128, k=3, quiet=True)
-    cfg = TrainConfig(preset="m-odise", size="tiny", data=str(root / "data"), fold=1, random_weights=True,
-                      image_size=128, batch_size=2, max_steps=2, accelerator="cpu", devices=1,
-                      object_mask_threshold=0.0, overlap_threshold=0.0)  # keep segments of an untrained model
-    train(cfg, root / "run", progress=False)
-    return root
+    return train_tiny_run(tmp_path_factory.mktemp("fold"), n=9, seed=4, k=3, fold=1)
 
 
 def _app():

@@ -12,21 +12,12 @@ model_mod = pytest.importorskip("modise.model")
 if not hasattr(model_mod, "build_model"):
     pytest.skip("model part not available yet", allow_module_level=True)
 
-from data_fixtures import write_mammogram_dicom  # noqa: E402
+from data_fixtures import train_tiny_run, write_mammogram_dicom  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from modise.data.phantoms import prepare_synthetic
-    from modise.engine.training.train import TrainConfig, train
-
-    root = tmp_path_factory.mktemp("pred")
-    prepare_synthetic(root / "data", n=10, seed=2, size=128, k=5, quiet=True)
-    cfg = TrainConfig(preset="m-odise", size="tiny", data=str(root / "data"), fold=0, random_weights=True,
-                      image_size=128, batch_size=2, max_steps=2, accelerator="cpu", devices=1,
-                      object_mask_threshold=0.0, overlap_threshold=0.0)  # keep segments of an untrained model
-    train(cfg, root / "run", progress=False)
-    return root
+    return train_tiny_run(tmp_path_factory.mktemp("pred"), n=10, seed=2, k=5, fold=0)
 
 
 def test_predict_dicom_jpeg_and_broken(trained, tmp_path, sample_dir, sample_images):
