@@ -60,7 +60,7 @@ def test_lock_pins_every_dependency_inside_its_range() -> None:
 def test_readme_and_ci_install_with_the_lock() -> None:
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text()
-    installs = [line for line in readme.splitlines() if "pip install -e" in line and "venv" in line]
+    installs = [line for line in readme.splitlines() if "python3 -m venv" in line and "pip install -e" in line]
     assert len(installs) == 2, installs  # the two fresh-machine commands
     for line in installs + [line for line in ci.splitlines() if "pip install" in line]:
         assert "-c constraints.txt" in line, line
