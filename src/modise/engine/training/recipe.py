@@ -13,13 +13,13 @@ so an explicit ``--warmup-steps`` scales with the steps too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .train import TrainConfig
+# ``cfg`` below is a ``train.TrainConfig`` (not imported: train imports this module)
+Settings = Any
 
 
-def trainer_world_size(cfg: "TrainConfig") -> int:
+def trainer_world_size(cfg: Settings) -> int:
     """Processes Lightning will train on (devices x nodes) for the run's hardware options."""
     import lightning as L
 
@@ -28,12 +28,12 @@ def trainer_world_size(cfg: "TrainConfig") -> int:
     return int(probe.world_size)
 
 
-def effective_batch(cfg: "TrainConfig", world_size: int) -> int:
+def effective_batch(cfg: Settings, world_size: int) -> int:
     """Images per optimiser step: batch per device x gradient accumulation x devices x nodes."""
     return cfg.batch_size * cfg.grad_accum * world_size
 
 
-def scale_to_batch(cfg: "TrainConfig", world_size: int) -> "TrainConfig":
+def scale_to_batch(cfg: Settings, world_size: int) -> Settings:
     """``cfg`` with detectron2's auto_scale_workers rule applied when ``reference_batch`` is set
     (``odise/config/utils.py:59-77``: lr x s, steps / s, rounded; s = effective / reference batch)."""
     if cfg.reference_batch is None:
@@ -51,7 +51,7 @@ def scale_to_batch(cfg: "TrainConfig", world_size: int) -> "TrainConfig":
     return cfg.model_copy(update=update)
 
 
-def recipe_record(given: "TrainConfig", used: "TrainConfig", world_size: int, n_train_images: int) -> dict[str, Any]:
+def recipe_record(given: Settings, used: Settings, world_size: int, n_train_images: int) -> dict[str, Any]:
     """What ``config.yaml`` records under ``training.recipe`` (``used`` is ``given`` after scaling)."""
     batch = effective_batch(used, world_size)
     record: dict[str, Any] = {
