@@ -42,7 +42,8 @@ def test_generate_metadata_marks_concept_extrapolation(tmp_path):
     assert rec["concept_extrapolation"] is False and rec["extrapolation"] is None
 
 
-def test_inpainting_data_is_one_box_mask_per_mass_finding(tmp_path):
+def test_mass_inpainting_data_is_one_box_mask_per_mass_finding(tmp_path):
+    """--findings mass: MAM-E's later Mass-only selection (masks_generation_vindr.py@HEAD:25-29)."""
     root = tmp_path / "vindr"
     _write_dicom(root / "images" / "s1" / "m.dicom", 4095 - 1400, "SIEMENS", "L", "CC")
     rows = [  # two masses and a calcification on one image; an architectural distortion with a mass is not kept
@@ -53,8 +54,8 @@ def test_inpainting_data_is_one_box_mask_per_mass_finding(tmp_path):
     ]
     (root / "finding_annotations.csv").write_text(HEADER + "\n".join(rows) + "\n")
     out = tmp_path / "inp"
-    res = CliRunner().invoke(app, ["mame", "prepare", "--root", str(root), "--inpainting", "--out", str(out),
-                                   "--resolution", "64"])
+    res = CliRunner().invoke(app, ["mame", "prepare", "--root", str(root), "--inpainting", "--findings", "mass",
+                                   "--out", str(out), "--resolution", "64"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     assert len(recs) == 2 and len({r["mask_file_name"] for r in recs}) == 2

@@ -51,7 +51,7 @@ def _vindr(root):
         "s1,x,a,R,MLO,200,100,BI-RADS 1,DENSITY C,['No Finding'],,,,,,training",
         "s2,x,b,L,CC,200,100,BI-RADS 1,DENSITY A,['No Finding'],,,,,,training",
         "s3,x,c,L,CC,200,100,BI-RADS 4,DENSITY B,['Mass'],BI-RADS 4,10.0,90.0,50.0,130.0,training",
-        "s3,x,c,L,CC,200,100,BI-RADS 4,DENSITY B,['Suspicious Calcification'],BI-RADS 4,0,0,20,20,training",
+        "s3,x,c,L,CC,200,100,BI-RADS 4,DENSITY B,['Suspicious Calcification'],BI-RADS 4,10.0,140.0,30.0,160.0,training",
         "s4,x,d,L,CC,200,100,BI-RADS 1,DENSITY B,['No Finding'],,,,,,training",
     ]
     (root / "finding_annotations.csv").write_text(HEADER + "\n".join(rows) + "\n")
@@ -65,7 +65,7 @@ def test_vindr_healthy_images_prompts_flip_and_vendor_saturation(tmp_path):
     _vindr(tmp_path / "vindr")
     out = tmp_path / "prep"
     res = CliRunner().invoke(app, ["mame", "prepare", "--root", str(tmp_path / "vindr"), "--out", str(out),
-                                   "--resolution", "64"])
+                                   "--resolution", "64", "--all-vendors"])
     assert res.exit_code == 0, res.output
     assert "d.dicom" in res.output  # the unreadable DICOM is reported and skipped
     recs = _records(out)
@@ -82,12 +82,43 @@ def test_vindr_healthy_images_prompts_flip_and_vendor_saturation(tmp_path):
     assert recs[0]["flipped"] is True and recs[1]["flipped"] is False
 
 
-def test_vindr_masses_for_inpainting_map_the_box(tmp_path):
+def test_vindr_siemens_only_by_default(tmp_path):
+    """MAM-E's VinDr data is its Siemens images (from_dicom2png.py:34-39 into ``siemens15k``): the
+    Hologic one is left out, counted once; the unreadable DICOM is still reported."""
+    _vindr(tmp_path / "vindr")
+    out = tmp_path / "prep"
+    res = CliRunner().invoke(app, ["mame", "prepare", "--root", str(tmp_path / "vindr"), "--out", str(out),
+                                   "--resolution", "64", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["source"].split("/")[-1] for r in _records(out)] == ["a.dicom"]
+    assert "1 image(s) of other vendors than Siemens left out (HOLOGIC: 1)" in res.output and "--all-vendors" in res.output
+    assert "d.dicom" in res.output
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["all_vendors"] is False and any("HOLOGIC" in w for w in report["warnings"])
+
+
+def _inpainting(tmp_path, *extra):
     _vindr(tmp_path / "vindr")
     out = tmp_path / "inp"
     res = CliRunner().invoke(app, ["mame", "prepare", "--root", str(tmp_path / "vindr"), "--inpainting",
-                                   "--out", str(out), "--resolution", "64"])
+                                   "--out", str(out), "--resolution", "64", "--all-vendors", *extra])
     assert res.exit_code == 0, res.output
+    return out
+
+
+def test_vindr_inpainting_takes_every_finding_but_no_finding(tmp_path):
+    """The released vindr_lesion-inpainting's data: one image + box per finding that is not
+    "No Finding" (masks_generation_vindr.py@10a9966:30,45-118): c's Mass and its calcification."""
+    out = _inpainting(tmp_path)
+    recs = _records(out)
+    assert [r["source"].split("/")[-1] for r in recs] == ["c.dicom", "c.dicom"]
+    boxes = [np.nonzero(np.asarray(Image.open(out / r["mask_file_name"])) > 127) for r in recs]
+    assert boxes[1][0].min() > boxes[0][0].max()  # the calcification box lies below the Mass box
+    assert json.loads((out / "prepare_report.json").read_text())["findings"] == "lesions"
+
+
+def test_vindr_masses_for_inpainting_map_the_box(tmp_path):
+    out = _inpainting(tmp_path, "--findings", "mass")
     (rec,) = _records(out)
     assert rec["text"] == "a mammogram with a lesion"
     mask = np.asarray(Image.open(out / rec["mask_file_name"])) > 127

@@ -27,6 +27,24 @@ def test_mame_recipe_is_the_original_config_and_default_for_full_size():
     assert resolve_recipe("mame", max_steps=3, lr=2e-3).max_steps == 3
 
 
+def test_inpainting_recipes_are_the_original_configs():
+    """--inpainting at full size defaults to the run behind the released Likalto4/vindr_lesion-inpainting
+    (experiments/inpainting/vindr-mammo/config_file.yaml@10a9966 l.40-58); the Mass-only run is
+    the same file @5d1e833 (l.41-44)."""
+    from modise.synthesis.mame_config import MameTrainConfig
+    from modise.synthesis.mame_recipe import default_recipe, resolve_recipe
+
+    assert default_recipe("full", inpainting=True) == "inpaint" and default_recipe("tiny", inpainting=True) == "light"
+    r = resolve_recipe("inpaint")
+    assert (r.batch_size, r.grad_accum, r.max_steps, r.lr, r.weight_decay, r.grad_clip, r.train_text_encoder) == (
+        8, 1, 15000, 1e-6, 1e-2, 1.0, True)
+    m = resolve_recipe("inpaint-mass")
+    assert (m.batch_size, m.grad_accum, m.max_steps, m.lr) == (16, 2, 6000, 1e-6)
+    cfg = MameTrainConfig(data=".", inpainting=True).resolved()
+    assert (cfg.recipe, cfg.batch_size, cfg.grad_accum, cfg.max_steps) == ("inpaint", 8, 1, 15000)
+    assert MameTrainConfig(data=".").resolved().recipe == "mame"
+
+
 def test_recipe_is_saved_in_the_run_config_and_the_effective_batch_printed(tmp_path, sample_images):
     data = _folder(tmp_path / "d", sample_images)
     run = tmp_path / "run"

@@ -1,11 +1,16 @@
-"""LSJ + intensity jitter keep image and masks aligned; the ODISE schedule has the right shape."""
+"""LSJ + intensity jitter keep image and masks aligned; LSJ follows detectron2's arithmetic; the ODISE
+schedule has the right shape."""
 
 import random
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from PIL import Image
 
-from modise.engine.training.augment import LSJ, IntensityJitter, build_train_transform
+from conftest import SAMPLE_DIR
+from modise.engine.training.augment import LSJ, PAD_VALUE, IntensityJitter, build_train_transform, resize_sample
 from modise.engine.training.schedule import warmup_step_decay
 
 
@@ -26,16 +31,85 @@ def test_lsj_fixed_size_and_aligned(seed):
     assert out["masks"].shape[1:] == (64, 64)
     assert len(out["labels"]) == len(out["masks"]) == len(out["segment_ids"])
     for m, sid in zip(out["masks"], out["segment_ids"].tolist()):
-        assert m.any()  # empty masks are dropped
+        if not m.any():
+            continue  # cropped away: kept as an empty target
         # the mask still covers pixels of its own intensity (nearest/bilinear agree in the interior)
         expected = 0.9 if sid == 5 else 0.5
         assert abs(out["image"][0][m].median().item() - expected) < 0.2
 
 
-def test_lsj_drops_lesions_cropped_away():
-    # scale 2 on a 64 crop of a 96x64 image: some crops must lose the small top lesion
-    counts = {len(LSJ(size=32, min_scale=2.0, max_scale=2.0)(_sample(), random.Random(s))["labels"]) for s in range(30)}
-    assert min(counts) < 2
+def test_lsj_keeps_lesions_cropped_away_as_empty_targets():
+    """ODISE/Mask2Former's panoptic mapper keeps every non-crowd segment, also one the crop emptied
+    (ODISE dataset_mapper.py:122-142): same labels, an all-False mask."""
+    outs = [LSJ(size=32, min_scale=2.0, max_scale=2.0)(_sample(), random.Random(s)) for s in range(30)]
+    assert all(o["labels"].tolist() == [0, 1] and o["segment_ids"].tolist() == [5, 7] for o in outs)
+    assert any(not m.any() for o in outs for m in o["masks"])  # some crops lose a lesion, which stays
+
+
+def _detectron2_lsj(img_u8: np.ndarray, ids: np.ndarray, size: int, rng: random.Random, lo=0.1, hi=2.0):
+    """The ODISE train augmentation in detectron2's terms (RandomFlip, ResizeScale, FixedSizeCrop;
+    augmentation_impl.py:203-370, transform.py:94-156) on a uint8 image and an id map, drawing the
+    same numbers in the same order as modise's LSJ."""
+    if rng.random() < 0.5:
+        img_u8, ids = img_u8[:, ::-1], ids[:, ::-1]
+    h, w = img_u8.shape
+    s = rng.uniform(lo, hi)
+    out_scale = min(size * s / h, size * s / w)
+    nh, nw = (int(v) for v in np.round(np.multiply((h, w), out_scale)))
+    img = np.asarray(Image.fromarray(np.ascontiguousarray(img_u8)).resize((nw, nh), Image.BILINEAR))
+    ids = np.asarray(Image.fromarray(np.ascontiguousarray(ids)).resize((nw, nh), Image.NEAREST))
+    off = np.round(np.maximum(np.subtract((nh, nw), (size, size)), 0) * rng.uniform(0.0, 1.0)).astype(int)
+    img, ids = img[off[0] : off[0] + size, off[1] : off[1] + size], ids[off[0] : off[0] + size, off[1] : off[1] + size]
+    ph, pw = size - img.shape[0], size - img.shape[1]
+    return np.pad(img, ((0, ph), (0, pw)), constant_values=128), np.pad(ids, ((0, ph), (0, pw)), constant_values=255)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lsj_equals_detectron2_on_a_real_mammogram(seed):
+    """Flip, scale, PIL-filter resize (antialiased when shrinking), one-draw crop offset and grey-128
+    padding as detectron2 does them, on a real sample: <= 1 grey level (PIL rounds to uint8); masks
+    equal but where a pixel centre falls exactly on a source pixel edge (PIL's 16.16 fixed point
+    and torch's float round such ties differently), i.e. only on the reference mask's border."""
+    img_u8 = np.asarray(Image.open(SAMPLE_DIR / "images" / "flipped_P150_L_DM_CC.jpg").convert("L"))[:, :400]
+    ids = np.zeros(img_u8.shape, np.uint8)
+    ids[100:220, 150:300], ids[300:330, 20:90] = 1, 2
+    sample = {"image": torch.from_numpy(img_u8.astype(np.float32) / 255)[None],
+              "masks": torch.from_numpy(np.stack([ids == 1, ids == 2])), "labels": torch.tensor([0, 1])}
+    out = LSJ(size=96, min_scale=0.1, max_scale=2.0)(sample, random.Random(seed))
+    ref_img, ref_ids = _detectron2_lsj(img_u8, ids, 96, random.Random(seed))
+    assert np.abs(out["image"][0].numpy() * 255 - ref_img).max() <= 1.01
+    for k, m in enumerate(out["masks"], start=1):
+        ref = torch.from_numpy(ref_ids == k)[None, None].float()
+        border = (F.max_pool2d(ref, 3, 1, 1) - -F.max_pool2d(-ref, 3, 1, 1))[0, 0] > 0
+        differ = m != ref[0, 0].bool()
+        assert not (differ & ~border).any() and differ.sum() <= 96
+    assert out["labels"].tolist() == [0, 1]
+
+
+def test_downscaling_is_antialiased_like_pil():
+    """A 2000x1600 image shrunk to 128 px: PIL's bilinear (detectron2's resize of uint8 images)
+    within a grey level; plain bilinear sampling (no antialias) would be far off on fine texture."""
+    rng = np.random.default_rng(0)
+    img_u8 = (rng.random((2000, 1600)) * 255).astype(np.uint8)
+    ref = np.asarray(Image.fromarray(img_u8).resize((102, 128), Image.BILINEAR)).astype(np.float32)
+    out = resize_sample({"image": torch.from_numpy(img_u8 / 255.0).float()[None], "masks": torch.zeros(0, 2000, 1600, dtype=torch.bool)},
+                        128, 102)["image"][0].numpy() * 255
+    assert np.abs(out - ref).max() <= 1.0
+
+
+def test_lsj_pads_right_and_bottom_with_grey_128():
+    """FixedSizeCrop(pad_value=128.0) on 0-255 images; masks have no segment in the padding."""
+    out = LSJ(size=64, min_scale=0.5, max_scale=0.5, flip_prob=0.0)(_sample(96, 64), random.Random(0))
+    assert PAD_VALUE == pytest.approx(128 / 255)
+    assert torch.all(out["image"][:, :, 21:] == PAD_VALUE)  # 96x64 -> 32x21, padded to 64x64
+    assert torch.all(out["image"][:, 32:, :] == PAD_VALUE)
+    assert not out["masks"][:, 32:, :].any() and not out["masks"][:, :, 21:].any()
+
+
+def test_intensity_jitter_off_by_default():
+    """Neither ODISE nor Mask2Former jitters intensity: the default transform is LSJ alone."""
+    assert [type(t) for t in build_train_transform(64).transforms] == [LSJ]
+    assert [type(t) for t in build_train_transform(64, intensity=True).transforms] == [LSJ, IntensityJitter]
 
 
 def test_intensity_jitter_range_and_change():

@@ -87,6 +87,11 @@ WarmupSteps = Annotated[Optional[int], typer.Option(
 ImageSize = Annotated[Optional[int], typer.Option(
     "--image-size", min=32, help="LSJ crop side, a multiple of 32; also the shortest edge the model then predicts at "
                                  "[the preset's input_size: 1024 full, 128 tiny].")]
+ReferenceBatch = Annotated[Optional[int], typer.Option(
+    "--reference-batch", min=1, help="Total batch that --lr and --max-steps are meant for (e.g. ODISE's 64): lr scaled "
+                                     "linearly, steps inversely to the effective batch (detectron2's auto_scale_workers) [off].")]
+IntensityJitter = Annotated[bool, typer.Option(
+    "--intensity-jitter", help="Random gamma/contrast/brightness after LSJ (in neither ODISE nor Mask2Former) [off].")]
 NumWorkers = Annotated[Optional[int], typer.Option("--num-workers", min=0, help="DataLoader worker processes [0].")]
 CheckpointEvery = Annotated[Optional[int], typer.Option("--checkpoint-every", min=1, help="Steps between checkpoints [100].")]
 AcceleratorOpt = Annotated[Accelerator, typer.Option("--accelerator", help="Where to train.")]

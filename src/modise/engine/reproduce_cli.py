@@ -9,8 +9,8 @@ from typing import Optional
 import typer
 
 from modise.cli_options import (
-    Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, Lr, MaxSteps, ModelSize,
-    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, Seed, Size, Strategy, WarmupSteps, size_value,
+    Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, IntensityJitter, Lr, MaxSteps, ModelSize,
+    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, ReferenceBatch, Seed, Size, Strategy, WarmupSteps, size_value,
 )
 
 
@@ -29,10 +29,12 @@ def register(app: typer.Typer) -> None:
         max_steps: MaxSteps = None,
         batch_size: BatchSize = None,
         grad_accum: GradAccum = None,
+        reference_batch: ReferenceBatch = None,
         lr: Lr = None,
         grad_clip: GradClip = None,
         warmup_steps: WarmupSteps = None,
         image_size: ImageSize = None,
+        intensity_jitter: IntensityJitter = False,
         num_workers: NumWorkers = None,
         checkpoint_every: CheckpointEvery = None,
         accelerator: AcceleratorOpt = Accelerator.auto,
@@ -53,7 +55,7 @@ def register(app: typer.Typer) -> None:
         names = [p.strip() for item in (presets or []) for p in item.split(",") if p.strip()] or None
         cfg = train_config(
             preset="m-odise", size=size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
-            batch_size=batch_size, grad_accum=grad_accum, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps, image_size=image_size,
+            batch_size=batch_size, grad_accum=grad_accum, reference_batch=reference_batch, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps, image_size=image_size, intensity_jitter=intensity_jitter,
             num_workers=num_workers, checkpoint_every=checkpoint_every, accelerator=Accelerator(accelerator).value,
             devices=devices, num_nodes=num_nodes, strategy=strategy, precision=Precision(precision).value, override=override, seed=seed,
         )

@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 
 from modise.cli_options import (
-    Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, Lr, MaxSteps, ModelSize,
-    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, Seed, Size, Strategy, WarmupSteps, positive_float,
+    Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, IntensityJitter, Lr, MaxSteps, ModelSize,
+    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, ReferenceBatch, Seed, Size, Strategy, WarmupSteps, positive_float,
     size_value, torch_device,
 )
 from modise.engine.demo import DEMO_STEPS
@@ -71,10 +71,12 @@ def register(app: typer.Typer) -> None:
         max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="Stop after this many epochs [no limit]."),
         batch_size: BatchSize = None,
         grad_accum: GradAccum = None,
+        reference_batch: ReferenceBatch = None,
         lr: Lr = None,
         grad_clip: GradClip = None,
         warmup_steps: WarmupSteps = None,
         image_size: ImageSize = None,
+        intensity_jitter: IntensityJitter = False,
         num_workers: NumWorkers = None,
         checkpoint_every: CheckpointEvery = None,
         accelerator: AcceleratorOpt = Accelerator.auto,
@@ -94,7 +96,7 @@ def register(app: typer.Typer) -> None:
         cfg = train_config(
             preset=preset, size=size_value(size), data=str(data), fold=None if fold < 0 else fold,
             random_weights=random_weights, max_steps=max_steps, max_epochs=max_epochs, batch_size=batch_size,
-            grad_accum=grad_accum, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps, image_size=image_size, num_workers=num_workers,
+            grad_accum=grad_accum, reference_batch=reference_batch, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps, image_size=image_size, intensity_jitter=intensity_jitter, num_workers=num_workers,
             checkpoint_every=checkpoint_every, accelerator=Accelerator(accelerator).value, devices=devices,
             num_nodes=num_nodes, strategy=strategy, precision=Precision(precision).value, override=override, seed=seed,
         )
@@ -113,10 +115,12 @@ def register(app: typer.Typer) -> None:
         max_steps: MaxSteps = None,
         batch_size: BatchSize = None,
         grad_accum: GradAccum = None,
+        reference_batch: ReferenceBatch = None,
         lr: Lr = None,
         grad_clip: GradClip = None,
         warmup_steps: WarmupSteps = None,
         image_size: ImageSize = None,
+        intensity_jitter: IntensityJitter = False,
         num_workers: NumWorkers = None,
         checkpoint_every: CheckpointEvery = None,
         accelerator: AcceleratorOpt = Accelerator.auto,
@@ -134,8 +138,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = train_config(
             preset=preset, size=size_value(size), data=str(data), random_weights=random_weights, max_steps=max_steps,
-            batch_size=batch_size, grad_accum=grad_accum, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps,
-            image_size=image_size, num_workers=num_workers, checkpoint_every=checkpoint_every,
+            batch_size=batch_size, grad_accum=grad_accum, reference_batch=reference_batch, lr=lr, grad_clip=grad_clip, warmup_steps=warmup_steps,
+            image_size=image_size, intensity_jitter=intensity_jitter, num_workers=num_workers, checkpoint_every=checkpoint_every,
             accelerator=Accelerator(accelerator).value, devices=devices, num_nodes=num_nodes, strategy=strategy,
             precision=Precision(precision).value, override=override, seed=seed,
         )

@@ -1,6 +1,6 @@
 """Mask2Former's set criterion (transformers' ``Mask2FormerLoss``), weighted and deep-supervised.
 
-Hungarian matching on class + point-sampled BCE/Dice costs; class CE with void weight 0.1;
+Hungarian matching on class + point-sampled BCE/Dice costs (in fp32, as Mask2Former); class CE with void weight 0.1;
 BCE and Dice on ``num_points`` importance-sampled points. The number of masks is all-reduced
 over ``torch.distributed`` (transformers does so only under accelerate), so DDP ranks
 normalise alike.
@@ -14,10 +14,29 @@ from torch import nn
 from modise.model.config import LossConfig
 
 
+class _Float32Matcher(nn.Module):
+    """The Hungarian matcher's costs in fp32 under mixed precision, as Mask2Former computes them
+    (``matcher.py:134-141``: ``autocast(enabled=False)``, masks ``.float()``)."""
+
+    def __init__(self, matcher: nn.Module) -> None:
+        super().__init__()
+        self.matcher = matcher
+
+    @torch.no_grad()
+    def forward(self, masks_queries_logits, class_queries_logits, mask_labels, class_labels):
+        with torch.autocast(masks_queries_logits.device.type, enabled=False):
+            return self.matcher(masks_queries_logits.float(), class_queries_logits.float(),
+                                [m.float() for m in mask_labels], class_labels)
+
+
 def _make_loss_cls():
     from modise.compat import mask2former_loss_class
 
     class _DistributedMask2FormerLoss(mask2former_loss_class()):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.matcher = _Float32Matcher(self.matcher)
+
         def get_num_masks(self, class_labels, device):
             num = torch.as_tensor(float(sum(len(c) for c in class_labels)), device=device)
             world = 1

@@ -99,7 +99,12 @@ class MaskGenerator(nn.Module):
                                   f"(num_queries, hidden_dim, dec_layers, enc_layers, ...): {first}") from None
 
     def forward(self, features: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-        pix = self.pixel_decoder(features, return_dict=True)
+        # Mask2Former runs the deformable pixel decoder outside autocast, on .float() features
+        # (msdeformattn.py:314-320, "deformable detr does not support half precision"): under bf16
+        # mixed precision it computes in its weights' fp32; only the transformer decoder autocasts.
+        dtype = next(self.pixel_decoder.parameters()).dtype
+        with torch.autocast(features[0].device.type, enabled=False):
+            pix = self.pixel_decoder([f.to(dtype) for f in features], return_dict=True)
         out = self.transformer(list(pix.multi_scale_features), pix.mask_features)
         queries = [h.transpose(0, 1) for h in out.intermediate_hidden_states]  # [Q,B,D] -> [B,Q,D]
         return list(out.masks_queries_logits), queries, pix.mask_features

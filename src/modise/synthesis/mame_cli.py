@@ -12,6 +12,7 @@ import typer
 from modise.engine.training.precision import PRECISIONS
 from modise.errors import ModiseError
 from modise.synthesis.cli_checks import choice, positive, side
+from modise.synthesis.mame_prepare import FINDINGS
 from modise.synthesis.prompts import VENDORS
 
 mame_app = typer.Typer(help="Train your own MAM-E: prepare mammograms with prompts, fine-tune SD.", no_args_is_help=True)
@@ -25,6 +26,8 @@ class SizeChoice(str, Enum):
 class RecipeChoice(str, Enum):
     mame = "mame"
     light = "light"
+    inpaint = "inpaint"
+    inpaint_mass = "inpaint-mass"
 
 
 def _say(msg: str) -> None:
@@ -44,7 +47,11 @@ def prepare(
     root: Optional[Path] = typer.Option(None, "--root", help="VinDr-Mammo root or a folder of DICOM/PNG images."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Metadata CSV (default: ROOT/finding_annotations.csv|metadata.csv)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Canonical panoptic dataset (inpainting masks)."),
-    inpainting: bool = typer.Option(False, "--inpainting", help="Lesion images with mask PNGs (VinDr masses)."),
+    inpainting: bool = typer.Option(False, "--inpainting", help="Lesion images with box-mask PNGs (VinDr findings)."),
+    findings: str = typer.Option("lesions", "--findings", callback=choice(FINDINGS),
+                                 help="With --inpainting on VinDr: lesions (every finding but 'No Finding', the data of "
+                                      "the released vindr_lesion-inpainting) | mass (Mass findings only)."),
+    all_vendors: bool = typer.Option(False, "--all-vendors", help="VinDr: keep every vendor's images (MAM-E: Siemens only)."),
     vendor: Optional[str] = typer.Option(None, "--vendor", callback=choice(VENDORS),
                                          help="siemens | hologic (else from DICOM Manufacturer)."),
     frame: int = typer.Option(512, "--resolution", callback=side, help="Output side, a multiple of 8 (MAM-E: 512)."),
@@ -70,8 +77,11 @@ def prepare(
         else:
             if not root.is_dir():
                 raise ModiseError(f"Folder '{root}' not found.")
-            records = prepare_folder(root, csv, stage, inpainting, vendor, frame, warn=warn)
+            records = prepare_folder(root, csv, stage, inpainting, vendor, frame, warn=warn, findings=findings,
+                                     all_vendors=all_vendors)
         summary = {"out": str(out), "images": len(records), "inpainting": inpainting or data is not None}
+        if data is None:
+            summary.update(findings=findings if inpainting else "No Finding", all_vendors=all_vendors)
         (stage / "prepare_report.json").write_text(json.dumps({**summary, "warnings": skipped}, indent=2))
     typer.echo(json.dumps(summary) if as_json else f"prepared {len(records)} image(s) in {out}")
 
@@ -85,8 +95,10 @@ def train(
     size: SizeChoice = typer.Option("full", "--size", help="full (SD 1.5) | tiny (with --random-weights)."),
     random_weights: bool = typer.Option(False, "--random-weights", help="Random-weight base, offline."),
     recipe: Optional[RecipeChoice] = typer.Option(
-        None, "--recipe", help="mame: MAM-E's batch 16 x accumulation 16, 6000 steps, lr 1e-6 | light: batch 1, "
-        "1000 steps (default: mame for --size full, else light); the options below override it."),
+        None, "--recipe", help="mame: MAM-E's batch 16 x accumulation 16, 6000 steps, lr 1e-6 | inpaint: the released "
+        "vindr_lesion-inpainting run, batch 8 x 1, 15000 steps | inpaint-mass: MAM-E's Mass-only run, batch 16 x 2, "
+        "6000 steps | light: batch 1, 1000 steps (default: mame, or inpaint with --inpainting, for --size full; "
+        "else light); the options below override it."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Total optimizer steps (resume counts on; default: the recipe's)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device per batch (default: the recipe's)."),
     lr: Optional[float] = typer.Option(None, "--lr", callback=positive,

@@ -27,8 +27,8 @@ class MameTrainConfig(BaseModel):
     random_weights: bool = False
     inpainting: bool = False  # the 9-channel inpainting UNet
     resolution: int | None = Field(None, ge=8, multiple_of=8)  # None: the base's native side (512)
-    # optimisation: None = the recipe's; recipe None = mame for size full, else light
-    recipe: Literal["mame", "light"] | None = None
+    # optimisation: None = the recipe's; recipe None = mame (inpaint with ``inpainting``) for size full, else light
+    recipe: Literal["mame", "light", "inpaint", "inpaint-mass"] | None = None
     batch_size: int | None = Field(None, ge=1)  # per device
     grad_accum: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1)  # optimiser steps; a resumed run counts on
@@ -51,7 +51,7 @@ class MameTrainConfig(BaseModel):
         """A copy with the recipe named and every optimisation field set (given values win)."""
         from modise.synthesis.mame_recipe import default_recipe, resolve_recipe
 
-        name = self.recipe or default_recipe(self.size)
+        name = self.recipe or default_recipe(self.size, self.inpainting)
         rec = resolve_recipe(name, lora=bool(self.lora_rank), **{k: getattr(self, k) for k in RECIPE_FIELDS})
         return self.model_copy(update={"recipe": name, **{k: getattr(rec, k) for k in RECIPE_FIELDS}})
 

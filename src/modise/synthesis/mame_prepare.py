@@ -153,13 +153,37 @@ def _is_healthy(value: Any) -> bool:
     return _categories(value) == ["No Finding"]
 
 
-# The finding lists MAM-E kept for inpainting (masks_generation_vindr.py:28).
+# The finding lists of MAM-E's later Mass-only inpainting data (masks_generation_vindr.py@HEAD:25-29).
 MASS_CATEGORIES = ({"Mass"}, {"Suspicious Calcification", "Mass"})
+# lesions: every finding but "No Finding" (masks_generation_vindr.py@10a9966:29-30), the data of the
+# released Likalto4/vindr_lesion-inpainting (mame_recipe.py); mass: the Mass-only selection.
+FINDINGS = ("lesions", "mass")
 
 
 def _is_mass(value: Any) -> bool:
-    """A VinDr finding MAM-E inpainted: exactly ['Mass'] or ['Suspicious Calcification', 'Mass']."""
+    """A Mass finding: exactly ['Mass'] or ['Suspicious Calcification', 'Mass']."""
     return set(_categories(value)) in MASS_CATEGORIES
+
+
+def _is_inpainted(value: Any, findings: str) -> bool:
+    return _is_mass(value) if findings == "mass" else not _is_healthy(value)
+
+
+def manufacturer(path: Path, row: dict[str, Any], vendor_flag: str | None) -> str | None:
+    """The image's vendor as given (--vendor, the CSV) or in its DICOM header; None if unreadable."""
+    given = vendor_flag or _first(row, VENDOR_COLUMNS)
+    if given or not path.is_file():
+        return given
+    from modise.data.imageio import is_dicom_file
+
+    if not is_dicom_file(path):
+        return ""
+    import pydicom
+
+    try:
+        return str(getattr(pydicom.dcmread(path, stop_before_pixels=True), "Manufacturer", "") or "")
+    except Exception:  # noqa: BLE001  prepare_image names the unreadable file
+        return None
 
 
 def read_table(csv: Path) -> list[dict[str, Any]]:
@@ -198,9 +222,18 @@ def prepare_folder(
     vendor: str | None = None,
     side: int = 512,
     warn: Callable[[str], None] = print,
+    findings: str = "lesions",
+    all_vendors: bool = False,
 ) -> list[dict[str, Any]]:
     """Prepare every usable image listed in ``csv`` (default: ``root``'s finding_annotations.csv or
-    metadata.csv) into ``out``; returns the ``metadata.jsonl`` records (also written)."""
+    metadata.csv) into ``out``; returns the ``metadata.jsonl`` records (also written).
+
+    VinDr (a ``finding_categories`` column): healthy images, or with ``inpainting`` one image + box
+    per finding of ``findings`` (:data:`FINDINGS`); Siemens images only unless ``all_vendors``, as
+    MAM-E used VinDr (``from_dicom2png.py:34-39`` kept the uint16 VOI-LUT outputs into its
+    ``siemens15k`` folder; ``masks_generation_vindr.py@10a9966:65`` "only SIEMENS will appear")."""
+    if findings not in FINDINGS:
+        raise ModiseError(f"--findings must be one of {', '.join(FINDINGS)}, not '{findings}'.")
     from PIL import Image
 
     from modise.synthesis.metadata import write_metadata_jsonl
@@ -218,19 +251,21 @@ def prepare_folder(
             continue
         groups.setdefault(path, []).append((i, row))
     records = []
+    other_vendors: dict[str, int] = {}
+    what = "Mass finding" if findings == "mass" else "finding"
     for path, items in groups.items():
         line, row = items[0]
         has_findings = "finding_categories" in row
         if inpainting:
-            # One (image, mask) pair per Mass finding, one filled box each (masks_generation_vindr.py:25-29,45-118).
+            # One (image, mask) pair per finding, one filled box each (masks_generation_vindr.py:25-30,45-118).
             jobs = []
             for ln, r in items:
-                if has_findings and not _is_mass(r.get("finding_categories")):
+                if has_findings and not _is_inpainted(r.get("finding_categories"), findings):
                     continue
                 try:
                     jobs.append((ln, [tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))]))
                 except (KeyError, ValueError):
-                    warn(f"{csv} line {ln}: a Mass finding without a usable box; skipped.")
+                    warn(f"{csv} line {ln}: a {what} without a usable box; skipped.")
             if not jobs:
                 continue
         elif has_findings and not all(_is_healthy(r.get("finding_categories")) for _, r in items):
@@ -240,6 +275,11 @@ def prepare_folder(
         if not path.is_file():
             warn(f"{csv} line {line}: {path} not found; skipped.")
             continue
+        if has_findings and not all_vendors:
+            maker = manufacturer(path, row, vendor)
+            if maker is not None and vendor_name(maker) != "siemens":
+                other_vendors[maker or "unknown"] = other_vendors.get(maker or "unknown", 0) + 1
+                continue
         for ln, boxes in jobs:
             try:
                 prep = prepare_image(path, row, vendor, boxes=boxes, side=side)
@@ -253,6 +293,10 @@ def prepare_folder(
             if prep.notes and not inpainting:
                 warn(f"{path}: {', '.join(prep.notes)}; shorter prompt '{rec['text']}'.")
             records.append(rec)
+    if other_vendors:
+        counts = ", ".join(f"{k}: {n}" for k, n in sorted(other_vendors.items()))
+        warn(f"{sum(other_vendors.values())} image(s) of other vendors than Siemens left out ({counts}), as MAM-E "
+             f"trained on VinDr's Siemens images only; --all-vendors keeps them.")
     if not records:
         raise ModiseError(f"No usable images found through {csv}.")
     write_metadata_jsonl(out / "metadata.jsonl", records)

@@ -37,14 +37,16 @@ class TrainConfig(BaseModel):
     warmup_steps: int | None = None  # None: the preset's optimizer.warmup_fraction of the run (ODISE 500/184375)
     milestones: tuple[float, float] = (0.889, 0.963)
     grad_clip: float = 0.01
+    # modise's recipe (the paper states none): batch 2 x 10k steps at lr 1e-4; ODISE: 64 x 92,188 (recipe.py)
     max_steps: int = 10000
     max_epochs: int | None = None
     batch_size: int = 2
     grad_accum: int = 1
+    reference_batch: int | None = Field(None, ge=1)  # lr/max_steps are for this total batch: scale them (recipe.py)
     image_size: int | None = None  # LSJ crop; None = the preset's input_size (1024 full, as ODISE; 128 tiny)
     min_scale: float = 0.1
     max_scale: float = 2.0
-    intensity_jitter: bool = True
+    intensity_jitter: bool = False  # gamma/contrast/brightness: in neither ODISE nor Mask2Former
     num_workers: int = 0
     seed: int = 0
     # hardware
@@ -266,13 +268,22 @@ def train(
     """
     from .progress import quiet_lightning
 
+    from .datamodule import split_fold
+    from .recipe import recipe_line, recipe_record, scale_to_batch, trainer_world_size
+
     out = Path(out)
     ckpt_path = prepare_run_dir(out, resume, overwrite, inputs=[cfg.data])
     with quiet_lightning():
-        return _train(cfg, out, ckpt_path, callbacks, progress)
+        world_size = trainer_world_size(cfg)
+        used = scale_to_batch(cfg, world_size)
+        recipe = recipe_record(cfg, used, world_size, len(split_fold(cfg.data, cfg.fold)[0]))
+        if progress and is_global_zero():
+            print(recipe_line(recipe), file=sys.stderr)
+        return _train(used, out, ckpt_path, callbacks, progress, recipe)
 
 
-def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool) -> dict[str, Any]:
+def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool,
+           recipe: dict[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception(cfg.max_steps)}
     rank0 = is_global_zero()
     start = int((read_run_status(out) or {}).get("global_step", 0)) if ckpt_path else 0
@@ -284,7 +295,7 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
 
     resume_hint = f"continue it with the same `modise train` command plus --resume (--out {out})"
     try:
-        return _fit_and_evaluate(cfg, out, ckpt_path, [*(callbacks or []), state["guard"]], progress, state)
+        return _fit_and_evaluate(cfg, out, ckpt_path, [*(callbacks or []), state["guard"]], progress, state, recipe)
     except (KeyboardInterrupt, SystemExit) as e:
         guard = state["guard"]
         if isinstance(e, SystemExit) and not isinstance(guard.exception, KeyboardInterrupt):
@@ -307,7 +318,7 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
 
 
 def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list, progress: bool,
-                      state: dict[str, Any]) -> dict[str, Any]:
+                      state: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
     import lightning as L
 
     from modise.model import build_model
@@ -340,7 +351,7 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
     trainer = build_trainer(cfg, out, callbacks, progress)
     state["trainer"] = trainer
     if trainer.is_global_zero:
-        write_yaml(out / CONFIG_YAML, run_config(cfg, model, categories))
+        write_yaml(out / CONFIG_YAML, run_config(cfg, model, categories, recipe))
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
     trainer.save_checkpoint(out / CKPT_DIR / LAST_CKPT, weights_only=False)  # resumable: optimiser + loops
@@ -363,11 +374,14 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
     return metrics
 
 
-def run_config(cfg: TrainConfig, model, categories) -> dict[str, Any]:
-    """The resolved config of a run: preset at top level, then model, training and data."""
+def run_config(cfg: TrainConfig, model, categories, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The resolved config of a run: preset at top level, then model, training (with the recipe:
+    effective batch, lr, steps, epochs) and data."""
     mcfg = model.config.model_dump() if hasattr(model.config, "model_dump") else dict(model.config)
     training = cfg.model_dump(exclude={"preset", "size", "data", "fold", "random_weights", "model_overrides"})
     training["image_size"] = cfg.resolved_image_size()
+    if recipe is not None:
+        training["recipe"] = recipe
     return {
         "preset": cfg.preset,
         "size": cfg.size,
