@@ -193,3 +193,28 @@ def test_clip_preprocess_is_torchvision_resize_without_antialias_centre_crop_nor
     assert torch.allclose(got, ref, atol=1e-5)
     antialiased = Normalize(OPENAI_MEAN, OPENAI_STD)(CenterCrop(32)(Resize(32, InterpolationMode.BICUBIC, antialias=True)(x)))
     assert (got - antialiased).abs().max() > 0.1  # the difference the original's behaviour pins
+
+
+# ------------------------------------------------------------------ 10. m2f-swinl load report
+def test_m2f_swinl_load_says_the_expected_key_differences_in_one_line(tmp_path, capfd):
+    from safetensors.torch import load_file, save_file
+    from test_m2f_swinl import _tiny_mask2former
+
+    from modise.model.swin_backbone import build_swin
+
+    _tiny_mask2former().save_pretrained(tmp_path / "m2f")
+    path = tmp_path / "m2f" / "model.safetensors"
+    sd = load_file(str(path))
+    enc = "model.pixel_level_module.encoder."
+    # what a converted COCO checkpoint holds beyond transformers' model: Swin's position index buffers, the final norm
+    sd[enc + "encoder.layers.0.blocks.0.attention.self.relative_position_index"] = torch.zeros(49, 49, dtype=torch.long)
+    sd[enc + "layernorm.weight"], sd[enc + "layernorm.bias"] = torch.ones(256), torch.zeros(256)
+    sd["model.something_else.weight"] = torch.zeros(3)
+    save_file(sd, str(path), metadata={"format": "pt"})
+    capfd.readouterr()
+    build_swin(str(tmp_path / "m2f"), "full", random_weights=False)
+    err = capfd.readouterr().err
+    assert "MISSING" not in err and "UNEXPECTED" not in err and "LOAD REPORT" not in err
+    line = [l for l in err.splitlines() if "Mask2Former loaded" in l]
+    assert len(line) == 1 and "3 keys differ as expected" in line[0]
+    assert "1 unexpected keys (e.g. model.something_else.weight)" in line[0]  # anything else is named
