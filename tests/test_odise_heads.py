@@ -183,9 +183,9 @@ def test_ensemble_runs_at_inference_for_clip_presets_only(odise):
     assert odise.config.inference.clip_ensemble and "clip_ensemble" in odise.extras
     res = odise.inference(torch.rand(1, 3, 70, 90))[0]
     assert res["sem_seg"].shape == (len(odise.categories), 70, 90)
-    for preset in ("m-odise", "odise-biomedclip"):  # BiomedCLIP: off (the paper is silent, ODISE cannot pool timm)
-        assert not load_preset(preset, "full").inference.clip_ensemble
-    m = build_model("m-odise", "tiny", overrides={"inference": {"clip_ensemble": True}})  # opt-in works
+    for preset in ("m-odise", "odise-biomedclip"):  # BiomedCLIP: on too (one rule; the timm tower is pooled like CLIP's)
+        assert load_preset(preset, "full").inference.clip_ensemble
+    m = build_model("m-odise", "tiny", overrides={"inference": {"clip_ensemble": False}})  # opt-out keeps it switchable
     assert "clip_ensemble" in m.extras and m.inference(torch.rand(1, 3, 96, 96))[0]["sem_seg"].shape[-2:] == (96, 96)
     with pytest.raises(ModiseError, match="clip_ensemble"):
         build_model("m2f-sd", "tiny", overrides={"inference": {"clip_ensemble": True}})

@@ -1,6 +1,6 @@
 """``modise reproduce`` on CPU: 2 tiny presets x 2 folds of a small phantom set (128 px, one
-step each) -> Table 1 in the paper's row order at the threshold with the best fold-mean PQ,
-the Fig. S1 sweep and CSVs; a second call keeps every finished fold, a lost fold is redone
+step each) -> Table 1 (with and without the CLIP ensemble, from the same folds) in the paper's row
+order at the threshold with the best fold-mean PQ, the Fig. S1 sweep and CSVs; a second call keeps every finished fold, a lost fold is redone
 alone, other settings or a foreign folder are refused."""
 
 import csv
@@ -62,6 +62,24 @@ def test_reproduce_two_presets_two_folds(tmp_path):
     sweep = list(csv.reader((table / "sweep.csv").open()))
     assert sweep[0][:4] == ["variant", "t", "PQ_mean", "PQ_std"] and len(sweep) == 1 + 2 * 18
     assert res.stdout.splitlines()[0].startswith("| variant")  # progress went to stderr
+
+    # the same folds without the CLIP ensemble (inference-only): m-odise's folds were scored both ways,
+    # m2f-sd has no CLIP-style encoder, so its one evaluation is its row in both tables
+    plain = json.loads((out / "table1-no-ensemble" / "report.json").read_text())["variants"]
+    assert [r["variant"] for r in plain] == ["m2f-sd", "m-odise"] and "CLIP ensemble: off" in (out / "table1-no-ensemble" / "report.md").read_text()
+    for r, p in zip(rows, plain):
+        ms = [json.loads((out / r["variant"] / f"fold{k}" / "metrics.json").read_text()) for k in range(2)]
+        if r["variant"] == "m-odise":
+            assert all(m["clip_ensemble"] is True and "without_clip_ensemble" in m for m in ms)
+            ms = [m["without_clip_ensemble"] for m in ms]
+        else:
+            assert all(m["clip_ensemble"] is False and "with_clip_ensemble" not in m for m in ms)
+            assert (p["PQ_t"]["mean"], p["PQ_t"]["std"]) == (r["PQ_t"]["mean"], r["PQ_t"]["std"])
+        b = ms[0]["thresholds"].index(p["thresholds_t"][0])
+        assert p["Dice"]["mean"] == pytest.approx(np.mean([m["dice"] for m in ms]))
+        vals = [m["pq"][b] for m in ms if m["pq"][b] is not None]
+        assert p["PQ_t"]["n"] == len(vals) and (not vals or p["PQ_t"]["mean"] == pytest.approx(np.mean(vals)))
+    assert "without the CLIP ensemble" in res.stdout
 
     # `modise report OUT` reads the same table from a reproduce folder
     res = CliRunner().invoke(_app(), ["report", str(out), "--out", str(tmp_path / "again"), "--json"])

@@ -9,7 +9,7 @@ model and its categories), loaded and saved as one folder::
     results[0].write(PanopticFolderWriter(out, pipe.categories), {"id": 1, "file_name": "a.png", ...})
 
 ``__call__`` runs, per image: 1. resize the shortest edge to the inference size (ODISE's test
-ResizeShortestEdge), 2. pad to a multiple of 32, 3. features + mask decoding (the model's forward),
+ResizeShortestEdge), 2. pad to a multiple of the model's size_divisibility, 3. features + mask decoding (the model's forward),
 4. masks cropped of padding and resized to the original size, 5. semantic / panoptic / instance
 inference there (Mask2Former's order, :mod:`modise.model.inference`). ``modise predict``, training
 validation, ``serve`` and the demo all go through it.
@@ -189,11 +189,11 @@ class ModisePipeline:
         s = self.settings(**overrides)
         # 1. resize: shortest edge to image_size, longest at most max_size (ODISE coco_panoptic_semseg.py:66)
         resized = [_resize(px, s["image_size"], s["max_size"]) for px in images]
-        # 2. pad to a multiple of 32 (Mask2Former size_divisibility); images are batched only with images of
+        # 2. pad to a multiple of the model's size_divisibility (Mask2Former 32, ODISE 64); images are batched only with images of
         #    the same padded size, so a result never depends on the rest of its batch
         groups: dict[tuple[int, int], list[int]] = {}
         for i, t in enumerate(resized):
-            groups.setdefault(_padded(t.shape[-2:]), []).append(i)
+            groups.setdefault(_padded(t.shape[-2:], self.config.size_divisibility), []).append(i)
         results: list[PanopticResult | None] = [None] * len(resized)
         for (ph, pw), idx in groups.items():
             x = torch.stack([F.pad(resized[i], (0, pw - resized[i].shape[-1], 0, ph - resized[i].shape[-2])) for i in idx])
@@ -221,5 +221,5 @@ def _resize(px: np.ndarray, short: int, max_size: int) -> torch.Tensor:
     return t[0]
 
 
-def _padded(size: Sequence[int]) -> tuple[int, int]:
-    return tuple(-(-int(v) // 32) * 32 for v in size)  # type: ignore[return-value]
+def _padded(size: Sequence[int], divisibility: int) -> tuple[int, int]:
+    return tuple(-(-int(v) // divisibility) * divisibility for v in size)  # type: ignore[return-value]

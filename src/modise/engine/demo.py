@@ -181,6 +181,10 @@ def write_report(stage: Path, run: Path, metrics: dict[str, Any], *, minutes: fl
     rows = [("PQ", best["pq"]), ("RQ", best["rq"]), ("SQ", best["sq"]), ("AP", best.get("ap")), ("Dice", metrics.get("dice"))]
     table = "| metric (best IoU threshold {:.2f}) | value (%) |\n|---|---|\n".format(best["threshold"])
     table += "\n".join(f"| {k} | {_fmt(v)} |" for k, v in rows)
+    plain = metrics.get("without_clip_ensemble")
+    if plain:  # the ensemble is inference-only: the same model scored without it
+        table += (f"\n\nWith ODISE's CLIP ensemble (the preset's setting); the same model without it: PQ {_fmt(plain['best']['pq'])} "
+                  f"at IoU {plain['best']['threshold']:.2f}, AP {_fmt(plain['best'].get('ap'))}, Dice {_fmt(plain.get('dice'))}.")
     per_class = metrics.get("per_class") or {}
     if per_class:
         table += "\n\n| class | PQ | RQ | SQ |\n|---|---|---|---|\n" + "\n".join(

@@ -17,6 +17,14 @@ class APSource(str, Enum):
     panoptic = "panoptic"
 
 
+class EnsembleChoice(str, Enum):
+    """Which of a run's evaluations a report row reads (report.write_report's ``clip_ensemble``)."""
+
+    as_run = "as-run"
+    on = "on"
+    off = "off"
+
+
 class ThresholdRule(str, Enum):
     """Which IoU threshold a report row is read at (report.RULES)."""
 
@@ -66,6 +74,11 @@ def register(app: typer.Typer) -> None:
             ThresholdRule.mean_best, "--at",
             help="mean-best: every column at the t with the best fold-mean PQ | fold-best: each fold at its own best t.",
         ),
+        clip_ensemble: EnsembleChoice = typer.Option(
+            EnsembleChoice.as_run, "--clip-ensemble",
+            help="as-run: each run's evaluation at its model's setting | on / off: with / without ODISE's CLIP ensemble "
+                 "(training runs of models with a CLIP-style encoder record both).",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
         as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
     ) -> None:
@@ -73,7 +86,8 @@ def register(app: typer.Typer) -> None:
         from modise.engine.evaluation import write_report
         from modise.engine.evaluation.report import table_markdown
 
-        result = write_report(runs, out, overwrite=overwrite, rule=at.value)
+        ensemble = {"as-run": None, "on": True, "off": False}[clip_ensemble.value]
+        result = write_report(runs, out, overwrite=overwrite, rule=at.value, clip_ensemble=ensemble)
         if as_json:
             typer.echo(json.dumps(result))
         else:

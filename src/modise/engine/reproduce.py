@@ -10,7 +10,9 @@ Layout of ``OUT``::
 
     reproduce.json          the settings every fold was trained with (checked on resume)
     <preset>/fold<k>/       one training run per fold (config.yaml, model/, metrics.json, ...)
-    table1/                 report.md, report.csv, report.json, sweep.csv, sweep.png, pq_threshold.png
+    table1/                 report.md, report.csv, report.json, sweep.csv, sweep.png, pq_threshold.png:
+                            with ODISE's CLIP ensemble wherever the model has a CLIP-style encoder
+    table1-no-ensemble/     the same from the same folds, without it (the ensemble is inference-only)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from modise.engine.evaluation.report import SETTINGS_JSON
 from modise.errors import ModiseError
 
 TABLE_DIR = "table1"
+TABLE_NO_ENSEMBLE_DIR = "table1-no-ensemble"
 # how a fold runs, not what it computes: may change between a run and its resumption
 HARDWARE = {"accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers", "checkpoint_every"}
 
@@ -70,7 +73,8 @@ def reproduce(
     **train_options: Any,
 ) -> dict[str, Any]:
     """Train and evaluate ``presets`` (default: the six of Table 1) x ``folds`` folds of ``data``
-    into ``out``; return the table (``write_report``'s result; empty on ranks other than 0).
+    into ``out``; return the table with the CLIP ensemble (``write_report``'s result, the one without
+    it under ``without_clip_ensemble``; empty on ranks other than 0).
 
     ``train_options``: further :class:`~modise.engine.training.train.TrainConfig` fields
     (``max_steps``, ``batch_size``, ``image_size``, ``devices``, ``strategy``, ...); None = default.
@@ -82,8 +86,9 @@ def reproduce(
 
     presets = list(dict.fromkeys(presets or TABLE1_ORDER))
     dirs = [variant_dir(p) for p in presets]
-    if len(set(dirs)) != len(dirs) or TABLE_DIR in dirs:
-        raise ModiseError(f"--presets {', '.join(presets)}: two presets would share a folder (or one is named '{TABLE_DIR}').")
+    if len(set(dirs)) != len(dirs) or {TABLE_DIR, TABLE_NO_ENSEMBLE_DIR} & set(dirs):
+        raise ModiseError(f"--presets {', '.join(presets)}: two presets would share a folder (or one is named "
+                          f"'{TABLE_DIR}' or '{TABLE_NO_ENSEMBLE_DIR}').")
     base = TrainConfig(preset=presets[0], size=size, data=str(data), random_weights=random_weights,
                        **{k: v for k, v in train_options.items() if v is not None})
     for p in presets:  # unknown presets / bad overrides fail now, not after hours of training
@@ -100,7 +105,10 @@ def reproduce(
         train_folds(base.model_copy(update={"preset": p}), out / d, folds, overwrite=overwrite, progress=progress)
     if not is_global_zero():
         return {}
-    return write_report([out / d for d in dirs], out / TABLE_DIR, overwrite=True)
+    runs = [out / d for d in dirs]
+    result = write_report(runs, out / TABLE_DIR, overwrite=True, clip_ensemble=True)
+    result["without_clip_ensemble"] = write_report(runs, out / TABLE_NO_ENSEMBLE_DIR, overwrite=True, clip_ensemble=False)
+    return result
 
 
 def _say(enabled: bool):

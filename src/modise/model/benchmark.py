@@ -52,10 +52,28 @@ def inspect_model(model: MODISE) -> dict[str, Any]:
         "captioner": c.captioner.encoder, "class_head": c.class_head.kind,
         "num_classes": len(model.categories), "num_queries": c.num_queries, "hidden_dim": c.hidden_dim,
         "dec_layers": c.dec_layers, "parts": parts, "parameters": model.parameter_counts(),
+        "diffusion_model_id": c.diffusion.model_id, "size_divisibility": c.size_divisibility,
+        "clip_towers": _clip_towers(model),
         "inference": c.inference.model_dump(), "optimizer": c.optimizer.model_dump(),
     }
     report.update(model.backbone.describe())  # feature maps (+ taps and windows for diffusion backbones)
     return report
+
+
+def _clip_towers(model: MODISE) -> list[dict[str, Any]]:
+    """The open_clip models the model holds (captioner / class head / ensemble share one per id): id,
+    the towers' MLP activation and whether the weights ask for QuickGELU (OpenAI's)."""
+    from modise.model.image_encoders import tower_activation, uses_quick_gelu
+
+    c, out = model.config, []
+    for part, kind, model_id in (("captioner", c.captioner.encoder, c.captioner.model_id),
+                                 ("class_head", c.class_head.kind, c.class_head.model_id)):
+        if kind in ("none", "linear"):
+            continue
+        tower = model.captioner.image_encoder.visual if part == "captioner" else model.extras["clip_model"]  # text + image
+        out.append({"part": part, "kind": kind, "model_id": model_id, "activation": tower_activation(tower),
+                    "weights_need_quick_gelu": kind == "clip" and uses_quick_gelu(model_id)})
+    return out
 
 
 def peak_rss_mb() -> float:

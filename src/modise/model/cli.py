@@ -125,5 +125,8 @@ def _print_inspect(r: dict) -> None:
     con.print("feature maps: " + ", ".join(f"stride {m['stride']} x {m['channels']} ch" for m in r["feature_maps"]))
     p = r["parameters"]
     con.print(f"parameters: total {p['total']:,}, trainable {p['trainable']:,}, frozen {p['frozen']:,}")
+    con.print(f"diffusion model {r['diffusion_model_id']}; images padded to a multiple of {r['size_divisibility']}")
+    for t in r["clip_towers"]:
+        con.print(f"{t['part']}: {t['model_id']} ({t['kind']}), MLP activation {t['activation']}")
     con.print("inference: " + ", ".join(f"{k} {v}" for k, v in r["inference"].items()))
     con.print("optimiser groups: " + ", ".join(f"{k} {v}" for k, v in r["optimizer"].items()))

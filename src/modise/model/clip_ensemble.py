@@ -11,9 +11,10 @@ synonyms). :func:`geometric_ensemble` combines them with the class head as ``Poo
 ODISE's MaskCLIP handles open_clip ``VisionTransformer`` towers only (clip.py:283 asserts
 ``positional_embedding``). BiomedCLIP's image tower is a timm ViT wrapped by open_clip; the same
 mask-token scheme is built for it here (class token copies, additive attention mask through the timm
-blocks, final norm + BiomedCLIP's projection), but the BiomedCLIP presets keep the ensemble OFF:
-the M-ODISE paper is silent on it and ODISE's code cannot run it on that tower (it stops at the
-assertion), so it is our addition, not the paper's model. ``--override inference.clip_ensemble=true`` turns it on.
+blocks, final norm + BiomedCLIP's projection), so one rule holds for every preset with a CLIP-style
+encoder: the ensemble is on, as in ODISE (``clip_head=PoolingCLIPHead``, mask_generator_with_label.py:89).
+It is inference-only: a model with such an encoder always carries the classifier, and
+``inference.clip_ensemble`` switches it, so one trained model is scored with and without it.
 """
 
 from __future__ import annotations
@@ -137,6 +138,11 @@ class MaskCLIPClassifier(nn.Module):
         e = F.normalize(self.mask_embed(images, masks), dim=-1)
         sim = torch.einsum("bqe,kse->bqks", e, self.text_embeds).masked_fill(~self.valid, float("-inf")).amax(-1)
         return self.logit_scale * sim
+
+
+def has_clip_encoder(config: Any) -> bool:
+    """Whether the config has an open_clip model (class head or captioner) the ensemble can pool."""
+    return config.class_head.kind != "linear" or config.captioner.encoder != "none"
 
 
 def build_clip_ensemble(config: Any, categories: list[Category], bundle: Callable[[str, str | None], Any]) -> MaskCLIPClassifier:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modise.errors import ModiseError
 
@@ -133,6 +133,10 @@ class ModelConfig(_Strict):
     dim_feedforward: int = 2048
     enc_feedforward: int = 1024
     input_size: int = 1024  # training crop (LSJ) and, unless inference.image_size says otherwise, the test shortest edge
+    # Images are zero-padded (bottom/right) to a multiple of this before the backbone, in training and at test
+    # time: Mask2Former 32 (mask2former/config.py:64), ODISE 64 (configs/common/models/mask_generator_with_label.py:94,
+    # odise/modeling/backbone/feature_extractor.py:127). It moves where the sliding windows fall on a padded image.
+    size_divisibility: int = Field(32, gt=0, multiple_of=32)
     noise_seed: int = 42  # seed of the one shared t=0 diffusion noise map (ODISE ldm.py:271)
     seed: int = 0  # seed of random frozen weights (random_weights / tiny)
     loss: LossConfig = LossConfig()

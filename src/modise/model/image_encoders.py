@@ -45,6 +45,32 @@ def _local_or_hub(model_id: str) -> str:
     return f"local-dir:{p}" if p.is_dir() else model_id
 
 
+def uses_quick_gelu(model_id: str | None) -> bool:
+    """Whether the weights of an ``arch/tag`` id (default ``ViT-L-14-336/openai``) were trained with QuickGELU.
+
+    open_clip's OpenAI weights were (open_clip 2.0.2, which ODISE pins: ``model.py:646``
+    ``build_model_from_openai_state_dict(quick_gelu=True)``), but open_clip >= 2.2x builds ``ViT-L-14-336``
+    with ``nn.GELU`` for the ``openai`` tag and only warns (``factory.py:477`` "QuickGELU mismatch").
+    The tag's own pretrained config says which activation it needs; ``hf-hub:`` ids and local folders
+    carry theirs in ``open_clip_config.json``.
+    """
+    import open_clip
+
+    model_id = model_id or "ViT-L-14-336/openai"
+    if model_id.startswith("hf-hub:") or Path(model_id).is_dir():
+        return False
+    arch, _, tag = model_id.partition("/")
+    return bool(open_clip.get_pretrained_cfg(arch, tag or "openai").get("quick_gelu", False))
+
+
+def tower_activation(tower: nn.Module) -> str:
+    """The activation class of an open_clip tower's MLPs (``QuickGELU``, ``GELU``, ...): open_clip blocks
+    (``mlp.gelu``) or timm ones (``Mlp.act``, BiomedCLIP's image tower)."""
+    names = {type(m.mlp.gelu).__name__ for m in tower.modules() if hasattr(getattr(m, "mlp", None), "gelu")}
+    names |= {type(m.act).__name__ for m in tower.modules() if type(m).__name__ == "Mlp" and hasattr(m, "act")}
+    return "/".join(sorted(names)) or "unknown"
+
+
 def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights: bool, seed: int = 0) -> ClipBundle:
     """Build a frozen open_clip model of ``kind`` (clip|biomedclip) at ``size`` (full|tiny)."""
     import open_clip
@@ -55,7 +81,8 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
         with seeded(seed):
             if kind == "clip":
                 text = dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2)
-                model, tok = open_clip.CLIP(embed_dim=32, vision_cfg=vision, text_cfg=text), SimpleTokenizer(context_length=77)
+                model = open_clip.CLIP(embed_dim=32, vision_cfg=vision, text_cfg=text, quick_gelu=uses_quick_gelu(model_id))
+                tok = SimpleTokenizer(context_length=77)
             else:
                 model = open_clip.CustomTextCLIP(32, vision, _tiny_bert_text_cfg(TEXT_DIR / "tiny-bert", 64))
                 tok = HFTokenizer(str(TEXT_DIR / "tiny-bert"), context_length=64)
@@ -65,7 +92,9 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
         with seeded(seed):
             if kind == "clip":
                 arch = (model_id or "ViT-L-14-336/openai").split("/")[0] if not str(model_id).startswith(("hf-hub:", "/")) else "ViT-L-14-336"
-                model = open_clip.create_model(arch, pretrained=None)
+                # on the default device, so a `with torch.device("meta")` block builds the architecture without memory
+                model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=uses_quick_gelu(model_id),
+                                               device=torch.get_default_device())
                 tok = SimpleTokenizer(context_length=77)
             else:
                 vision = dict(timm_model_name="vit_base_patch16_224", timm_model_pretrained=False, timm_pool="",
@@ -83,7 +112,9 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
             model, _ = open_clip.create_model_from_pretrained(name)
             return model, open_clip.get_tokenizer(name)
         arch, _, tag = model_id.partition("/")
-        return open_clip.create_model(arch, pretrained=tag or "openai", require_pretrained=True), open_clip.get_tokenizer(arch)
+        model = open_clip.create_model(arch, pretrained=tag or "openai", require_pretrained=True,
+                                       force_quick_gelu=uses_quick_gelu(model_id))
+        return model, open_clip.get_tokenizer(arch)
 
     model, tok = pretrained_or_missing(model_id, load, "the image/text encoder")
     cfg = getattr(model.visual, "preprocess_cfg", {}) or {}
@@ -99,18 +130,19 @@ def _image_size(model: nn.Module) -> int:
 
 
 def clip_preprocess(images: torch.Tensor, size: int, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """open_clip's eval transform on tensors: shortest side -> ``size`` (bicubic, antialiased),
+    """open_clip's eval transform on tensors: shortest side -> ``size`` (bicubic, not antialiased),
     centre crop ``size`` x ``size``, normalise. images [B,3,H,W] in [0,1] -> [B,3,size,size].
 
     ODISE applies exactly these (``ClipAdapter.clip_preprocess`` = Resize, CenterCrop, Normalize of
     ``open_clip.create_model_and_transforms``; odise/modeling/meta_arch/clip.py:94), so crops keep
-    their aspect ratio.
+    their aspect ratio. It runs them on tensors with torchvision 0.14.1 (ODISE README.md:60), whose
+    tensor ``resize`` takes ``antialias=None`` as False: a plain bicubic ``interpolate``, unclamped.
     """
     h, w = images.shape[-2:]
     if (h, w) != (size, size):
         short = min(h, w)
         nh, nw = (size, int(size * w / h)) if h == short else (int(size * h / w), size)
-        x = F.interpolate(images, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True)
+        x = F.interpolate(images, size=(nh, nw), mode="bicubic", align_corners=False)
         top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
         images = x[..., top : top + size, left : left + size]
     return (images - mean) / std
@@ -136,6 +168,6 @@ class ImageEncoder(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        # resize in fp32 (antialiased bicubic has no bf16 kernel on CPU), then run the tower in its own dtype
+        # resize in fp32 (as ODISE's fp32 inputs), then run the tower in its own dtype
         dtype = next(self.visual.parameters()).dtype
         return self.visual(self.preprocess(images.float()).to(dtype))

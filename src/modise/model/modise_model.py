@@ -114,6 +114,19 @@ class MODISE(nn.Module):
         out["aux_outputs"] = [{"pred_logits": l, "pred_masks": m} for l, m in zip(logits[:-1], masks[:-1])]
         return out
 
+    def pad(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
+        """Zero-pad images [B,3,H,W] (and the targets' masks [N,H,W]) at the bottom/right to a multiple of
+        ``config.size_divisibility``, as detectron2's ``ImageList.from_tensors`` and Mask2Former's
+        ``prepare_targets`` do (maskformer_model.py:264-278). Returns ``images`` or ``(images, targets)``."""
+        d = self.config.size_divisibility
+        h, w = images.shape[-2:]
+        ph, pw = -(-h // d) * d, -(-w // d) * d
+        if (ph, pw) != (h, w):
+            images = F.pad(images, (0, pw - w, 0, ph - h))
+            if targets is not None:
+                targets = [{**t, "masks": F.pad(t["masks"], (0, pw - w, 0, ph - h))} for t in targets]
+        return images if targets is None else (images, targets)
+
     def loss(self, outputs: dict, targets: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Weighted set criterion with deep supervision; ``"loss"`` is the total to backpropagate."""
         return self.criterion(outputs, targets)
@@ -127,14 +140,17 @@ class MODISE(nn.Module):
         b, _, h, w = images.shape
         image_sizes = [tuple(s) for s in (image_sizes or [(h, w)] * b)]
         output_sizes = [tuple(s) for s in (output_sizes or image_sizes)]
-        ph, pw = -(-h // 32) * 32, -(-w // 32) * 32
-        padded = F.pad(images, (0, pw - w, 0, ph - h)) if (ph, pw) != (h, w) else images
+        ic = self.config.inference
+        if ic.clip_ensemble and "clip_ensemble" not in self.extras:
+            raise ModiseError(f"inference.clip_ensemble needs a CLIP-style class head or captioner; preset "
+                              f"'{self.config.preset}' has neither, so set inference.clip_ensemble: false.")
+        padded = self.pad(images)
+        ph, pw = padded.shape[-2:]
         was_training = self.training
         self.eval()
         try:
             out = self(padded)
-            ic = self.config.inference
-            if "clip_ensemble" in self.extras:  # ODISE's PoolingCLIPHead (odise.py:292-323)
+            if ic.clip_ensemble:  # ODISE's PoolingCLIPHead (odise.py:292-323)
                 from modise.model.clip_ensemble import geometric_ensemble
 
                 seen = torch.ones(len(self.categories), dtype=torch.bool, device=padded.device)  # trained classes

@@ -92,7 +92,7 @@ def build_backbone(config: ModelConfig, bundle: _ClipBundles) -> tuple[Backbone,
 def build_parts(config: ModelConfig, categories: list[Category] | None = None) -> dict[str, Any]:
     """MODISE's keyword arguments for ``config``: backbone, captioner, mask_generator, class_head, extras."""
     from modise.model.class_head import LinearClassHead, TextClassHead
-    from modise.model.clip_ensemble import build_clip_ensemble
+    from modise.model.clip_ensemble import build_clip_ensemble, has_clip_encoder
     from modise.model.mask_generator import MaskGenerator
     from modise.model.text_encoders import TextEncoder, encode_categories
 
@@ -119,7 +119,8 @@ def build_parts(config: ModelConfig, categories: list[Category] | None = None) -
         # The whole open_clip model is frozen; its text side ran once above. Kept for accounting
         # (parameters shared with the captioner's image tower are counted once).
         extras["clip_model"] = b.model
-    if c.inference.clip_ensemble:
+    # built whenever it can be (it shares the frozen towers), so inference.clip_ensemble can switch it after training
+    if c.inference.clip_ensemble or has_clip_encoder(c):
         extras["clip_ensemble"] = build_clip_ensemble(c, categories, bundle)
     return {"backbone": backbone, "captioner": captioner, "mask_generator": mask_generator,
             "class_head": class_head, "extras": extras}

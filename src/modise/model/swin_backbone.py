@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import sys
+
 import torch
 from torch import nn
 
@@ -31,11 +34,41 @@ def build_swin(model_id: str | None, size: str, random_weights: bool, seed: int 
 
     def load():
         from transformers import Mask2FormerForUniversalSegmentation
+        from transformers.utils import logging as hf_logging
 
-        return Mask2FormerForUniversalSegmentation.from_pretrained(model_id)
+        before = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # its multi-line MISSING/UNEXPECTED table; load_report says it in one line
+        try:
+            m2f, info = Mask2FormerForUniversalSegmentation.from_pretrained(model_id, output_loading_info=True)
+        finally:
+            hf_logging.set_verbosity(before)
+        print(load_report(str(model_id), info), file=sys.stderr)
+        return m2f
 
     m2f = pretrained_or_missing(str(model_id), load, "the Mask2Former (Swin) model")
     return m2f.model.pixel_level_module.encoder, m2f
+
+
+# Keys a COCO Mask2Former checkpoint and transformers' model differ in by design: Swin's relative position
+# index (a buffer rebuilt from the window size) and the final Swin layernorm, which the backbone does not use
+# (it normalises each stage with hidden_states_norms).
+EXPECTED_DIFFERENCES = re.compile(r"relative_position_index$|(^|\.)layernorm\.(weight|bias)$")
+
+
+def load_report(model_id: str, info: dict) -> str:
+    """One line for ``from_pretrained(..., output_loading_info=True)``'s key report: the expected
+    differences counted, anything else named (up to 5 keys per kind)."""
+    missing, unexpected = set(info.get("missing_keys") or ()), set(info.get("unexpected_keys") or ())
+    mismatched = [k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys") or ()]
+    expected = {k for k in missing | unexpected if EXPECTED_DIFFERENCES.search(k)}
+    odd = {"missing": sorted(missing - expected), "unexpected": sorted(unexpected - expected), "mismatched": sorted(mismatched)}
+    line = f"{model_id}: Mask2Former loaded"
+    if expected:
+        line += f"; {len(expected)} keys differ as expected (Swin relative_position_index buffers, the unused final Swin layernorm)"
+    for kind, keys in odd.items():
+        if keys:
+            line += f"; {len(keys)} {kind} keys (e.g. {', '.join(keys[:5])})"
+    return line + "."
 
 
 class SwinFeatures(Backbone):

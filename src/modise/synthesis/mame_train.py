@@ -99,7 +99,7 @@ def add_lora(model: Any, rank: int, targets: tuple[str, ...]) -> None:
     try:
         from peft import LoraConfig
     except ImportError:
-        raise ModiseError("LoRA needs the peft package: pip install 'peft>=0.11'.") from None
+        raise ModiseError("LoRA needs the peft package: pip install 'peft>=0.20'.") from None
     model.requires_grad_(False)
     model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
                                  target_modules=list(targets)))

@@ -9,6 +9,10 @@ The threshold of a variant's row (``rule="mean-best"``, the default) is the IoU 
 with the best PQ averaged over its folds (smallest on ties, as for one evaluation); every
 column is then the folds' mean ± std at that one t. ``rule="fold-best"`` takes each fold at
 its own best t instead (the t column then lists them all).
+
+``clip_ensemble`` picks which of a run's evaluations a row reads: ``None`` the one at the run's own
+setting, ``True`` / ``False`` the one with / without ODISE's CLIP ensemble (a run of a model with a
+CLIP-style encoder records both; other models have one, used either way).
 """
 
 from __future__ import annotations
@@ -75,8 +79,10 @@ def _expand_reproduce(runs) -> list[Path]:
     return out
 
 
-def collect_runs(runs: Sequence[Path]) -> tuple[dict[str, list[tuple[Path, dict]]], list[str]]:
+def collect_runs(runs: Sequence[Path], clip_ensemble: bool | None = None) -> tuple[dict[str, list[tuple[Path, dict]]], list[str]]:
     """Variant name -> [(metrics path, metrics)], plus warnings about skipped runs."""
+    from .validate import with_clip_ensemble
+
     variants: dict[str, list[tuple[Path, dict]]] = {}
     warnings: list[str] = []
 
@@ -91,6 +97,7 @@ def collect_runs(runs: Sequence[Path]) -> tuple[dict[str, list[tuple[Path, dict]
         if m is None:
             warnings.append(f"{metrics_path}: holds no evaluation metrics (no held-out fold?); skipped.")
             return
+        m = with_clip_ensemble(m, clip_ensemble)
         name = _preset(run_dir) or fallback_name
         variants.setdefault(name, []).append((metrics_path, m))
 
@@ -250,6 +257,13 @@ def sweep_csv(curves: dict[str, dict[str, tuple]]) -> str:
     return buf.getvalue()
 
 
+ENSEMBLE_NOTES = {
+    None: "CLIP ensemble: as each run's model is set.\n",
+    True: "CLIP ensemble: on for every model with a CLIP-style encoder (ODISE's PoolingCLIPHead, inference only).\n",
+    False: "CLIP ensemble: off (the same trained models, class head alone).\n",
+}
+
+
 def _protocol_note(rows: list[dict[str, Any]], rule: str) -> str:
     how = ("t: the IoU threshold with the best PQ averaged over folds; every column at that t" if rule == "mean-best"
            else "t: each fold's own best-PQ IoU threshold")
@@ -257,29 +271,32 @@ def _protocol_note(rows: list[dict[str, Any]], rule: str) -> str:
     return f"{how}. Dice does not depend on t. AP on {', '.join(sources)}.\n"
 
 
-def write_report(runs: list[Path], out: Path, overwrite: bool = False, rule: str = "mean-best") -> dict[str, Any]:
+def write_report(runs: list[Path], out: Path, overwrite: bool = False, rule: str = "mean-best",
+                 clip_ensemble: bool | None = None) -> dict[str, Any]:
     """Aggregate runs into ``out``/{report.md, report.csv, report.json, sweep.csv,
     pq_threshold.png, sweep.png}: the Table 1 rows, the per-threshold sweep as CSV, PQ against
-    t per variant and the Fig. S1 sweep (PQ, RQ, SQ, AP against t; mean ± std over folds)."""
+    t per variant and the Fig. S1 sweep (PQ, RQ, SQ, AP against t; mean ± std over folds).
+    ``clip_ensemble``: rows with (True) / without (False) the CLIP ensemble, or as each run is set (None)."""
     import warnings as _w
 
     from modise.viz.figures import pq_by_variant_figure, sweep_by_variant_figure
 
-    variants, warnings = collect_runs(runs)
+    variants, warnings = collect_runs(runs, clip_ensemble)
     with _w.catch_warnings():
         _w.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of undefined PQ
         rows = summarise(variants, rule, warnings)
         curves = sweep_curves(variants, warnings)
     warnings = list(dict.fromkeys(warnings))
     md = "# Results (mean ± std over folds, %; best per column in bold)\n\n" + table_markdown(rows)
-    md += "\n" + _protocol_note(rows, rule)
+    md += "\n" + _protocol_note(rows, rule) + ENSEMBLE_NOTES[clip_ensemble]
     if warnings:
         md += "\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
     with output_dir(out, overwrite, runs) as stage:
         write_bytes_atomic(stage / "report.md", md.encode())
         write_bytes_atomic(stage / "report.csv", table_csv(rows).encode())
         write_bytes_atomic(stage / "sweep.csv", sweep_csv(curves).encode())
-        result = {"variants": rows, "warnings": warnings}
+        result = {"variants": rows, "clip_ensemble": {None: "as-run", True: "on", False: "off"}[clip_ensemble],
+                  "warnings": warnings}
         write_json_atomic(stage / "report.json", result)
         pq_by_variant_figure(curves["pq"], stage / "pq_threshold.png")
         sweep_by_variant_figure(curves, stage / "sweep.png")

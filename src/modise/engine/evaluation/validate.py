@@ -36,6 +36,34 @@ def evaluate_dataset(pipeline: Any, root: str | Path, image_ids: Sequence[int], 
     return evaluator.compute()
 
 
+ENSEMBLE_KEYS = {True: "with_clip_ensemble", False: "without_clip_ensemble"}
+
+
+def evaluate_held_out(pipeline: Any, root: str | Path, image_ids: Sequence[int], progress: bool = False) -> dict[str, Any]:
+    """:func:`evaluate_dataset` at the model's own ``inference.clip_ensemble`` (recorded as ``clip_ensemble``)
+    and, when the model carries the CLIP ensemble, once more with it switched: those metrics go under
+    ``with_clip_ensemble`` / ``without_clip_ensemble``. The ensemble is inference-only, so one trained model
+    gives both rows of Table 1."""
+    on = bool(pipeline.config.inference.clip_ensemble)
+    metrics = evaluate_dataset(pipeline, root, image_ids, progress=progress)
+    metrics["clip_ensemble"] = on
+    if "clip_ensemble" in pipeline.model.extras:
+        pipeline.set_inference(clip_ensemble=not on)
+        try:
+            metrics[ENSEMBLE_KEYS[not on]] = evaluate_dataset(pipeline, root, image_ids, progress=progress)
+        finally:
+            pipeline.set_inference(clip_ensemble=on)
+    return metrics
+
+
+def with_clip_ensemble(metrics: dict[str, Any], on: bool | None) -> dict[str, Any]:
+    """A run's metrics with the CLIP ensemble ``on`` / off (``None``: as the run's model is set); a model
+    that cannot run it has one set of numbers, the same either way."""
+    if on is None or bool(metrics.get("clip_ensemble", False)) == on:
+        return metrics
+    return metrics.get(ENSEMBLE_KEYS[on], metrics)
+
+
 def gt_from_sample(sample: dict[str, Any], categories: Sequence[Category]) -> tuple[np.ndarray, list[dict]]:
     """Dataset sample -> (segment id map [H, W], [{id, category_id}])."""
     masks = sample["masks"].numpy().astype(bool)

@@ -46,8 +46,8 @@ class ModiseLightning(L.LightningModule):
         self.model.train()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self.model(batch["images"])
-        losses = self.model.loss(out, batch["targets"])
+        images, targets = self.model.pad(batch["images"], batch["targets"])  # to the model's size_divisibility
+        losses = self.model.loss(self.model(images), targets)
         bs = batch["images"].shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
         for k, v in losses.items():

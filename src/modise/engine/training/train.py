@@ -362,11 +362,12 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
         with output_dir(out / MODEL_DIR, overwrite=True) as stage:
             model.save_pretrained(stage)
         if dm.val_ids:
-            from modise.engine.evaluation.validate import evaluate_dataset
+            from modise.engine.evaluation.validate import evaluate_held_out
             from modise.pipeline import ModisePipeline
 
-            # the saved model's own settings: input_size = the crop trained at, the run's thresholds
-            metrics = evaluate_dataset(ModisePipeline(model, device=module.device), cfg.data, dm.val_ids, progress=progress)
+            # the saved model's own settings: input_size = the crop trained at, the run's thresholds; and
+            # the other clip_ensemble setting when the model has one (Table 1 with and without it)
+            metrics = evaluate_held_out(ModisePipeline(model, device=module.device), cfg.data, dm.val_ids, progress=progress)
         metrics["train"] = {"global_step": trainer.global_step, "max_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1),
                             "fold": cfg.fold, "stopped_by_time_limit": bool(deadline and deadline.stopped_at is not None)}
         write_json_atomic(out / METRICS_JSON, metrics)
