@@ -15,7 +15,6 @@ latest checkpoint)::
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -34,9 +33,11 @@ INSTALL_HINT = ("nnU-Net is not installed; install the optional extra with "
 
 
 def require_nnunet() -> None:
-    """A one-sentence error when the ``nnunet`` extra is missing (nothing is imported)."""
-    if importlib.util.find_spec("nnunetv2") is None:
-        raise ModiseError(INSTALL_HINT)
+    """A one-sentence error when the ``nnunet`` extra is missing (the package's __init__ is empty: cheap)."""
+    try:
+        import nnunetv2  # noqa: F401
+    except ImportError:
+        raise ModiseError(INSTALL_HINT) from None
 
 
 def describe(settings: dict[str, Any]) -> str:
@@ -89,7 +90,9 @@ def _run_worker(out: Path, spec: dict[str, Any], device: str) -> None:
                           "resume once the cause is fixed.")
 
 
-def _evaluate_fold(data: Path, out: Path, fold: int, settings: dict[str, Any]) -> None:
+def score_fold(data: Path, out: Path, fold: int, settings: dict[str, Any]) -> None:
+    """``evaluate`` on fold ``fold``'s predictions -> ``fold<k>/evaluation``, and ``fold<k>/metrics.json`` marked
+    as the external baseline (what ``modise report`` reads)."""
     from modise.engine.evaluation import evaluate_folders
     from modise.outputs import write_json_atomic
 
@@ -143,5 +146,5 @@ def run_nnunet_baseline(
                           "configuration": configuration, "trainer": trainer, "device": device, "min_area": min_area,
                           "processes": processes, "folds": todo}, device)
     for k in todo:
-        _evaluate_fold(data, out, k, settings)
+        score_fold(data, out, k, settings)
     return write_report([out / f"fold{k}" for k in range(folds)], out / "report", overwrite=True)

@@ -19,8 +19,8 @@ class nnUNetTrainer_modiseSmoke(nnUNetTrainer):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 4
+        self.num_epochs = 1
+        self.num_iterations_per_epoch = 5
         self.num_val_iterations_per_epoch = 1
         self.initial_lr = 3e-2
 

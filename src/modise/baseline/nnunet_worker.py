@@ -114,28 +114,26 @@ def predictor_for(cls: type, checkpoint: Path, device: Any) -> Any:
 def predict_fold(spec: dict[str, Any], cls: type, fold: int, checkpoint: Path, device: Any) -> None:
     """The held-out cases of ``fold`` -> ``fold<k>/predictions`` (canonical panoptic, segments scored)."""
     from modise.baseline.nnunet_export import CASES_JSON, FILE_ENDING
-    from modise.baseline.semantic_instances import components_to_segments
-    from modise.data.panoptic import Category, PanopticFolderWriter, load_panoptic_json
-    from modise.outputs import output_dir
+    from modise.baseline.semantic_instances import write_semantic_predictions
+    from modise.data.panoptic import Category, load_panoptic_json
 
     raw = Path(os.environ["nnUNet_raw"]) / spec["dataset"]
     cases = json.loads((raw / CASES_JSON).read_text())["cases"]
     val = json.loads((raw / "splits_final.json").read_text())[fold]["val"]
     pan = load_panoptic_json(spec["data"])
-    cats = [Category.from_json(c) for c in pan["categories"]]
     images = {int(im["id"]): im for im in pan["images"]}
     predictor, reader = predictor_for(cls, checkpoint, device)
-    with output_dir(Path(spec["root"]) / f"fold{fold}" / "predictions", overwrite=True) as stage:
-        writer = PanopticFolderWriter(stage, cats, info={"description": f"nnU-Net {spec['trainer']} {spec['configuration']} fold {fold}; "
-                                                                         "instances = connected components per class"})
+
+    def predictions():
         for case in val:
             im = images[cases[case]["image_id"]]
             pixels, props = reader.read_images([str(raw / "imagesTr" / f"{case}_0000{FILE_ENDING}")])
-            seg, probs = predictor.predict_single_npy_array(pixels, props, None, None, True)
-            ids, segments = components_to_segments(seg[0], probs[:, 0], [c.id for c in cats], spec["min_area"])
-            record = {k: im[k] for k in ("id", "file_name", "height", "width") if k in im}
-            writer.add(record, ids, segments)
-        writer.finish()
+            seg, probs = predictor.predict_single_npy_array(pixels, props, None, None, True)  # [1, H, W], [C+1, 1, H, W]
+            yield {k: im[k] for k in ("id", "file_name", "height", "width") if k in im}, seg[0], probs[:, 0]
+
+    write_semantic_predictions(Path(spec["root"]) / f"fold{fold}" / "predictions", [Category.from_json(c) for c in pan["categories"]],
+                               predictions(), spec["min_area"],
+                               f"nnU-Net {spec['trainer']} {spec['configuration']} fold {fold}; instances = connected components per class")
 
 
 def run(spec: dict[str, Any]) -> None:

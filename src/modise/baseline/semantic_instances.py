@@ -4,7 +4,8 @@ semantic network (nnU-Net) enters the PQ/RQ/SQ and AP protocol of the instance m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,3 +43,21 @@ def components_to_segments(
             ids[comps == k] = sid
             segments.append({"id": sid, "category_id": int(cat), "score": float(score), "area": int(area), "isthing": 1})
     return ids, segments
+
+
+def write_semantic_predictions(
+    out: str | Path, categories: Sequence[Any], items: Iterable[tuple[dict[str, Any], np.ndarray, np.ndarray]],
+    min_area: int = 0, description: str = "",
+) -> dict[str, Any]:
+    """Write ``(image record, labels [H, W], probabilities [C+1, H, W])`` items as a canonical panoptic
+    prediction folder ``out`` (segments from :func:`components_to_segments`, atomically: all or nothing).
+    ``categories``: the dataset's, in label order (label c = ``categories[c - 1]``). Returns panoptic.json."""
+    from modise.data.panoptic import PanopticFolderWriter
+    from modise.outputs import output_dir
+
+    with output_dir(out, overwrite=True) as stage:
+        writer = PanopticFolderWriter(stage, categories, info={"description": description} if description else None)
+        for record, labels, probabilities in items:
+            ids, segments = components_to_segments(labels, probabilities, [c.id for c in categories], min_area)
+            writer.add(record, ids, segments)
+        return writer.finish()
