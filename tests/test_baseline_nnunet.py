@@ -200,15 +200,16 @@ def test_baseline_folds_from_semantic_maps_make_a_report_row(tmp_path):
     assert "| nnunet † | 2 |" in md and "† nnunet: external baseline, nnU-Net v2" in md
 
 
-def test_missing_nnunetv2_is_one_sentence_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("command", [["baseline", "nnunet"], ["reproduce", "--presets", "m-odise,nnunet", "--size", "tiny"]])
+def test_missing_nnunetv2_is_one_sentence_and_writes_nothing(tmp_path, command):
     data = _phantoms(tmp_path / "data", n=4)
     out = tmp_path / "R"
-    code = ("import sys; sys.modules['nnunetv2'] = None; from modise.cli import main; "  # as if it were not installed
-            f"sys.argv = ['modise', 'baseline', 'nnunet', '--data', {str(data)!r}, '--out', {str(out)!r}]; main()")
+    argv = ["modise", *command, "--data", str(data), "--out", str(out)]
+    code = f"import sys; sys.modules['nnunetv2'] = None; from modise.cli import main; sys.argv = {argv!r}; main()"  # as if not installed
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 1, proc.stderr
     assert "pip install -e '.[nnunet]'" in proc.stderr and proc.stderr.strip().count(". ") == 0
-    assert not out.exists()
+    assert not out.exists()  # reproduce refuses before training any preset
 
 
 @pytest.mark.benchmark  # ~4 min on the shared 2-core machine (nnU-Net's spawned preprocessing workers, imports,
@@ -241,3 +242,7 @@ def test_nnunet_plans_trains_and_predicts_two_folds(tmp_path):  # checkpoints): 
     assert {p: p.stat().st_mtime_ns for p in out.glob("fold*/metrics.json")} == before  # finished folds kept
     changed = CliRunner().invoke(_app(), [*cmd[:-1], "--min-area", "5"])
     assert changed.exit_code == 1 and "was started with min_area=0" in str(changed.exception)
+
+    bad = CliRunner().invoke(_app(), ["baseline", "nnunet", "--data", str(data), "--out", str(tmp_path / "bad"), "--trainer", "NoSuchTrainer", "--device", "cpu"])
+    assert bad.exit_code == 1 and "--trainer NoSuchTrainer: no such nnU-Net trainer" in str(bad.exception)
+    assert not (tmp_path / "bad").exists()  # refused before training: nothing left

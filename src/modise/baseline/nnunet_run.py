@@ -68,8 +68,9 @@ def _check_settings(out: Path, settings: dict[str, Any], overwrite: bool) -> Non
     write_json_atomic(path, {"settings": settings})
 
 
-def _run_worker(out: Path, spec: dict[str, Any], device: str) -> None:
+def _run_worker(out: Path, spec: dict[str, Any]) -> None:
     """The nnU-Net steps in a child process whose environment names nnU-Net's folders inside ``out``."""
+    from modise.baseline.nnunet_worker import ERROR_EXIT
     from modise.outputs import write_json_atomic
 
     spec_path, error_file = out / ".worker_spec.json", out / ".worker_error"
@@ -83,7 +84,7 @@ def _run_worker(out: Path, spec: dict[str, Any], device: str) -> None:
     except KeyboardInterrupt:
         raise TrainingInterrupted(f"nnU-Net baseline interrupted; run the same command again to continue "
                                   f"(finished folds are kept, a started fold resumes from its latest checkpoint in {out / RESULTS}).") from None
-    if rc == 3 and error_file.is_file():
+    if rc == ERROR_EXIT and error_file.is_file():
         raise ModiseError(error_file.read_text().strip())
     if rc != 0:
         raise ModiseError(f"nnU-Net stopped with exit code {rc} (its messages are above); run the same command again to "
@@ -136,15 +137,15 @@ def run_nnunet_baseline(
         _check_settings(out, settings, overwrite)
         if not (out / RAW / dataset / "dataset.json").is_file():
             export_nnunet(data, out / RAW, dataset_id, "Modise", overwrite=True, progress=progress)
-    except BaseException:
-        if fresh and out.is_dir():  # bad input: leave nothing behind
-            shutil.rmtree(out)
+        todo = [k for k in range(folds) if not fold_done(out / f"fold{k}")]
+        if todo:
+            _run_worker(out, {"root": str(out.resolve()), "data": str(data.resolve()), "dataset": dataset, "dataset_id": dataset_id,
+                              "configuration": configuration, "trainer": trainer, "device": device, "min_area": min_area,
+                              "processes": processes, "folds": todo})
+    except ModiseError as e:
+        if fresh and out.is_dir() and not isinstance(e, TrainingInterrupted) and not (out / RESULTS).exists():
+            shutil.rmtree(out)  # bad input or settings, found before nnU-Net trained anything: leave nothing behind
         raise
-    todo = [k for k in range(folds) if not fold_done(out / f"fold{k}")]
-    if todo:
-        _run_worker(out, {"root": str(out.resolve()), "data": str(data.resolve()), "dataset": dataset, "dataset_id": dataset_id,
-                          "configuration": configuration, "trainer": trainer, "device": device, "min_area": min_area,
-                          "processes": processes, "folds": todo}, device)
     for k in todo:
         score_fold(data, out, k, settings)
     return write_report([out / f"fold{k}" for k in range(folds)], out / "report", overwrite=True)
