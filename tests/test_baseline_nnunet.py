@@ -243,6 +243,7 @@ def test_nnunet_plans_trains_and_predicts_two_folds(tmp_path):  # checkpoints): 
     changed = CliRunner().invoke(_app(), [*cmd[:-1], "--min-area", "5"])
     assert changed.exit_code == 1 and "was started with min_area=0" in str(changed.exception)
 
-    bad = CliRunner().invoke(_app(), ["baseline", "nnunet", "--data", str(data), "--out", str(tmp_path / "bad"), "--trainer", "NoSuchTrainer", "--device", "cpu"])
+    bad = CliRunner().invoke(_app(), ["baseline", "nnunet", "--data", str(data), "--out", str(tmp_path / "bad"), "--folds", "2",
+                                    "--trainer", "NoSuchTrainer", "--device", "cpu"])
     assert bad.exit_code == 1 and "--trainer NoSuchTrainer: no such nnU-Net trainer" in str(bad.exception)
     assert not (tmp_path / "bad").exists()  # refused before training: nothing left
