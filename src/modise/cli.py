@@ -60,12 +60,13 @@ def _main(
 
 def _register_all() -> None:
     from modise.app import cli as app_cli
+    from modise.baseline import cli as baseline_cli
     from modise.data import cli as data_cli
     from modise.engine import eval_cli, reproduce_cli, train_cli
     from modise.model import cli as model_cli
     from modise.synthesis import cli as synthesis_cli
 
-    for module in (data_cli, eval_cli, model_cli, train_cli, reproduce_cli, synthesis_cli, app_cli):
+    for module in (data_cli, eval_cli, model_cli, train_cli, reproduce_cli, baseline_cli, synthesis_cli, app_cli):
         module.register(app)
 
 
@@ -87,8 +88,9 @@ def main() -> None:
         app()
     except ModiseError as e:
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # "[nnunet]" is text
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -70,6 +70,7 @@ def reproduce(
     random_weights: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    nnunet_trainer: str = "nnUNetTrainer",
     **train_options: Any,
 ) -> dict[str, Any]:
     """Train and evaluate ``presets`` (default: the six of Table 1) x ``folds`` folds of ``data``
@@ -78,21 +79,28 @@ def reproduce(
 
     ``train_options``: further :class:`~modise.engine.training.train.TrainConfig` fields
     (``max_steps``, ``batch_size``, ``image_size``, ``devices``, ``strategy``, ...); None = default.
-    ``overwrite``: train every fold again (only folders this command made are replaced)."""
+    ``overwrite``: train every fold again (only folders this command made are replaced).
+    A preset named ``nnunet`` is the external nnU-Net baseline (:mod:`modise.baseline.nnunet_run`),
+    trained with nnU-Net's ``nnunet_trainer`` on the same folds."""
     from modise.engine.evaluation.report import TABLE1_ORDER, write_report
     from modise.engine.training.cv import check_folds, train_folds
     from modise.engine.training.train import TrainConfig, is_global_zero
     from modise.model.config import load_preset
+
+    from modise.baseline.nnunet_run import VARIANT as NNUNET, require_nnunet
 
     presets = list(dict.fromkeys(presets or TABLE1_ORDER))
     dirs = [variant_dir(p) for p in presets]
     if len(set(dirs)) != len(dirs) or {TABLE_DIR, TABLE_NO_ENSEMBLE_DIR} & set(dirs):
         raise ModiseError(f"--presets {', '.join(presets)}: two presets would share a folder (or one is named "
                           f"'{TABLE_DIR}' or '{TABLE_NO_ENSEMBLE_DIR}').")
-    base = TrainConfig(preset=presets[0], size=size, data=str(data), random_weights=random_weights,
+    models = [p for p in presets if p != NNUNET]
+    base = TrainConfig(preset=(models or TABLE1_ORDER)[0], size=size, data=str(data), random_weights=random_weights,
                        **{k: v for k, v in train_options.items() if v is not None})
-    for p in presets:  # unknown presets / bad overrides fail now, not after hours of training
+    for p in models:  # unknown presets / bad overrides fail now, not after hours of training
         load_preset(p, size, base.model_overrides or None)
+    if NNUNET in presets:
+        require_nnunet()
     check_folds(data, folds)
     out = Path(out)
     settings = {"data": str(Path(data).resolve()), "folds": folds,
@@ -102,6 +110,9 @@ def reproduce(
     say = _say(progress and is_global_zero())
     for i, (p, d) in enumerate(zip(presets, dirs)):
         say(f"[{i + 1}/{len(presets)}] {p}: {folds} fold(s) in {out / d}")
+        if p == NNUNET:
+            _nnunet_row(data, out / d, folds, base.accelerator, nnunet_trainer, overwrite, progress)
+            continue
         train_folds(base.model_copy(update={"preset": p}), out / d, folds, overwrite=overwrite, progress=progress)
     if not is_global_zero():
         return {}
@@ -109,6 +120,16 @@ def reproduce(
     result = write_report(runs, out / TABLE_DIR, overwrite=True, clip_ensemble=True)
     result["without_clip_ensemble"] = write_report(runs, out / TABLE_NO_ENSEMBLE_DIR, overwrite=True, clip_ensemble=False)
     return result
+
+
+def _nnunet_row(data: str | Path, out: Path, folds: int, accelerator: str, trainer: str, overwrite: bool, progress: bool) -> None:
+    """The nnU-Net baseline's folds, on rank 0 only (nnU-Net trains on one device of its own)."""
+    from modise.baseline.nnunet_run import run_nnunet_baseline
+    from modise.engine.training.train import is_global_zero
+
+    if is_global_zero():
+        device = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}.get(accelerator, "auto")
+        run_nnunet_baseline(data, out, folds, trainer=trainer, device=device, overwrite=overwrite, progress=progress)
 
 
 def _say(enabled: bool):

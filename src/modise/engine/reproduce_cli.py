@@ -23,7 +23,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Folder: <preset>/fold<k>/ runs, table1/ (Table 1, Fig. S1 sweep, CSVs) "
                                                      "and table1-no-ensemble/ (the same without the CLIP ensemble)."),
         presets: Optional[list[str]] = typer.Option(
-            None, "--presets", help="Comma list or repeatable (default: the six Table-1 presets, in the paper's order)."),
+            None, "--presets", help="Comma list or repeatable (default: the six Table-1 presets, in the paper's order); "
+                                    "nnunet adds the external nnU-Net baseline (pip install -e '.[nnunet]')."),
         folds: int = typer.Option(5, "--folds", min=1, help="Folds 0..K-1 of folds.json, each held out once."),
         size: Size = ModelSize.full,
         random_weights: RandomWeights = False,
@@ -45,6 +46,7 @@ def register(app: typer.Typer) -> None:
         precision: PrecisionOpt = Precision.auto,
         override: Overrides = None,
         seed: Seed = 0,
+        nnunet_trainer: str = typer.Option("nnUNetTrainer", "--nnunet-trainer", help="nnU-Net trainer of the nnunet row (e.g. nnUNetTrainer_100epochs)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Train every fold again (otherwise finished folds are kept)."),
         as_json: bool = typer.Option(False, "--json", help="Print the table (report.json) to stdout."),
     ) -> None:
@@ -61,7 +63,7 @@ def register(app: typer.Typer) -> None:
             devices=devices, num_nodes=num_nodes, strategy=strategy, precision=Precision(precision).value, override=override, seed=seed,
         )
         result = reproduce(data, out, names, folds, size=size_value(size), random_weights=random_weights, overwrite=overwrite,
-                           **cfg.model_dump(exclude={"preset", "size", "data", "fold", "random_weights"}))
+                           nnunet_trainer=nnunet_trainer, **cfg.model_dump(exclude={"preset", "size", "data", "fold", "random_weights"}))
         if not result:
             return
         if as_json:

@@ -34,6 +34,7 @@ COLUMNS = (("RQ_t", "rq"), ("SQ_t", "sq"), ("PQ_t", "pq"), ("AP_t", "ap"), ("Dic
 TABLE1_ORDER = ("m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise")  # the paper's rows
 RULES = ("mean-best", "fold-best")
 SETTINGS_JSON = "reproduce.json"  # marks a `modise reproduce` folder (written by engine/reproduce.py)
+EXTERNAL_MARK = " †"  # after an external baseline's name in the tables
 _FOLD = re.compile(r"^fold[_-]?\d+$", re.IGNORECASE)
 
 
@@ -98,7 +99,7 @@ def collect_runs(runs: Sequence[Path], clip_ensemble: bool | None = None) -> tup
             warnings.append(f"{metrics_path}: holds no evaluation metrics (no held-out fold?); skipped.")
             return
         m = with_clip_ensemble(m, clip_ensemble)
-        name = _preset(run_dir) or fallback_name
+        name = str(m.get("variant") or "") or _preset(run_dir) or fallback_name  # "variant": an external baseline's metrics
         variants.setdefault(name, []).append((metrics_path, m))
 
     for run in _expand_reproduce(map(Path, runs)):
@@ -179,6 +180,9 @@ def summarise(variants: dict[str, list[tuple[Path, dict]]], rule: str = "mean-be
                 vals = [m["dice"] if key == "dice" else m["best"].get(key) for m in ms]
                 row[col] = dict(zip(("mean", "std", "n"), _stats(vals)))
         row["ap_source"] = "/".join(sorted({str(m.get("ap_source", "panoptic")) for m in ms}))
+        external = [m["external_baseline"] for m in ms if m.get("external_baseline")]
+        if external:  # not a preset of the paper: a baseline trained by its own code (e.g. nnU-Net)
+            row["external"] = external[0]
         rows.append(row)
     for col, _ in COLUMNS:  # best value per column (ties all marked)
         means = [r[col]["mean"] for r in rows if r[col]["mean"] is not None]
@@ -204,7 +208,7 @@ def table_markdown(rows: list[dict[str, Any]]) -> str:
     head = "| variant | folds | t | " + " | ".join(c for c, _ in COLUMNS) + " |\n"
     head += "|---" * (3 + len(COLUMNS)) + "|\n"
     body = "".join(
-        f"| {r['variant']} | {r['folds']} | {_t_text(r['thresholds_t'])} | " + " | ".join(_fmt(r[c], True) for c, _ in COLUMNS) + " |\n"
+        f"| {r['variant']}{EXTERNAL_MARK if r.get('external') else ''} | {r['folds']} | {_t_text(r['thresholds_t'])} | " + " | ".join(_fmt(r[c], True) for c, _ in COLUMNS) + " |\n"
         for r in rows
     )
     return head + body
@@ -268,7 +272,8 @@ def _protocol_note(rows: list[dict[str, Any]], rule: str) -> str:
     how = ("t: the IoU threshold with the best PQ averaged over folds; every column at that t" if rule == "mean-best"
            else "t: each fold's own best-PQ IoU threshold")
     sources = sorted({r["ap_source"] for r in rows})
-    return f"{how}. Dice does not depend on t. AP on {', '.join(sources)}.\n"
+    external = "".join(f"{EXTERNAL_MARK.strip()} {r['variant']}: external baseline, {r['external']}.\n" for r in rows if r.get("external"))
+    return f"{how}. Dice does not depend on t. AP on {', '.join(sources)}.\n" + external
 
 
 def write_report(runs: list[Path], out: Path, overwrite: bool = False, rule: str = "mean-best",
