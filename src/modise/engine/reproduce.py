@@ -24,8 +24,6 @@ from modise.engine.evaluation.report import SETTINGS_JSON
 from modise.errors import ModiseError
 
 TABLE_DIR = "table1"
-# how a fold runs, not what it computes: may change between a run and its resumption
-HARDWARE = {"accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers", "checkpoint_every"}
 
 
 def variant_dir(preset: str) -> str:
@@ -76,9 +74,9 @@ def reproduce(
     (``max_steps``, ``batch_size``, ``image_size``, ``devices``, ``strategy``, ...); None = default.
     ``overwrite``: train every fold again (only folders this command made are replaced)."""
     from modise.engine.evaluation.report import TABLE1_ORDER, write_report
-    from modise.engine.training.cv import check_folds, train_folds
+    from modise.engine.training.checks import HARDWARE, check_train_config
+    from modise.engine.training.cv import train_folds
     from modise.engine.training.train import TrainConfig, is_global_zero
-    from modise.model.config import load_preset
 
     presets = list(dict.fromkeys(presets or TABLE1_ORDER))
     dirs = [variant_dir(p) for p in presets]
@@ -86,9 +84,8 @@ def reproduce(
         raise ModiseError(f"--presets {', '.join(presets)}: two presets would share a folder (or one is named '{TABLE_DIR}').")
     base = TrainConfig(preset=presets[0], size=size, data=str(data), random_weights=random_weights,
                        **{k: v for k, v in train_options.items() if v is not None})
-    for p in presets:  # unknown presets / bad overrides fail now, not after hours of training
-        load_preset(p, size, base.model_overrides or None)
-    check_folds(data, folds)
+    for p in presets:  # a bad value fails now, before reproduce.json records it, not after hours of training
+        check_train_config(base.model_copy(update={"preset": p, "fold": None}), folds)
     out = Path(out)
     settings = {"data": str(Path(data).resolve()), "folds": folds,
                 **json.loads(base.model_dump_json(exclude={"preset", "fold", "data", *HARDWARE}))}

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from modise.errors import ModiseError
+from modise.errors import ModiseError, UsageError
 from modise.synthesis.mame_config import MameTrainConfig
 
 LORA_UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -335,6 +335,8 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     ckpt = out / CKPT_DIR / LAST_CKPT
     if resume and not ckpt.is_file():
         raise ModiseError(f"{ckpt}: no checkpoint to resume from.")
+    if not (Path(cfg.data) / "metadata.jsonl").is_file():  # before the run folder is made
+        raise UsageError("--data", f"'{cfg.data}' holds no metadata.jsonl; prepare it with `modise mame prepare` first.")
     prepare_run_dir(out, resume, overwrite, [cfg.data, cfg.base])
     cfg = cfg.resolved()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
