@@ -160,3 +160,23 @@ def test_a_diverging_run_stops_and_does_not_suggest_resume(data, tmp_path):
     message = str(res.exception)
     assert "loss became" in message and "--lr" in message and "--overwrite" in message and "--resume" not in message
     assert json.loads((out / "run.json").read_text())["status"] == "failed"
+
+
+def test_mame_resume_with_other_settings_leaves_the_run_byte_identical(tmp_path, sample_images):
+    from PIL import Image
+
+    data = tmp_path / "d"
+    data.mkdir()
+    for i, p in enumerate(sample_images[:2]):
+        Image.open(p).convert("L").resize((64, 64)).save(data / f"{i}.png")
+    (data / "metadata.jsonl").write_text("".join(json.dumps({"file_name": f"{i}.png", "text": "a siemens mammogram"}) + "\n"
+                                                 for i in range(2)))
+    mame = ["mame", "train", "--size", "tiny", "--random-weights", "--resolution", "64", "--data", str(data),
+            "--out", str(tmp_path / "run"), "--max-steps", "1", "--val-every", "0"]
+    res = runner.invoke(app, mame)
+    assert res.exit_code == 0, res.output
+    before = _hashes(tmp_path / "run")
+    res = runner.invoke(app, [*mame, "--lr", "0.5", "--lora", "--resume"])
+    assert res.exit_code == 2 and "was started with other settings" in res.output, res.output
+    assert "--lr 1e-06, not 0.5" in res.output and "--lora-rank 0, not 8" in res.output, res.output
+    assert _hashes(tmp_path / "run") == before

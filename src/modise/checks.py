@@ -4,6 +4,7 @@ naming the option, exit 2; commands call them before they read or write anything
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,24 @@ def check_prepared_data(data: str | Path, option: str = "--data") -> list[list[i
         return load_folds(root)
     except ModiseError as e:
         raise UsageError(option, str(e)) from None
+
+
+def check_same_settings(out: str | Path, before: dict[str, Any], now: dict[str, Any],
+                        options: dict[str, str] | None = None) -> None:
+    """Refuse ``--resume`` of run ``out`` with settings ``now`` other than those it was started with (``before``),
+    naming every difference in one sentence. ``options``: option names of keys that are not ``--key-name``."""
+    diff = [k for k in now if k in before and before[k] != now[k]]
+    if diff:
+        name = {**{k: "--" + k.replace("_", "-") for k in diff}, **(options or {})}
+        said = "; ".join(f"{name[k]} {_shown(before[k])}, not {_shown(now[k])}" for k in diff)
+        raise UsageError("--resume", f"'{out}' was started with other settings ({said}); resume it with the same options, "
+                                     f"or start it again with --overwrite.")
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(default)"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
 def _need_cuda(option: str, value: str, index: int) -> None:

@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modise.checks import check_accelerator, check_prepared_data, check_preset, check_side, check_strategy
+from modise.checks import (
+    check_accelerator, check_prepared_data, check_preset, check_same_settings, check_side, check_strategy,
+)
 from modise.errors import UsageError
 
 # how a run runs, not what it computes: may change between a run and its resumption
@@ -66,18 +68,4 @@ def check_resume(cfg: Any, out: Path, image_size: int) -> None:
     now = json.loads(json.dumps(run_settings(cfg, image_size), default=str))  # tuples as lists, as YAML has them
     for d in (before, now):
         d["fold"] = -1 if d.get("fold") is None else d["fold"]  # as --fold says "train on all"
-    diff = [k for k in now if k in before and before[k] != now[k]]
-    if diff:
-        said = "; ".join(f"{_option(k)} {_shown(before[k])}, not {_shown(now[k])}" for k in diff)
-        raise UsageError("--resume", f"'{out}' was started with other settings ({said}); resume it with the same options, "
-                                     f"or start it again with --overwrite.")
-
-
-def _option(key: str) -> str:
-    return {"model_overrides": "--override", "random_weights": "--random-weights"}.get(key, "--" + key.replace("_", "-"))
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "(default)"
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    check_same_settings(out, before, now, {"model_overrides": "--override"})
