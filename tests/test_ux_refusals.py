@@ -144,12 +144,20 @@ def test_resume_names_every_difference_and_allows_other_hardware(run):
 
 def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_a_fresh_start(tmp_path):
     from modise.engine.training.train import prepare_run_dir, write_run_status
+    from modise.errors import ModiseError
     from modise.outputs import claim_output_dir
 
     out = claim_output_dir(tmp_path / "run")
     write_run_status(out, "failed", global_step=0, max_steps=10, error="RuntimeError: out of memory")
     assert prepare_run_dir(out, resume=False, overwrite=False) is None
     assert not (out / "run.json").exists()
+    # one that saved a checkpoint is kept for --resume
+    write_run_status(out, "failed", global_step=3, max_steps=10, error="RuntimeError: out of memory")
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"step 3")
+    with pytest.raises(ModiseError, match="--resume"):
+        prepare_run_dir(out, resume=False, overwrite=False)
+    assert (out / "checkpoints" / "last.ckpt").read_bytes() == b"step 3"
 
 
 def test_a_diverging_run_stops_and_does_not_suggest_resume(data, tmp_path):

@@ -108,7 +108,7 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list | tup
         raise ModiseError(f"Cannot resume: '{last}' does not exist (nothing was saved); start the run again {again}.")
     if not is_global_zero():
         return None
-    if not overwrite and (read_run_status(out) or {}).get("status") == "failed":
+    if not overwrite and not last.is_file() and (read_run_status(out) or {}).get("status") == "failed":
         overwrite = True  # a run that failed before saving a checkpoint holds nothing to keep
     check_output_dir(out, overwrite, inputs, hint="pass --resume to continue the run in it, or --overwrite to start it again")
     if overwrite:
