@@ -68,6 +68,8 @@ def _bad(data: Path, empty: Path) -> list[tuple[list[str], str]]:
         (["benchmark", "--size", "tiny", "--random-weights", "--image-size", "100"], "--image-size"),
         (["benchmark", "--size", "tiny", "--random-weights", "--device", "foo"], "--device"),
         (["evaluate", "--gt", d, "--pred", d, "--workers", "0"], "--workers"),
+        (["evaluate", "--gt", d, "--pred", d, "--thresholds", "0.5:0.1:x"], "--thresholds"),
+        (["evaluate", "--gt", d, "--pred", d, "--thresholds", "0.000001:1:0.000001"], "--thresholds"),
         (["serve", "--random-weights", "--preset", "foo"], "--preset"),
         (["serve", "--runs-dir", str(empty)], "--runs-dir"),
     ]
