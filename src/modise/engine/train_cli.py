@@ -20,17 +20,16 @@ PRESET_HELP = "Table-1 variant (m2f-swinl, m2f-sd, odise, odise-biomedclip, odis
 
 
 def train_config(**kw):
+    import yaml
+
     from modise.engine.training.train import TrainConfig
+    from modise.errors import UsageError
 
     devices = kw.pop("devices")
     kw["devices"] = int(devices) if devices.isdigit() else devices
     overrides = kw.pop("override") or []
     mo = {}
     for item in overrides:
-        import yaml
-
-        from modise.errors import UsageError
-
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError("--override", f"expected KEY=VALUE, not '{item}'.")
