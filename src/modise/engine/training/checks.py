@@ -27,7 +27,8 @@ def check_train_config(cfg: Any, folds: int | None = None) -> int:
     fold_lists = check_prepared_data(cfg.data)
     path = Path(cfg.data) / "folds.json"
     if cfg.fold is not None and not 0 <= cfg.fold < len(fold_lists):
-        raise UsageError("--fold", f"{path} defines folds 0..{len(fold_lists) - 1} (or -1: train on all), not {cfg.fold}.")
+        raise UsageError("--fold", f"fold {cfg.fold} is not one of the folds 0..{len(fold_lists) - 1} of {path} "
+                                   f"(-1: train on all).")
     if folds is not None and folds > len(fold_lists):
         raise UsageError("--folds", f"{path} defines {len(fold_lists)} folds, fewer than {folds}.")
     model_cfg = check_preset(cfg.preset, cfg.size, cfg.model_overrides)
