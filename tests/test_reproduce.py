@@ -117,10 +117,13 @@ def test_reproduce_refuses_a_folder_it_did_not_start(tmp_path):
     assert [p.name for p in (tmp_path / "R").iterdir()] == ["notes.txt"]
     res = CliRunner().invoke(_app(), ["reproduce", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "S"),
                                       *ARGS[:1], "nope", *ARGS[2:]])
-    assert res.exit_code == 1 and "Unknown preset 'nope'" in str(res.exception) and not (tmp_path / "S").exists()
+    assert res.exit_code == 2 and "Unknown preset 'nope'" in res.output and not (tmp_path / "S").exists()
     res = CliRunner().invoke(_app(), ["reproduce", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "S"),
                                       *ARGS[:2], "--folds", "3", *ARGS[4:]])
-    assert res.exit_code == 1 and "fewer than --folds 3" in str(res.exception)
+    assert res.exit_code == 2 and "fewer than 3" in res.output and not (tmp_path / "S").exists()
+    res = CliRunner().invoke(_app(), ["reproduce", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "S"),
+                                      *ARGS, "--image-size", "100"])  # checked before reproduce.json records it
+    assert res.exit_code == 2 and "multiple of 32" in res.output and not (tmp_path / "S").exists()
 
 
 def test_table_rows_read_at_the_best_fold_mean_threshold(tmp_path):

@@ -1,15 +1,31 @@
 """User-facing errors: one clear sentence, no traceback (the CLI prints ``str(err)``).
 
 Exit codes (``modise`` command): 0 success, 1 a :class:`ModiseError`, 2 a bad option or
-argument (Typer/Click), 3 :class:`PartialFailure` (some inputs failed, the rest were written),
+argument (Typer/Click, or a :class:`UsageError`), 3 :class:`PartialFailure` (some inputs failed, the rest were written),
 130 interrupted (Ctrl-C).
 """
+
+from typer import BadParameter
 
 
 class ModiseError(Exception):
     """An error caused by the user's input or environment, explained in one sentence."""
 
     exit_code = 1
+
+
+class UsageError(ModiseError, BadParameter):
+    """A bad option value that only its context shows (the dataset, the run, the machine): Click's usage
+    error, so one sentence naming the option and exit 2, raised before anything is read or written."""
+
+    exit_code = 2
+
+    def __init__(self, option: str, message: str) -> None:
+        BadParameter.__init__(self, message, param_hint=f"'{option}'")
+        self.option = option
+
+    def __str__(self) -> str:
+        return self.format_message()
 
 
 class PartialFailure(ModiseError):

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         import sys
 
         size = ModelSize(size).value
+        _check_serve_options(preset, size, runs_dir, device)
         if not (run or runs_dir or random_weights):
             print("warning: no segmentation model (--run, --runs-dir or --random-weights); the Segment tab will say so.",
                   file=sys.stderr)
@@ -56,3 +57,19 @@ def register(app: typer.Typer) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+
+
+def _check_serve_options(preset: str, size: str, runs_dir: Path | None, device: str | None) -> None:
+    """Refuse, before the server starts, options that would leave the app without the model asked for."""
+    from modise.app.state import find_runs
+    from modise.checks import check_device, check_preset
+    from modise.errors import UsageError
+
+    check_preset(preset, size)
+    check_device(device)
+    if runs_dir is not None:
+        if not runs_dir.is_dir():
+            raise UsageError("--runs-dir", f"'{runs_dir}' is not a folder.")
+        if not find_runs(runs_dir):
+            raise UsageError("--runs-dir", f"'{runs_dir}' holds no finished training run (a folder with model/ and "
+                                           f"run.json complete, at most 3 folders deep).")

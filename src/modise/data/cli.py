@@ -144,8 +144,11 @@ def synthetic(
     quiet: Quiet = False,
 ) -> None:
     """Synthetic phantom mammograms with circumscribed and spiculated masses (deterministic from --seed)."""
+    from modise.checks import check_disk_room, check_side
     from modise.data.phantoms import prepare_synthetic
 
+    check_side(size, "--image-size", minimum=64)
+    check_disk_room(out, n * 2, 2 * size * size)  # a CC and an MLO view per patient, image + label PNG
     report = prepare_synthetic(out, n=n, seed=seed, size=size, overwrite=overwrite, k=folds, quiet=quiet)
     _done(report, out, as_json)
 

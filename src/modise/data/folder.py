@@ -2,7 +2,7 @@
 
 ``--images DIR`` holds PNG/JPEG/TIFF/DICOM images; ``--masks DIR`` holds masks with the
 same stem (``name.png`` or ``name_mask.png``; PNG/TIFF, or JPEG, which is lossy and so always
-read as binary at grey >= 128). A mask with one non-zero value is binary:
+read as binary at half its brightest grey: 0/255 and 0/1 masks both work, instance ids do not survive). A mask with one non-zero value is binary:
 each connected component becomes an instance. A mask with several non-zero values (grey
 or colour-coded ids) is instance-labelled: each value is an instance. With one class all
 instances get it; with several, masks live in one sub-folder per class (``masks/<class>/``).
@@ -57,7 +57,8 @@ def _check_is_mask(path: Path, arr: np.ndarray) -> None:
             raise ModiseError(f"--masks: '{path}' looks like an image, not a mask ({mid:.0%} of its pixels are mid-grey); "
                               f"masks must be binary or instance-label images.")
         return
-    n = len(np.unique(arr.reshape(-1, arr.shape[-1]) if arr.ndim == 3 else arr, axis=0)) - 1
+    # distinct grey values, or distinct colours of an RGB mask (one row per pixel)
+    n = len(np.unique(arr.reshape(-1, arr.shape[-1]), axis=0) if arr.ndim == 3 else np.unique(arr)) - 1
     if n > MAX_MASK_VALUES:
         raise ModiseError(f"--masks: '{path}' looks like an image, not a mask ({n} distinct values, at most "
                           f"{MAX_MASK_VALUES} instance ids expected); masks must be binary or instance-label images.")
@@ -75,7 +76,9 @@ def mask_instances(path: Path, min_area: int = 1) -> list[np.ndarray]:
         arr = arr[..., :3]
     _check_is_mask(path, arr)
     if path.suffix.lower() in JPEG_SUFFIXES:
-        arr = (arr >= 128).astype(np.uint8)  # compression noise would otherwise become instances
+        # compression noise would otherwise become instances: binary at half the brightest grey, so
+        # 0/255 masks cut at 128 and 0/1 masks (noise of +-1, an overshoot to 2) at 1
+        arr = (arr >= max(1, (int(arr.max()) + 1) // 2)).astype(np.uint8)
     if arr.ndim == 3:
         arr = arr[..., :3].astype(np.int64)
         arr = arr[..., 0] + 256 * arr[..., 1] + 65536 * arr[..., 2]

@@ -57,7 +57,12 @@ def register(app: typer.Typer) -> None:
         from modise.engine.evaluation import evaluate_folders, parse_thresholds
         from modise.engine.evaluation.folders import metrics_table_row
 
-        thr = parse_thresholds(thresholds)
+        from modise.errors import ModiseError, UsageError
+
+        try:
+            thr = parse_thresholds(thresholds)
+        except ModiseError as e:
+            raise UsageError("--thresholds", str(e)) from None
         m = evaluate_folders(gt, pred, out, thresholds=thr, overlays=overlays, overwrite=overwrite,
                              images_root=images, workers=workers, progress=not as_json, ap_source=ap_source.value, fold=fold)
         if as_json:

@@ -27,8 +27,6 @@ from modise.errors import ModiseError
 
 TABLE_DIR = "table1"
 TABLE_NO_ENSEMBLE_DIR = "table1-no-ensemble"
-# how a fold runs, not what it computes: may change between a run and its resumption
-HARDWARE = {"accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers", "checkpoint_every"}
 
 
 def variant_dir(preset: str) -> str:
@@ -83,9 +81,9 @@ def reproduce(
     A preset named ``nnunet`` is the external nnU-Net baseline (:mod:`modise.baseline.nnunet_run`),
     trained with nnU-Net's ``nnunet_trainer`` on the same folds."""
     from modise.engine.evaluation.report import TABLE1_ORDER, write_report
-    from modise.engine.training.cv import check_folds, train_folds
+    from modise.engine.training.checks import HARDWARE, check_train_config
+    from modise.engine.training.cv import train_folds
     from modise.engine.training.train import TrainConfig, is_global_zero
-    from modise.model.config import load_preset
 
     from modise.baseline.nnunet_run import VARIANT as NNUNET, require_nnunet
 
@@ -97,11 +95,10 @@ def reproduce(
     models = [p for p in presets if p != NNUNET]
     base = TrainConfig(preset=(models or TABLE1_ORDER)[0], size=size, data=str(data), random_weights=random_weights,
                        **{k: v for k, v in train_options.items() if v is not None})
-    for p in models:  # unknown presets / bad overrides fail now, not after hours of training
-        load_preset(p, size, base.model_overrides or None)
+    for p in models or [base.preset]:  # a bad value (data, folds, options) fails now, before reproduce.json records it, not after hours of training
+        check_train_config(base.model_copy(update={"preset": p, "fold": None}), folds)
     if NNUNET in presets:
         require_nnunet()
-    check_folds(data, folds)
     out = Path(out)
     settings = {"data": str(Path(data).resolve()), "folds": folds,
                 **json.loads(base.model_dump_json(exclude={"preset", "fold", "data", *HARDWARE}))}

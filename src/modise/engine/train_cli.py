@@ -20,7 +20,10 @@ PRESET_HELP = "Table-1 variant (m2f-swinl, m2f-sd, odise, odise-biomedclip, odis
 
 
 def train_config(**kw):
+    import yaml
+
     from modise.engine.training.train import TrainConfig
+    from modise.errors import UsageError
 
     devices = kw.pop("devices")
     kw["devices"] = int(devices) if devices.isdigit() else devices
@@ -28,18 +31,21 @@ def train_config(**kw):
     mo = {}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep:
-            from modise.errors import ModiseError
-
-            raise ModiseError(f"--override expects KEY=VALUE, got '{item}'.")
-        import yaml
-
+        if not sep or not key.strip():
+            raise UsageError("--override", f"expected KEY=VALUE, not '{item}'.")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError("--override", f"'{value}' in '{item}' is not a YAML value.") from None
         *parents, leaf = key.strip().split(".")  # dotted keys reach nested settings: inference.clip_ensemble=true
         node = mo
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return TrainConfig(model_overrides=mo, **{k: v for k, v in kw.items() if v is not None})
+            if not isinstance(node, dict):
+                raise UsageError("--override", f"'{item}' sets a key inside '{part}', which another --override sets to a value.")
+        node[leaf] = parsed
+    fold = kw.pop("fold", 0)  # None (--fold -1) means train on all: not "not given"
+    return TrainConfig(model_overrides=mo, fold=fold, **{k: v for k, v in kw.items() if v is not None})
 
 
 def _echo(result: dict, as_json: bool) -> None:
@@ -166,9 +172,11 @@ def register(app: typer.Typer) -> None:
         """Predict lesions; writes COCO panoptic (with scores), heatmaps, overlays and DICOM SEG.
 
         Exit code 3 when some inputs failed (each named on stderr; the rest are written)."""
+        from modise.checks import check_device
         from modise.engine.prediction.writer import predict_files
         from modise.engine.training.train import require_complete_run
 
+        device = check_device(device)
         require_complete_run(checkpoint)
         summary = predict_files(
             checkpoint, input, out, dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite,

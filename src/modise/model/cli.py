@@ -48,13 +48,15 @@ def register(app: typer.Typer) -> None:
         """Seconds per image per stage vs. the frozen VAE-encode+UNet forward, and peak memory (RSS, CUDA)."""
         from rich.progress import Progress
 
-        from modise.errors import ModiseError
+        from modise.checks import check_device, check_side
+        from modise.errors import UsageError
         from modise.model import build_model
-        from modise.model.benchmark import benchmark_model, resolve_device
+        from modise.model.benchmark import benchmark_model
 
-        resolve_device(device)  # no CUDA: one sentence before building anything
+        device = check_device(device)  # a typo or no CUDA: one sentence before building anything
+        check_side(image_size, "--image-size", multiple=32)  # what train accepts
         if precision not in ("fp32", "bf16"):
-            raise ModiseError(f"--precision {precision}: choose fp32 or bf16.")
+            raise UsageError("--precision", f"expected fp32 or bf16, not '{precision}'.")
         with Progress(transient=True, console=_stderr()) as bar:
             task = bar.add_task("building", total=None)
             model = build_model(preset, size_value(size), random_weights=random_weights)

@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from modise.checks import check_disk_room
 from modise.errors import ModiseError
 from modise.synthesis.cli_checks import choice, density_choice, positive, side
 from modise.synthesis.prompts import AREAS, VENDORS, VIEWS
@@ -83,6 +84,7 @@ def generate(
     from modise.synthesis.progress import step_progress
 
     check_output_dir(out, overwrite, [model])  # fail before loading a model
+    check_disk_room(out, 1 if guidance_sweep else n, (resolution or 512) ** 2)  # 8-bit grey PNGs at most
     pipe = load_text2img(model, size=size, random_weights=random_weights, seed=seed)
     side = resolution or native_resolution(pipe)
     common = dict(
@@ -184,6 +186,7 @@ def inpaint(
     check_output_dir(out, overwrite, [image, mask, model])
     loaded = read_image(image)
     grey = to_uint8(loaded.pixels)
+    check_disk_room(out, n, 2 * grey.size)  # result + lesion mask, 8-bit grey at most
     laterality = laterality or (loaded.meta.get("laterality") or None)
     lesion = _read_mask(mask, grey.shape) if mask is not None else None
     pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)

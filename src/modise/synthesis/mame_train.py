@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from modise.errors import ModiseError
+from modise.errors import ModiseError, UsageError
 from modise.synthesis.mame_config import MameTrainConfig
 
 LORA_UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -335,6 +335,10 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     ckpt = out / CKPT_DIR / LAST_CKPT
     if resume and not ckpt.is_file():
         raise ModiseError(f"{ckpt}: no checkpoint to resume from.")
+    if not (Path(cfg.data) / "metadata.jsonl").is_file():  # before the run folder is made
+        raise UsageError("--data", f"'{cfg.data}' holds no metadata.jsonl; prepare it with `modise mame prepare` first.")
+    if resume:
+        _check_resume(cfg, out)
     prepare_run_dir(out, resume, overwrite, [cfg.data, cfg.base])
     cfg = cfg.resolved()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -373,6 +377,29 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
             (out / "box_stats.json").write_text(stats.read_text())
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+# may change on --resume: how the run runs, and its length (the recipe's rate is constant, so a resumed run counts on)
+MAY_CHANGE = {"devices", "num_nodes", "precision", "num_workers", "checkpoint_every", "val_every", "val_steps", "max_steps"}
+
+
+def _check_resume(cfg: MameTrainConfig, out: Path) -> None:
+    """Refuse ``--resume`` with settings other than those ``out/config.yaml`` recorded, naming each."""
+    import yaml
+
+    from modise.checks import check_same_settings
+    from modise.engine.training.train import CONFIG_YAML
+
+    try:
+        recorded = yaml.safe_load((out / CONFIG_YAML).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return  # stopped before it wrote its config: nothing to compare with
+    res = cfg.resolved()
+    top = {"base": res.base_name(), "size": res.size, "random_weights": res.random_weights, "inpainting": res.inpainting,
+           "data": str(Path(res.data).resolve())}
+    now = {**top, **res.model_dump(exclude={*top, *MAY_CHANGE})}
+    before = {**{k: recorded.get(k) for k in top}, **(recorded.get("training") or {})}
+    check_same_settings(out, before, now, {"train_text_encoder": "--lora-text-encoder/--freeze-text-encoder"})
 
 
 def _build(cfg: MameTrainConfig, resume_from: Path | None, say: Callable[[str], None]):

@@ -23,6 +23,7 @@ from .panoptic_quality import best_index, class_mean, pq_per_class
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 19))  # 0.05 .. 0.90
 AP_SOURCES = ("instances", "panoptic")
+MAX_THRESHOLDS = 1000  # each is a full PQ pass
 
 
 def check_thresholds(thresholds: Sequence[float] | None) -> np.ndarray:
@@ -54,6 +55,8 @@ def parse_thresholds(spec: str | None) -> np.ndarray:
             if step <= 0:
                 raise ModiseError(f"Threshold step in '{spec}' must be positive.")
             n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if n > MAX_THRESHOLDS:
+                raise ModiseError(f"'{spec}' gives {n:,} thresholds, more than {MAX_THRESHOLDS}; use a larger step.")
             vals = [round(start + i * step, 10) for i in range(max(n, 0))]
         else:
             vals = [float(x) for x in spec.split(",") if x.strip()]

@@ -17,7 +17,7 @@ import numpy as np
 
 from modise.data.panoptic import IMAGES_DIR, INSTANCES_JSON
 from modise.data.writer import stderr_console
-from modise.errors import ModiseError
+from modise.errors import ModiseError, UsageError
 from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
 from modise.viz.figures import threshold_sweep_figure
 
@@ -98,7 +98,9 @@ def evaluate_folders(
     gt, pred, out = Path(gt), Path(pred), Path(out)
     thr = check_thresholds(thresholds)
     if overlays < 0:
-        raise ModiseError("--overlays must be >= 0.")
+        raise UsageError("--overlays", f"must be 0 or more, not {overlays}.")
+    if workers is not None and workers < 1:
+        raise UsageError("--workers", f"must be 1 or more (processes), not {workers}.")
     image_ids = None
     if fold is not None:
         from modise.data.dataset import fold_image_ids, load_folds
@@ -107,6 +109,9 @@ def evaluate_folders(
     cats, pairs, missing, extra = pair_images(gt, pred, image_ids, with_instances=ap_source == "instances")
     if not pairs:
         raise ModiseError(f"{gt / 'panoptic.json'}: lists no images to evaluate.")
+    if len(missing) == len(pairs):  # scores of all zeros would look like a result
+        raise UsageError("--pred", f"none of the {len(extra)} prediction(s) in '{pred}' matches an image of '{gt}' "
+                                   f"(by file name); is --pred the output of `modise predict` on these images?")
     ev = PanopticEvaluator(cats, thr, ap_source=ap_source)
     with output_dir(out, overwrite, [gt, pred, images_root]) as stage:
         results = score_pairs(pairs, ev.cat_index, ev.thresholds, workers, ev.instance_classes)

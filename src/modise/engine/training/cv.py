@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from modise.errors import ModiseError, TrainingInterrupted
+from modise.errors import TrainingInterrupted
 
 from .train import CKPT_DIR, LAST_CKPT, METRICS_JSON, TrainConfig, is_global_zero, train
 
@@ -19,17 +19,6 @@ def fold_done(run: Path) -> bool:
         return False
 
 
-def check_folds(data: str | Path, folds: int) -> None:
-    """Refuse ``folds`` beyond what ``data/folds.json`` defines."""
-    from modise.data.dataset import load_folds
-
-    if folds < 1:
-        raise ModiseError(f"--folds must be at least 1, not {folds}.")
-    available = len(load_folds(data))
-    if folds > available:
-        raise ModiseError(f"{Path(data) / 'folds.json'} defines {available} folds, fewer than --folds {folds}.")
-
-
 def train_folds(
     cfg: TrainConfig, out: str | Path, folds: int = 5, *, overwrite: bool = False, progress: bool = True
 ) -> list[Path]:
@@ -37,7 +26,9 @@ def train_folds(
     loop works under torchrun / SLURM: every rank walks it). Finished folds are kept and
     skipped, a started one resumes from its last checkpoint; ``overwrite`` trains every fold
     again (each fold folder is replaced only if modise wrote it). Returns the fold run folders."""
-    check_folds(cfg.data, folds)
+    from .checks import check_train_config
+
+    check_train_config(cfg.model_copy(update={"fold": None}), folds)
     out = Path(out)
     if is_global_zero():
         from modise.outputs import check_output_dir, claim_output_dir

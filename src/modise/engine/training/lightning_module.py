@@ -9,7 +9,18 @@ import torch
 
 from torch.optim.lr_scheduler import LambdaLR
 
+from modise.errors import ModiseError
+
 from .schedule import groups_from_config, warmup_step_decay
+
+
+class NonFiniteLoss(ModiseError):
+    """The training loss became NaN or infinite: training stops before the weights turn to NaN."""
+
+    def __init__(self, step: int, loss: float, lr: float) -> None:
+        super().__init__(f"Training stopped at step {step}: the loss became {loss} (the weights would turn to NaN); the "
+                         f"learning rate {lr:g} is probably too high: start again with a lower --lr and --overwrite.")
+        self.step = step
 
 
 class ModiseLightning(L.LightningModule):
@@ -49,6 +60,8 @@ class ModiseLightning(L.LightningModule):
         images, targets = self.model.pad(batch["images"], batch["targets"])  # to the model's size_divisibility
         losses = self.model.loss(self.model(images), targets)
         bs = batch["images"].shape[0]
+        if not torch.isfinite(losses["loss"].detach()).item():  # one sync per step, negligible next to the step
+            raise NonFiniteLoss(self.trainer.global_step, float(losses["loss"].detach()), self.lr)
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
         for k, v in losses.items():
             if k != "loss" and torch.is_tensor(v) and v.numel() == 1:

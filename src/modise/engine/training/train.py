@@ -95,7 +95,8 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list | tup
     """Check/clear ``out``; return the checkpoint to resume from (``None`` for a fresh run).
 
     ``--resume`` needs ``RUN/checkpoints/last.ckpt`` (a missing one is an error, never a silent
-    fresh start); a fresh run needs an empty ``out``, or ``overwrite`` of a folder modise wrote.
+    fresh start); a fresh run needs an empty ``out``, a run that failed before its first checkpoint,
+    or ``overwrite`` of a folder modise wrote.
     """
     from modise.outputs import check_output_dir, claim_output_dir, remove_output_dir
 
@@ -109,6 +110,8 @@ def prepare_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list | tup
         raise ModiseError(f"Cannot resume: '{last}' does not exist (nothing was saved); start the run again {again}.")
     if not is_global_zero():
         return None
+    if not overwrite and not last.is_file() and (read_run_status(out) or {}).get("status") == "failed":
+        overwrite = True  # a run that failed before saving a checkpoint holds nothing to keep
     check_output_dir(out, overwrite, inputs, hint="pass --resume to continue the run in it, or --overwrite to start it again")
     if overwrite:
         remove_output_dir(out, inputs)
@@ -229,6 +232,8 @@ def _checkpoint_on_exception(max_steps: int):
     and keeps ``run.json``'s step at the last checkpoint."""
     from lightning.pytorch.callbacks import Callback
 
+    from .lightning_module import NonFiniteLoss
+
     class CheckpointOnException(Callback):
         def __init__(self) -> None:
             self.exception: BaseException | None = None
@@ -246,8 +251,8 @@ def _checkpoint_on_exception(max_steps: int):
                     logger.save()
                 except Exception:  # noqa: BLE001
                     pass
-            if trainer.global_step == 0:
-                return  # nothing learnt yet: a fresh start is the same
+            if trainer.global_step == 0 or isinstance(exception, NonFiniteLoss):
+                return  # nothing learnt yet (a fresh start is the same), or nothing worth resuming
             path = Path(trainer.default_root_dir) / CKPT_DIR / LAST_CKPT
             try:
                 trainer.save_checkpoint(path, weights_only=False)
@@ -266,12 +271,16 @@ def train(
     ``RUN/run.json`` says whether the run is complete. On Ctrl-C or a failure during fit the
     last step is saved to ``RUN/checkpoints/last.ckpt`` and the message says to pass ``--resume``.
     """
+    from .checks import check_resume, check_train_config
     from .progress import quiet_lightning
 
     from .datamodule import split_fold
     from .recipe import recipe_line, recipe_record, scale_to_batch, trainer_world_size
 
     out = Path(out)
+    size = check_train_config(cfg)  # a mistyped command stops here, before the run folder is touched
+    if resume:
+        check_resume(cfg, out, size)
     ckpt_path = prepare_run_dir(out, resume, overwrite, inputs=[cfg.data])
     with quiet_lightning():
         world_size = trainer_world_size(cfg)
@@ -310,8 +319,12 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
                                       f"(--out {out}).") from None
         raise TrainingInterrupted(f"Training interrupted (checkpoint at step {step()} saved to {last}); {resume_hint}.") from None
     except BaseException as e:
+        from .lightning_module import NonFiniteLoss
+
         if rank0:
             write_run_status(out, "failed", global_step=step(), max_steps=cfg.max_steps, error=f"{type(e).__name__}: {e}")
+            if isinstance(e, NonFiniteLoss):
+                raise e from None  # its message says what to do; resuming would diverge again
             if (out / CKPT_DIR / LAST_CKPT).is_file():
                 print(f"training failed at step {step()}; after fixing the cause, {resume_hint}.", file=sys.stderr)
         raise

@@ -1,0 +1,72 @@
+"""Checks of a training config against its dataset, the machine and (for ``--resume``) the run it
+continues; ``train``, ``cv`` and ``reproduce`` make them before anything is read or written, so a
+mistyped command leaves the run folder as it was (see :class:`~modise.errors.UsageError`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modise.checks import (
+    check_accelerator, check_prepared_data, check_preset, check_same_settings, check_side, check_strategy,
+)
+from modise.errors import UsageError
+
+# how a run runs, not what it computes: may change between a run and its resumption
+HARDWARE = {"accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers", "checkpoint_every"}
+# run settings that are not options of `modise train` (the demo's time bound)
+NOT_SETTINGS = {"time_limit_s"}
+
+
+def check_train_config(cfg: Any, folds: int | None = None) -> int:
+    """Refuse a :class:`~.train.TrainConfig` that could not train: a dataset that is not prepared, a fold it lacks, an unknown
+    preset or override, an image size that is no multiple of 32, a batch larger than the training set,
+    hardware this machine lacks. ``folds``: check folds 0..folds-1 (cv, reproduce) instead of ``cfg.fold``.
+    Returns the resolved image size."""
+    fold_lists = check_prepared_data(cfg.data)
+    path = Path(cfg.data) / "folds.json"
+    if cfg.fold is not None and not 0 <= cfg.fold < len(fold_lists):
+        raise UsageError("--fold", f"fold {cfg.fold} is not one of the folds 0..{len(fold_lists) - 1} of {path} "
+                                   f"(-1: train on all).")
+    if folds is not None and folds > len(fold_lists):
+        raise UsageError("--folds", f"{path} defines {len(fold_lists)} folds, fewer than {folds}.")
+    model_cfg = check_preset(cfg.preset, cfg.size, cfg.model_overrides)
+    size = check_side(cfg.image_size or model_cfg.input_size, "--image-size", multiple=32)
+    held = [cfg.fold] if folds is None else list(range(folds))
+    images = len(json.loads((Path(cfg.data) / "panoptic.json").read_text()).get("images", []))
+    fewest = min(images - (len(fold_lists[k]) if k is not None else 0) for k in held)
+    if cfg.batch_size > fewest:
+        raise UsageError("--batch-size", f"{cfg.batch_size} is more than the {fewest} training image(s) of {cfg.data}.")
+    check_accelerator(cfg.accelerator)
+    check_strategy(cfg.strategy)
+    return size
+
+
+def run_settings(cfg: Any, image_size: int) -> dict[str, Any]:
+    """What a run computes, as ``RUN/config.yaml`` records it: compared on ``--resume``."""
+    training = cfg.model_dump(exclude={"preset", "size", "data", "fold", "random_weights", "model_overrides", *HARDWARE,
+                                       *NOT_SETTINGS})
+    training["image_size"] = image_size
+    return {"preset": cfg.preset, "size": cfg.size, "random_weights": cfg.random_weights,
+            "data": str(Path(cfg.data).resolve()), "fold": cfg.fold, "model_overrides": cfg.model_overrides or {},
+            **training}
+
+
+def check_resume(cfg: Any, out: Path, image_size: int) -> None:
+    """Refuse ``--resume`` with settings other than the run's, naming every difference in one sentence."""
+    import yaml
+
+    from modise.engine.run_layout import CONFIG_YAML
+
+    try:
+        recorded = yaml.safe_load((out / CONFIG_YAML).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return  # a run stopped before it wrote its config: nothing to compare with
+    before = {k: recorded.get(k) for k in ("preset", "size", "random_weights", "data", "fold")}
+    before["model_overrides"] = recorded.get("model_overrides") or {}
+    before.update(recorded.get("training") or {})
+    now = json.loads(json.dumps(run_settings(cfg, image_size), default=str))  # tuples as lists, as YAML has them
+    for d in (before, now):
+        d["fold"] = -1 if d.get("fold") is None else d["fold"]  # as --fold says "train on all"
+    check_same_settings(out, before, now, {"model_overrides": "--override"})
