@@ -83,3 +83,16 @@ def test_mame_train_ctrl_c_exits_130_with_a_sentence_and_a_quiet_log(tmp_path, s
     assert "Traceback" not in text and "GPU available" not in text and "Epoch" not in text, text
     assert "mame train: step 1/100000" in text, text
     assert ckpt.is_file()
+
+
+def test_interrupted_prepare_says_so_and_leaves_no_output(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "modise", "prepare", "synthetic", "--out", "data", "--n", "400"],
+                            cwd=tmp_path, env={**_env(), "MODISE_PROGRESS_SECONDS": "0"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = proc.stderr.readline()  # the first progress line: it is converting
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert first.startswith("phantoms: image 1/400"), first
+    assert proc.returncode == 130 and "interrupted (Ctrl-C)" in err and "Traceback" not in err, err
+    assert not (tmp_path / "data").exists()

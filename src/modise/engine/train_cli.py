@@ -207,5 +207,6 @@ def _exit_on_failed_inputs(summary: dict) -> None:
     if not errors:
         return
     for e in errors:
-        print(f"error: {e.get('input')}: {e.get('error')}", file=sys.stderr)
+        where, what = str(e.get("input")), str(e.get("error"))
+        print(f"error: {what if where in what else f'{where}: {what}'}", file=sys.stderr)  # the file named once
     raise typer.Exit(3)
