@@ -25,7 +25,11 @@ def register(app: typer.Typer) -> None:
         from modise.model import build_model
         from modise.model.benchmark import inspect_model
 
-        report = inspect_model(build_model(preset, size_value(size), random_weights=random_weights))
+        from modise.pipeline import inference_settings
+
+        model = build_model(preset, size_value(size), random_weights=random_weights)
+        report = inspect_model(model)
+        report["inference"].update(inference_settings(model.config))  # the sizes used, not "None: the default"
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -141,4 +145,5 @@ def _print_inspect(r: dict) -> None:
     p = r["parameters"]
     con.print(f"parameters: total {p['total']:,}, trainable {p['trainable']:,}, frozen {p['frozen']:,}")
     con.print("inference: " + ", ".join(f"{k} {v}" for k, v in r["inference"].items()))
-    con.print("optimiser groups: " + ", ".join(f"{k} {v}" for k, v in r["optimizer"].items()))
+    groups = ", ".join(f"{k} {'(the run weight decay)' if v is None else v}" for k, v in r["optimizer"].items())
+    con.print("optimiser groups: " + groups)
