@@ -140,7 +140,7 @@ def require_complete_run(path: str | Path) -> None:
         where = f"still training, or killed, at step {st.get('global_step', '?')} of {st.get('max_steps', '?')}"
     raise ModiseError(
         f"'{run}' is an unfinished training run ({where}); finish it with the same `modise train` command "
-        f"plus --resume (--out {run}), then predict."
+        f"plus --resume (--out {run}) before using it."
     )
 
 
