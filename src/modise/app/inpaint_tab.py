@@ -93,7 +93,7 @@ def inpaint(
 
 def inpaint_summary(state: AppState, mask: Any, auto_box: bool, seed: int, steps: int, guidance: float) -> str:
     """Markdown: the model, the region painted (box or brushed, in image pixels) and the settings."""
-    from .segment_tab import _md
+    from .segment_tab import md_escape
 
     m = np.asarray(mask) > (127 if np.asarray(mask).dtype == np.uint8 else 0)
     if not m.any():
@@ -101,7 +101,7 @@ def inpaint_summary(state: AppState, mask: Any, auto_box: bool, seed: int, steps
     ys, xs = np.nonzero(m)
     box = f"x {xs.min()}, y {ys.min()}, {xs.max() - xs.min() + 1} x {ys.max() - ys.min() + 1} px"
     region = f"automatic box at {box}" if auto_box else f"brushed region of {int(m.sum())} px within {box}"
-    return (f"**Model**: {_md(state.mame_description('inpaint'))}.\n\n**Region**: {region}. "
+    return (f"**Model**: {md_escape(state.mame_description('inpaint'))}.\n\n**Region**: {region}. "
             f"Seed {int(seed)}, {int(steps)} steps, guidance {float(guidance):g}.")
 
 

@@ -108,20 +108,20 @@ def segment_file(
     headers, rows = views.lesion_rows(segments, cats, spacing)
     unit = f"pixel spacing {spacing[0]:g} x {spacing[1]:g} mm" if spacing else "no pixel spacing: areas in px"
     summary = (f"**{len(segments)} lesion(s)** in `{Path(path).name}` ({w}x{h} px, {unit}).\n\n"
-               f"**Model**: {_md(state.model_description(run))}; object-mask threshold {used[0]:g}, "
+               f"**Model**: {md_escape(state.model_description(run))}; object-mask threshold {used[0]:g}, "
                f"overlap threshold {used[1]:g}.")
     step(1.0, desc="done")
     return SegmentResult(views.labelled_overlay(im.pixels, ids, segments, cats), headers, rows,
                          views.class_heatmaps(im.pixels, sem, cats), files, summary, warnings)
 
 
-def _md(text: str) -> str:
+def md_escape(text: str) -> str:
     """Plain text for a Markdown component (run paths often hold underscores)."""
     return "".join("\\" + c if c in "\\`*_[]<>#" else c for c in text)
 
 
 def _model_line(state: AppState, run: str | None) -> str:
-    return f"**Model in use**: {_md(state.model_description(run))}" if run else ""
+    return f"**Model in use**: {md_escape(state.model_description(run))}" if run else ""
 
 
 def build_segment_tab(state: AppState) -> None:
