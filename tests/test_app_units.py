@@ -3,6 +3,7 @@ the annotated overlay and ``modise serve``'s argument errors."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,41 @@ def test_serve_rejects_a_missing_run_in_one_sentence(tmp_path):
 
     res = CliRunner().invoke(app, ["serve", "--run", str(tmp_path / "nope")])
     assert isinstance(res.exception, ModiseError) and "does not exist" in str(res.exception)
+
+
+def test_results_older_than_keep_files_s_are_deleted_and_the_upload_limit_is_what_gradio_shows(tmp_path):
+    from modise.app.segment_tab import load_upload
+
+    state = AppState(AppSettings(random_weights=True, size="tiny", keep_files_s=60, max_upload_mb=1), tmp_root=tmp_path)
+    try:
+        old = state.job_dir("segment")
+        (old / "result.png").write_bytes(b"x")
+        os.utime(old, (0, 0))  # made long ago
+        recent = state.job_dir("segment")
+        new = state.job_dir("inpaint")
+        assert not old.exists() and recent.is_dir() and new.is_dir()
+        # Gradio's upload box counts 1 MB as 2**20 bytes ("200.0 Mb" for --max-upload-mb 200)
+        assert state.settings.max_upload_bytes == 2**20
+        big = tmp_path / "big.png"
+        big.write_bytes(b"\0" * (3 * 2**19))
+        with pytest.raises(ModiseError, match=r"big.png: the file is 1.5 MB, more than the 1 MB limit"):
+            load_upload(state, big)
+    finally:
+        state.cleanup()
+
+
+def test_the_lesions_table_shows_its_own_columns_before_a_run(tmp_path, monkeypatch):
+    from modise.app.server import build_app
+    from modise.app.views import lesion_rows
+
+    for var in ("GRADIO_TEMP_DIR", "GRADIO_ANALYTICS_ENABLED"):
+        monkeypatch.setenv(var, os.environ.get(var, ""))  # build_app sets them; restored afterwards
+    state = AppState(AppSettings(random_weights=True, size="tiny"), tmp_root=tmp_path)
+    try:
+        demo = build_app(state)
+        table = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "segment-table")
+        assert table.get_config()["value"]["headers"] == lesion_rows([], [], None)[0]  # not "1 2 3"
+        assert any(getattr(b, "elem_id", None) == "inpaint-summary" for b in demo.blocks.values())
+        assert demo.delete_cache == (600, 3600)  # every 10 min: Gradio's copies of uploads go by age as well
+    finally:
+        state.cleanup()

@@ -33,6 +33,11 @@ def test_inference_stages_add_up_to_the_whole_and_show_their_spread():
     assert res["overhead_ratio"] == pytest.approx(total / frozen, rel=0.01)
     assert 1 <= res["repeats"] <= 3 and res["peak_rss_mb"] > 0 and res["peak_cuda_mb"] is None
     assert (res["batch_size"], res["precision"], res["mode"]) == (2, "fp32", "inference")
+    from modise.model.cli import benchmark_rows
+
+    rows = benchmark_rows(res)  # the printed table: the forward is a bracketed subtotal, the rest adds up to 100 %
+    shares = [int(share.rstrip("%")) for name, _, share, _ in rows[:-1] if not share.startswith("(")]
+    assert rows[0][2].startswith("(") and rows[-1][:1] == ("total",) and 100 - len(shares) <= sum(shares) <= 100 + len(shares)
 
 
 def test_training_step_reports_images_per_second_in_bf16():

@@ -122,3 +122,24 @@ def test_prepare_synthetic_deterministic(tmp_path):
     data = json.loads((tmp_path / "a" / "panoptic.json").read_text())
     views = {(im["patient_id"], im["view"]) for im in data["images"]}
     assert len(views) == 6 and {v for _, v in views} == {"CC", "MLO"}
+
+
+def test_phantom_lesion_mask_is_the_whole_drawn_disc_even_over_the_pectoral_muscle(monkeypatch):
+    """A lesion reaching the pectoral muscle is drawn there too, so its ground truth covers it as well."""
+    from modise.data import phantoms
+
+    drawn = []  # (intensity, disc) of every lesion drawn, copied before make_phantom trims the mask
+    real = phantoms._lesion
+    monkeypatch.setattr(phantoms, "_lesion", lambda *a: (lambda r: drawn.append((r[0], r[1].copy())) or r)(real(*a)))
+    rng = np.random.default_rng(0)
+    missing = 0
+    for i in range(8):  # as prepare_synthetic draws them: the 4th MLO has a mass over the pectoral muscle
+        if i % 2 == 0:
+            rng.random()  # the patient's side
+        drawn.clear()
+        img, ids, info = make_phantom(rng, size=128, view=("CC", "MLO")[i % 2])
+        breast = img > 0  # the image is 0 outside the breast and at least ~0.1 inside
+        kept = [d for d in drawn if (d[1] & breast).sum() >= 10]  # the lesions placed, in order
+        for d, (_, disc) in zip(info, kept):
+            missing += int((disc & breast & (ids == 0)).sum())
+    assert missing == 0

@@ -17,6 +17,9 @@ def test_inspect_json_counts_parameters():
     assert p["total"] == p["trainable"] + p["frozen"] and p["trainable"] > 0 and p["frozen"] > p["trainable"]
     assert [m["stride"] for m in rep["feature_maps"]] == [4, 8, 16, 32]
     assert len(rep["taps"]) == 8 and rep["taps"][0]["module"] == "vae.encoder.down_blocks.2.resnets.1"
+    assert rep["inference"]["image_size"] == 128 and rep["inference"]["max_size"] == 320  # the sizes used, never None
+    r = CliRunner().invoke(app, ["inspect", "--preset", "m-odise", "--size", "tiny"])
+    assert "image_size 128" in r.stdout and "None" not in r.stdout, r.stdout
 
 
 def test_benchmark_json_keys():

@@ -50,7 +50,7 @@ def test_predict_dicom_jpeg_and_broken(trained, tmp_path, sample_dir, sample_ima
     assert sorted(p.name for p in (out / "heatmaps").iterdir()) == sorted(f"{s}_{c}.png" for s in ("mammo", "real") for c in cats)
     assert (out / "overlays" / "mammo.png").is_file() and (out / "overlays" / "real.png").is_file()
 
-    seg = hd.seg.segread(out / "dicom_seg" / "mammo.dcm")
+    seg = hd.seg.segread(out / "dicom_seg" / "mammo_seg.dcm")
     import pydicom
 
     src = pydicom.dcmread(dcm)
@@ -60,7 +60,7 @@ def test_predict_dicom_jpeg_and_broken(trained, tmp_path, sample_dir, sample_ima
     for k, cat in enumerate(pj["categories"]):
         seg_ids = [s["id"] for s in pj["annotations"][0]["segments_info"] if s["category_id"] == cat["id"]]
         assert np.array_equal(arr[0, ..., k].astype(bool), np.isin(ids, seg_ids))
-    assert not (out / "dicom_seg" / "real.dcm").exists()
+    assert sorted(p.name for p in (out / "dicom_seg").iterdir()) == ["mammo_seg.dcm"]  # not the source's own name
 
 
 def test_evaluate_accepts_predict_output(trained, tmp_path):

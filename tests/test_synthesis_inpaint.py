@@ -79,3 +79,17 @@ def test_cli_writes_result_and_mask(tmp_path, sample_images):
     assert (out / "metadata.jsonl").read_text().count("\n") == 2
     res = CliRunner().invoke(app, ["inpaint", "--image", str(src), "--out", str(tmp_path / "o2")])
     assert isinstance(res.exception, ModiseError) and "--auto-box" in str(res.exception)
+
+
+def test_auto_box_keeps_clear_of_the_breast_edge_and_the_image_border(pipe, sample_images):
+    """MAM-E's box draw accepts any box inside the breast, one touching the skin line or the image's top row
+    too; the automatic box keeps a margin (BOX_MARGIN of the model's frame) inside instead."""
+    from modise.synthesis.breast_mask import inner_breast
+    from modise.synthesis.inpaint import BOX_MARGIN
+
+    image = np.asarray(Image.open(sample_images[1]).convert("L"))[::4, ::4]
+    assert breast_mask(image)[0].any()  # the breast reaches the image's top edge
+    inner = inner_breast(breast_mask(image), BOX_MARGIN / 2)  # half the margin, in image pixels
+    for seed in range(6):  # without the margin, seeds 1 and 5 draw boxes on the edge
+        _, region = inpaint_lesion(pipe, image, auto_box=True, seed=seed, steps=1)
+        assert inner[region].all(), seed

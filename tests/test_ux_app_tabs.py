@@ -45,6 +45,12 @@ def test_inpaint_opens_a_dicom(state, sample_images, tmp_path):
     assert shown.shape == (*img.shape, 3) and np.median(np.abs(shown[..., 0].astype(int) - img)) <= 2
     result, mask, files = inpaint(state, None, True, 0, 2, 3.5, image_file=str(dcm))
     m = np.asarray(mask) > 127
+    from modise.app.inpaint_tab import inpaint_summary
+
+    ys, xs = np.nonzero(m)
+    text = inpaint_summary(state, mask, True, 0, 2, 3.5)
+    assert "random weights" in text and "NOT a trained model" in text and "Seed 0, 2 steps, guidance 3.5" in text
+    assert f"automatic box at x {xs.min()}, y {ys.min()}, {np.ptp(xs) + 1} x {np.ptp(ys) + 1} px" in text, text
     assert np.asarray(result).shape == img.shape and m.any()
     assert np.median(np.abs(np.asarray(result).astype(int) - img)[~m]) <= 2  # unmasked pixels kept
     with pytest.raises(ModiseError, match="notes.txt"):

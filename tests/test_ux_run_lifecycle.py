@@ -123,4 +123,5 @@ def test_predict_names_a_failed_input_and_exits_3(interrupted, sample_images):
     res = modise("predict", "--checkpoint", "run", "--input", "scans", "--out", "preds", "--no-overlays", cwd=work)
     assert res.returncode == 3, res.stderr
     assert "broken.png" in res.stderr and "good.jpg" not in res.stderr
+    assert res.stderr.count("broken.png") == 1, res.stderr  # named once, not per warning and again per error
     assert "1 images" in res.stdout and (work / "preds" / "panoptic.json").is_file()

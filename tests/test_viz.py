@@ -62,3 +62,18 @@ def test_one_sweep_figure_with_optional_title(tmp_path):
     threshold_sweep_figure(m, tmp_path / "b.png", title="Held-out phantoms")
     a, b = (np.asarray(Image.open(tmp_path / f).convert("RGB")) for f in ("a.png", "b.png"))
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_instances_are_outlined_in_their_class_colour_and_labels_keep_name_and_score_apart():
+    from modise.viz.overlays import LABEL_GAP, instance_view
+
+    masks = np.zeros((2, 160, 160), bool)
+    masks[0, 40:80, 10:50], masks[1, 100:140, 60:120] = True, True
+    view = instance_view(np.full((160, 160), 0.2, np.float32), masks, [0, 1], [0.83, 0.9], CATS)
+    for m, cat in zip(masks, CATS):
+        border = m & ~np.pad(m[1:-1, 1:-1], 1)  # the mask's outer ring of pixels
+        assert np.all(view[border] == np.array(class_colour(CATS, cat.id), np.uint8))
+    # the label row above the first instance: the name's ink, a gap of background, then the score's ink
+    ink = np.any(view[26:40, 10:] != view[5, 150], axis=-1).any(axis=0)
+    cols = np.flatnonzero(ink)
+    assert np.diff(cols).max() > LABEL_GAP - 1, "class name and score run together"

@@ -92,8 +92,11 @@ def main() -> None:
 
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # "[nnunet]" is text
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, SystemExit) as e:
+        # Typer turns Ctrl-C inside a command into a silent exit 130
+        if isinstance(e, SystemExit) and e.code != 130:
+            raise
+        print("interrupted (Ctrl-C) before the command finished; run it again to get its output.", file=sys.stderr)
         sys.exit(130)
 
 

@@ -91,6 +91,20 @@ def inpaint(
     return result, mask_im, [str(p) for p in paths]
 
 
+def inpaint_summary(state: AppState, mask: Any, auto_box: bool, seed: int, steps: int, guidance: float) -> str:
+    """Markdown: the model, the region painted (box or brushed, in image pixels) and the settings."""
+    from .segment_tab import md_escape
+
+    m = np.asarray(mask) > (127 if np.asarray(mask).dtype == np.uint8 else 0)
+    if not m.any():
+        return ""
+    ys, xs = np.nonzero(m)
+    box = f"x {xs.min()}, y {ys.min()}, {xs.max() - xs.min() + 1} x {ys.max() - ys.min() + 1} px"
+    region = f"automatic box at {box}" if auto_box else f"brushed region of {int(m.sum())} px within {box}"
+    return (f"**Model**: {md_escape(state.mame_description('inpaint'))}.\n\n**Region**: {region}. "
+            f"Seed {int(seed)}, {int(steps)} steps, guidance {float(guidance):g}.")
+
+
 def build_inpaint_tab(state: AppState) -> None:
     """Add the Inpaint tab's components and its ``/inpaint`` event to the current Blocks."""
     import gradio as gr
@@ -116,6 +130,7 @@ def build_inpaint_tab(state: AppState) -> None:
             with gr.Row():
                 result = gr.Image(label="Result", type="pil", format="png", interactive=False, elem_id="inpaint-result")
                 mask = gr.Image(label="Lesion mask", type="pil", format="png", interactive=False, elem_id="inpaint-mask")
+            summary = gr.Markdown(elem_id="inpaint-summary")
             files = gr.File(label="Downloads (result + mask PNG)", file_count="multiple", interactive=False)
 
     @user_errors
@@ -133,4 +148,7 @@ def build_inpaint_tab(state: AppState) -> None:
         return inpaint(state, editor_, auto_, seed_, steps_, guidance_, progress, image_file=file_)
 
     # the file is the last input and optional (API callers may send the editor value alone)
-    button.click(run, [editor, auto, seed, steps, guidance, upload], [result, mask, files], api_name="inpaint")
+    event = button.click(run, [editor, auto, seed, steps, guidance, upload], [result, mask, files], api_name="inpaint")
+    # the summary reads the mask shown; a separate step keeps /inpaint's outputs as they are for API callers
+    event.success(lambda m, a, s, st, g: inpaint_summary(state, m, a, s, st, g) if m is not None else "",
+                  [mask, auto, seed, steps, guidance], summary, api_visibility="private")

@@ -39,9 +39,11 @@ def load_upload(state: AppState, path: str | Path | None):
     if not path:
         raise ModiseError("Upload a mammogram (PNG, JPEG, TIFF or DICOM) first.")
     path = Path(path)
+    from .state import MB
+
     limit = state.settings.max_upload_mb
-    if path.is_file() and path.stat().st_size > limit * 1e6:
-        raise ModiseError(f"{path.name}: the file is {path.stat().st_size / 1e6:.1f} MB, more than the {limit:g} MB limit.")
+    if path.is_file() and path.stat().st_size > state.settings.max_upload_bytes:
+        raise ModiseError(f"{path.name}: the file is {path.stat().st_size / MB:.1f} MB, more than the {limit:g} MB limit.")
     try:
         im = read_image(path)
     except ModiseError as e:
@@ -106,20 +108,20 @@ def segment_file(
     headers, rows = views.lesion_rows(segments, cats, spacing)
     unit = f"pixel spacing {spacing[0]:g} x {spacing[1]:g} mm" if spacing else "no pixel spacing: areas in px"
     summary = (f"**{len(segments)} lesion(s)** in `{Path(path).name}` ({w}x{h} px, {unit}).\n\n"
-               f"**Model**: {_md(state.model_description(run))}; object-mask threshold {used[0]:g}, "
+               f"**Model**: {md_escape(state.model_description(run))}; object-mask threshold {used[0]:g}, "
                f"overlap threshold {used[1]:g}.")
     step(1.0, desc="done")
     return SegmentResult(views.labelled_overlay(im.pixels, ids, segments, cats), headers, rows,
                          views.class_heatmaps(im.pixels, sem, cats), files, summary, warnings)
 
 
-def _md(text: str) -> str:
+def md_escape(text: str) -> str:
     """Plain text for a Markdown component (run paths often hold underscores)."""
     return "".join("\\" + c if c in "\\`*_[]<>#" else c for c in text)
 
 
 def _model_line(state: AppState, run: str | None) -> str:
-    return f"**Model in use**: {_md(state.model_description(run))}" if run else ""
+    return f"**Model in use**: {md_escape(state.model_description(run))}" if run else ""
 
 
 def build_segment_tab(state: AppState) -> None:
@@ -127,6 +129,8 @@ def build_segment_tab(state: AppState) -> None:
     import gradio as gr
 
     from modise.app.user_errors import user_errors
+
+    from . import views
 
     choices = state.run_choices
     run0 = choices[0] if choices else None
@@ -148,7 +152,9 @@ def build_segment_tab(state: AppState) -> None:
             # no label badge: it would cover the labels of lesions at the image's top left
             overlay = gr.Image(label="Panoptic overlay", show_label=False, type="pil", format="png",
                                interactive=False, elem_id="segment-overlay")
-            table = gr.Dataframe(label="Lesions", interactive=False, elem_id="segment-table")
+            # the table's own columns before the first run (an empty Dataframe shows "1 2 3")
+            table = gr.Dataframe(headers=views.lesion_rows([], [], None)[0], label="Lesions", interactive=False,
+                                 elem_id="segment-table")
             heatmaps = gr.Gallery(label="Per-class semantic scores (summed over queries: not probabilities, can pass 1; "
                                         "colours saturate at 1)", columns=3, height="auto", format="png", elem_id="segment-heatmaps")
             files = gr.File(label="Downloads: COCO panoptic JSON + PNG (+ DICOM SEG for DICOM inputs)",

@@ -44,7 +44,9 @@ def build_app(state: AppState):
     segmenter = (f"{runs} trained run(s)" if runs else "no trained run") + (
         f" + a random-weight {s.preset} ({s.size}, untrained)" if s.random_weights else "")
     mame = f"random weights, offline ({s.size})" if s.random_weights else "trained / downloaded weights"
-    with gr.Blocks(title="modise") as demo:
+    # Gradio's copies of uploads and results are deleted by age too (job_dir prunes our own)
+    keep = s.keep_files_s
+    with gr.Blocks(title="modise", delete_cache=(max(60, min(600, keep)), keep)) as demo:
         gr.Markdown(f"## {TITLE}\nSegmentation: {segmenter}. MAM-E: {mame}. Research use only, not for diagnosis.")
         with gr.Tabs():
             with gr.Tab("Segment", id="segment"):
@@ -61,7 +63,7 @@ def launch(demo, state: AppState, host: str = "127.0.0.1", port: int | None = No
     demo.queue(default_concurrency_limit=1)
     _, url, share_url = demo.launch(
         server_name=host, server_port=port, share=share, prevent_thread_lock=True, quiet=True, show_error=True,
-        max_file_size=int(state.settings.max_upload_mb * 1e6), theme=theme(), footer_links=["api"],
+        max_file_size=state.settings.max_upload_bytes, theme=theme(), footer_links=["api"],
         allowed_paths=[str(state.tmp_dir)],
     )
     server = getattr(demo, "server", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,9 +48,17 @@ class AppSettings:
     text2img_model: str | None = None
     inpaint_model: str | None = None
     device: str | None = None
-    max_upload_mb: float = 200.0
+    max_upload_mb: float = 200.0  # MB of 2**20 bytes, the unit Gradio's upload box shows ("200.0 Mb")
     max_pixels: int = 80_000_000  # > any mammogram (e.g. 4096 x 5625 = 23 MP)
     seed: int = 0
+    keep_files_s: int = 3600  # uploads and results older than this are deleted while the server runs
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+
+MB = 2**20
 
 
 def is_run(path: Path) -> bool:
@@ -110,8 +119,14 @@ class AppState:
         return self.tmp_dir / "gradio"
 
     def job_dir(self, kind: str) -> Path:
-        """A fresh folder for one request's downloadable results."""
-        d = self.tmp_dir / "jobs" / f"{kind}-{uuid.uuid4().hex[:10]}"
+        """A fresh folder for one request's downloadable results; those older than ``keep_files_s`` go."""
+        jobs = self.tmp_dir / "jobs"
+        if jobs.is_dir():
+            old = time.time() - self.settings.keep_files_s
+            for d in jobs.iterdir():
+                if d.stat().st_mtime < old:
+                    shutil.rmtree(d, ignore_errors=True)
+        d = jobs / f"{kind}-{uuid.uuid4().hex[:10]}"
         d.mkdir(parents=True)
         return d
 
@@ -213,6 +228,16 @@ class AppState:
         return ModisePipeline.from_pretrained(self.run_paths[run], device=self.settings.device)
 
     # ------------------------------------------------------------------ MAM-E
+    def mame_description(self, kind: str) -> str:
+        """Which MAM-E ``"text2img"`` / ``"inpaint"`` model the tab uses (random weights said plainly)."""
+        from modise.synthesis.pipelines import MAME_INPAINT, MAME_TEXT2IMG
+
+        s = self.settings
+        if s.random_weights:
+            return f"MAM-E {kind} with random weights ({s.size}), NOT a trained model: its lesions are noise"
+        model = s.inpaint_model if kind == "inpaint" else s.text2img_model
+        return f"MAM-E {kind}: {model or (MAME_INPAINT if kind == 'inpaint' else MAME_TEXT2IMG)}"
+
     def pipeline(self, kind: str):
         """MAM-E ``"text2img"`` or ``"inpaint"`` pipeline, loaded once (random weights offline)."""
         from modise.synthesis import load_inpaint, load_text2img

@@ -73,7 +73,8 @@ def read_raster(path: str | Path) -> LoadedImage:
             im.load()
             arr = np.asarray(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ModiseError(f"{path}: not a readable image ({e}).") from None
+        reason = str(e).replace(f" '{path}'", "").replace(str(path), "it")  # PIL names the file again
+        raise ModiseError(f"{path}: not a readable image ({reason}).") from None
     if arr.ndim == 3:
         arr = arr[..., :3].astype(np.float32).mean(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
     arr = np.asarray(arr, dtype=np.float32)

@@ -145,7 +145,7 @@ def make_phantom(
             continue
         cls = CLASSES[int(rng.integers(0, 2))]
         add, mask = _lesion(rng, size, cls, cx, cy, r)
-        mask &= breast & ~pect
+        mask &= breast  # over the pectoral muscle too: the disc is drawn there as well
         if mask.sum() < 10:
             continue
         img = img + add * breast

@@ -32,14 +32,11 @@ def stderr_console():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def progress(items: Sequence[T], description: str, enabled: bool = True) -> Iterator[T]:
-    """Iterate with a rich progress bar on stderr (hidden when not a terminal or disabled)."""
-    if not enabled or len(items) < 2:
-        yield from items
-        return
-    from rich.progress import track
+def progress(items: Sequence[T], description: str, enabled: bool = True, unit: str = "image") -> Iterator[T]:
+    """Iterate with progress on stderr: a bar in a terminal, plain lines in a log (:mod:`modise.progress`)."""
+    from modise.progress import track
 
-    yield from track(items, description=description, console=stderr_console(), transient=True)
+    yield from track(items, description, enabled, unit)
 
 
 class PanopticWriter:

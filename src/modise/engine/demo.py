@@ -8,7 +8,6 @@ metrics table, the IoU-threshold sweep, overlays and the training curve.
 from __future__ import annotations
 
 import csv
-import html
 import time
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,13 @@ DEMO_STEPS = DEMO_DEFAULTS["steps"]
 REPORT_RESERVE_S = 25.0  # evaluation on the held-out fold and the report, kept out of the training limit
 
 
-def run_demo(out: str | Path, minutes: float = 10.0, seed: int = 0, overwrite: bool = False, progress: bool = True,
+def run_demo(out: str | Path, minutes: float | None = None, seed: int = 0, overwrite: bool = False, progress: bool = True,
              **overrides: Any) -> dict[str, Any]:
     """Run the demo into ``out``; return the held-out metrics.
 
-    Training runs ``steps`` optimiser steps (default :data:`DEMO_STEPS`); ``minutes`` bounds the
-    whole demo: training stops early (and the report says so) if it would run past it.
+    Training runs ``steps`` optimiser steps (default :data:`DEMO_STEPS`) however long they take;
+    ``minutes`` (optional) bounds the whole demo: training stops early (and the report says so) if
+    it would run past it.
     """
     from modise.data.phantoms import prepare_synthetic
     from modise.engine.training.train import TrainConfig, train
@@ -55,11 +55,11 @@ def run_demo(out: str | Path, minutes: float = 10.0, seed: int = 0, overwrite: b
             image_size=s["image_size"], min_scale=s["min_scale"], max_scale=s["max_scale"], intensity_jitter=s["intensity_jitter"],
             checkpoint_every=s["checkpoint_every"], object_mask_threshold=s["object_mask_threshold"],
             overlap_threshold=s["overlap_threshold"], model_overrides=s.get("model_overrides", {}),
-            time_limit_s=max(10.0, minutes * 60 - t_data - REPORT_RESERVE_S),
+            time_limit_s=max(10.0, minutes * 60 - t_data - REPORT_RESERVE_S) if minutes else None,
         )
         run = stage / "run"
-        say(f"2/4 training the tiny M-ODISE (random frozen encoders) for {cfg.max_steps} steps "
-            f"(at most {cfg.time_limit_s / 60:.1f} min)")
+        limit = f" (at most {cfg.time_limit_s / 60:.1f} min)" if cfg.time_limit_s else ""
+        say(f"2/4 training the tiny M-ODISE (random frozen encoders) for {cfg.max_steps} steps{limit}")
         metrics = train(cfg, run, progress=progress, callbacks=[_on_train_end(lambda: say("3/4 evaluating on the held-out phantoms"))])
         if metrics.get("train", {}).get("stopped_by_time_limit"):
             say(f"training stopped early at step {metrics['train']['global_step']} of {cfg.max_steps}: "
@@ -166,7 +166,7 @@ def _overlays(stage: Path, run: Path, n: int = 4) -> list[str]:
     return names
 
 
-def write_report(stage: Path, run: Path, metrics: dict[str, Any], *, minutes: float, seconds: float, progress: bool = True) -> None:
+def write_report(stage: Path, run: Path, metrics: dict[str, Any], *, minutes: float | None, seconds: float, progress: bool = True) -> None:
     (stage / "figures").mkdir(exist_ok=True)
     from modise.viz.figures import threshold_sweep_figure
 
@@ -198,7 +198,7 @@ def write_report(stage: Path, run: Path, metrics: dict[str, Any], *, minutes: fl
 flow working offline; the numbers say nothing about performance on real mammograms.
 
 - Data: {_n_images(stage)} synthetic phantoms (two lesion classes), fold 0 held out for evaluation.
-- Training: {steps} of {max_steps} steps in {train_s:.0f} s{early} ({seconds:.0f} s end to end, limit {minutes:g} min).
+- Training: {steps} of {max_steps} steps in {train_s:.0f} s{early} ({seconds:.0f} s end to end{f", limit {minutes:g} min" if minutes else ""}).
 
 ## Held-out metrics
 
@@ -248,47 +248,14 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else f"{float(v):.1f}"
 
 
-def _to_html(md: str) -> str:
-    """A small Markdown subset (headings, tables, images, lists, code, bold) to HTML; no dependency."""
-    import re
+REPORT_CSS = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}" \
+    "td,th{border:1px solid #999;padding:4px 8px}img{max-width:100%}pre{background:#f4f4f4;padding:8px}"
 
-    out, in_code, in_table, in_list = [], False, False, False
-    for line in md.splitlines():
-        if line.startswith("```"):
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(html.escape(line))
-            continue
-        if in_table and not line.startswith("|"):
-            out.append("</table>")
-            in_table = False
-        if in_list and not line.startswith("- "):
-            out.append("</ul>")
-            in_list = False
-        esc = html.escape(line)
-        esc = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc)
-        esc = re.sub(r"`(.+?)`", r"<code>\1</code>", esc)
-        if line.startswith("|"):
-            cells = [c.strip() for c in esc.strip("|").split("|")]
-            if all(set(c) <= set("-") for c in cells):
-                continue
-            if not in_table:
-                out.append('<table border="1" cellpadding="4">')
-                in_table = True
-            out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-        elif m := re.match(r"!\[(.*?)\]\((.*?)\)", line):
-            out.append(f'<p><img src="{html.escape(m.group(2))}" alt="{html.escape(m.group(1))}" style="max-width:100%"></p>')
-        elif m := re.match(r"(#+) (.*)", esc):
-            out.append(f"<h{len(m.group(1))}>{m.group(2)}</h{len(m.group(1))}>")
-        elif line.startswith("- "):
-            if not in_list:
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{esc[2:]}</li>")
-        elif line.strip():
-            out.append(f"<p>{esc}</p>")
-    if in_table:
-        out.append("</table>")
-    return "<!doctype html><html><head><meta charset='utf-8'><title>modise demo</title></head><body>" + "\n".join(out) + "</body></html>"
+
+def _to_html(md: str) -> str:
+    """``report.md`` as a standalone HTML page (CommonMark + tables, markdown-it-py)."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark").enable("table").render(md)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>modise demo</title><style>{REPORT_CSS}</style>"
+            f"</head><body>{body}</body></html>")

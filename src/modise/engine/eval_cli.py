@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     def evaluate(
         gt: Path = typer.Option(..., "--gt", "--root", help="Ground-truth dataset (canonical panoptic layout)."),
         pred: Path = typer.Option(..., "--pred", "--input", help="Predictions (panoptic layout, segments with 'score')."),
-        out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, metrics.md, threshold_sweep.png, overlays/."),
+        out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, metrics.md, threshold_sweep.png (and overlays/ with --overlays)."),
         thresholds: Optional[str] = typer.Option(None, "--thresholds", help="IoU thresholds: start:stop:step or a comma list (default 0.05:0.9:0.05)."),
         overlays: int = typer.Option(0, "--overlays", help="Write N image | GT | prediction PNGs."),
         images: Optional[Path] = typer.Option(None, "--images", help="Image folder for overlays (default GT/images)."),

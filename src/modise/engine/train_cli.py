@@ -194,8 +194,9 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("modise-demo"), "--out", help="Demo folder (data/, run/, report.md/.html)."),
         steps: int = typer.Option(DEMO_STEPS, "--steps", min=1, help="Training steps (fixed, so a seed gives the same numbers anywhere)."),
-        minutes: float = typer.Option(10.0, "--minutes", parser=positive_float,
-                                      help="Upper bound for the whole demo; training stops early (and says so) if it would run past it."),
+        minutes: Optional[float] = typer.Option(
+            None, "--minutes", parser=positive_float,
+            help="Upper bound for the whole demo; training stops early (and says so) if it would run past it [no limit]."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of phantoms, weights and training."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
         as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON."),
@@ -218,5 +219,6 @@ def _exit_on_failed_inputs(summary: dict) -> None:
     if not errors:
         return
     for e in errors:
-        print(f"error: {e.get('input')}: {e.get('error')}", file=sys.stderr)
+        where, what = str(e.get("input")), str(e.get("error"))
+        print(f"error: {what if where in what else f'{where}: {what}'}", file=sys.stderr)  # the file named once
     raise typer.Exit(3)

@@ -25,7 +25,11 @@ def register(app: typer.Typer) -> None:
         from modise.model import build_model
         from modise.model.benchmark import inspect_model
 
-        report = inspect_model(build_model(preset, size_value(size), random_weights=random_weights))
+        from modise.pipeline import inference_settings
+
+        model = build_model(preset, size_value(size), random_weights=random_weights)
+        report = inspect_model(model)
+        report["inference"].update(inference_settings(model.config))  # the sizes used, not "None: the default"
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -78,14 +82,8 @@ def _print_benchmark(r: dict) -> None:
               f"{r['batch_size']}, {r['precision']} on {r['device_name']} ({r['threads']} CPU threads); "
               f"{r['repeats']} timed runs, {'stable' if r['stable'] else 'NOT stable (spread > 10%)'}")
     t = Table("stage", "s / image", "share", "min .. max")
-    total = r["seconds_per_image"]
-    for name, v in r["stages"].items():
-        if name == "total":
-            continue
-        t.add_row(name, f"{v['seconds_per_image']:.4f}", f"{v['seconds_per_image'] / max(total, 1e-12):.0%}",
-                  f"{v['min']:.4f} .. {v['max']:.4f}")
-    s = r["stages"]["total"]
-    t.add_row("[bold]total", f"{total:.4f}", "100%", f"{s['min']:.4f} .. {s['max']:.4f}")
+    for name, seconds, share, spread in benchmark_rows(r):
+        t.add_row(name, seconds, share, spread)
     con.print(t)
     con.print(f"ratio to the frozen forward (VAE encode + UNet, {r['diffusion_seconds_per_image']:.4f} s): "
               f"{r['overhead_ratio']:.2f}x")
@@ -95,6 +93,27 @@ def _print_benchmark(r: dict) -> None:
     if r["peak_cuda_mb"] is not None:
         mem += f", peak CUDA {r['peak_cuda_mb']:.0f} MB"
     con.print(mem)
+
+
+AFTER_FORWARD = ("postprocess", "backward_and_step")
+
+
+def benchmark_rows(r: dict) -> list[tuple[str, str, str, str]]:
+    """Table rows (stage, s / image, share, min .. max): the forward as a subtotal (share in brackets)
+    with its parts indented below it, then what follows it, then the total; the unbracketed shares
+    add up to 100 %."""
+    stages, total = r["stages"], r["seconds_per_image"]
+
+    def row(name: str, label: str, subtotal: bool = False) -> tuple[str, str, str, str]:
+        v = stages[name]
+        share = f"{v['seconds_per_image'] / max(total, 1e-12):.0%}"
+        return label, f"{v['seconds_per_image']:.4f}", f"({share})" if subtotal else share, f"{v['min']:.4f} .. {v['max']:.4f}"
+
+    parts = [k for k in stages if k not in ("total", "forward", *AFTER_FORWARD)]
+    rows = [row("forward", "forward, of which:", subtotal=True)] if "forward" in stages else []
+    rows += [row(k, f"  {k}") for k in sorted(parts, key=lambda k: k == "other")]  # "other": the forward's rest
+    rows += [row(k, k) for k in AFTER_FORWARD if k in stages]
+    return [*rows, row("total", "total")]
 
 
 def _stderr():
@@ -131,4 +150,5 @@ def _print_inspect(r: dict) -> None:
     for t in r["clip_towers"]:
         con.print(f"{t['part']}: {t['model_id']} ({t['kind']}), MLP activation {t['activation']}")
     con.print("inference: " + ", ".join(f"{k} {v}" for k, v in r["inference"].items()))
-    con.print("optimiser groups: " + ", ".join(f"{k} {v}" for k, v in r["optimizer"].items()))
+    groups = ", ".join(f"{k} {'(the run weight decay)' if v is None else v}" for k, v in r["optimizer"].items())
+    con.print("optimiser groups: " + groups)

@@ -79,11 +79,10 @@ def sample_box(
     fits (so large boxes are not rejected more often than small ones). A size that fits
     nowhere is shrunk until it does.
     """
-    from scipy import ndimage
+    from modise.synthesis.breast_mask import inner_breast
 
     breast = np.asarray(breast, bool)
-    skin = max(1, int(round(margin * max(breast.shape))))
-    inner = ndimage.binary_erosion(breast, iterations=skin) if breast.any() else breast
+    inner = inner_breast(breast, margin)
     if inner.sum() < 16:
         raise ModiseError("The breast region is too small (or not found) to place a lesion box.")
     area = int(breast.sum())

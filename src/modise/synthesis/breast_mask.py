@@ -38,3 +38,14 @@ def breast_mask(image, sigma: float = 2.0) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return ndimage.binary_fill_holes(labels == int(sizes.argmax()))
+
+
+def inner_breast(breast: np.ndarray, margin: float) -> np.ndarray:
+    """``breast`` (H, W bool) shrunk by ``margin`` x its longest side (at least 1 px) from its edge and
+    from the image border, so that a lesion box drawn inside it keeps clear of the skin line and
+    never sits on the image's edge."""
+    from scipy import ndimage
+
+    breast = np.asarray(breast, bool)
+    px = max(1, int(round(margin * max(breast.shape))))
+    return ndimage.binary_erosion(breast, iterations=px) if breast.any() else breast

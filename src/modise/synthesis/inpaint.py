@@ -33,8 +33,10 @@ from modise.synthesis.boxes import (
     sample_box,
     sample_mame_box,
 )
-from modise.synthesis.breast_mask import as_grey_float, breast_mask
+from modise.synthesis.breast_mask import as_grey_float, breast_mask, inner_breast
 from modise.synthesis.prompts import INPAINT_PROMPT
+
+BOX_MARGIN = 0.03  # of the frame side: an automatic box keeps this far inside the breast (15 px of 512)
 
 
 def to_uint8(image: Any) -> np.ndarray:
@@ -184,7 +186,9 @@ def _inpaint_whole(grey: np.ndarray, mask: np.ndarray | None, stats: Any, latera
     frame = Frame(H, W, side, flip=lat == "R" if lat in ("L", "R") else faces_right(grey))
     win = frame.to_frame(grey)
     if mask is None:
-        box = sample_mame_box(breast_mask(win), np.random.default_rng(run["seed"]), stats.scaled(side))
+        # MAM-E's draw, inside the breast less a margin: its boxes may otherwise touch the skin line or the image edge
+        inner = inner_breast(breast_mask(win), BOX_MARGIN)
+        box = sample_mame_box(inner, np.random.default_rng(run["seed"]), stats.scaled(side))
         win_mask = box_mask((side, side), box)
         rows, cols = frame.region_of(win_mask, margin=1)
         mask = np.zeros((H, W), bool)

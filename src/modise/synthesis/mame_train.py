@@ -328,6 +328,7 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     ``train_summary.json`` and the pipeline itself. ``overwrite`` starts a non-empty ``out``
     again. ``say`` (a ``str -> None``) hears what happens before the first step.
     """
+    from modise.engine.training.progress import quiet_lightning
     from modise.engine.training.train import CKPT_DIR, CONFIG_YAML, LAST_CKPT, prepare_run_dir, write_yaml
 
     out = Path(out)
@@ -343,7 +344,8 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     cfg = cfg.resolved()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module, dataset = _build(cfg, ckpt if resume else None, say)
-    trainer = _trainer(cfg, module, dataset, out, progress, say)
+    with quiet_lightning():  # Lightning's GPU/TPU lines and tips
+        trainer = _trainer(cfg, module, dataset, out, progress, say)
     effective = cfg.batch_size * cfg.grad_accum * trainer.world_size
     if trainer.is_global_zero:
         write_yaml(out / CONFIG_YAML, cfg.run_config(
@@ -355,9 +357,10 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                         drop_last=len(dataset) > cfg.batch_size)  # MAM-E drops the last partial batch (config l.52)
     earlier = _csv_rows(out / LOGS_DIR / "metrics.csv") if resume else []
-    with warnings.catch_warnings():  # CSVLogger warns it restarts logs/metrics.csv; _prepend_csv_rows keeps the rows
+    with warnings.catch_warnings(), quiet_lightning():
+        # CSVLogger warns it restarts logs/metrics.csv; _prepend_csv_rows keeps the rows
         warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-        trainer.fit(module, loader, ckpt_path=str(ckpt) if resume else None)
+        _fit(trainer, module, loader, ckpt if resume else None, out)
     trainer.save_checkpoint(ckpt)
     fixed = next(cb for cb in trainer.callbacks if isinstance(cb, FixedLoss))
     summary = {"global_step": int(trainer.global_step), "loss_before": fixed.before, "images": len(dataset),
@@ -402,6 +405,26 @@ def _check_resume(cfg: MameTrainConfig, out: Path) -> None:
     check_same_settings(out, before, now, {"train_text_encoder": "--lora-text-encoder/--freeze-text-encoder"})
 
 
+def _fit(trainer: L.Trainer, module: MameModule, loader: DataLoader, resume_from: Path | None, out: Path) -> None:
+    """``trainer.fit``; on Ctrl-C save the step reached and raise :class:`TrainingInterrupted` saying how to resume."""
+    from modise.engine.training.interrupt import SaveOnException, interrupted
+    from modise.errors import TrainingInterrupted
+
+    guard = next(cb for cb in trainer.callbacks if isinstance(cb, SaveOnException))
+    try:
+        trainer.fit(module, loader, ckpt_path=str(resume_from) if resume_from else None)
+    except (KeyboardInterrupt, SystemExit) as e:
+        if not interrupted(e, guard):
+            raise
+        last = guard.saved or (resume_from if resume_from and resume_from.is_file() else None)
+        if last is None:
+            raise TrainingInterrupted(f"Training interrupted before the first step; start it again with --overwrite "
+                                      f"(--out {out}).") from None
+        raise TrainingInterrupted(f"Training interrupted (checkpoint at step {trainer.global_step} saved to {last}); "
+                                  f"continue it with the same `modise mame train` command plus --resume "
+                                  f"(--out {out}).") from None
+
+
 def _build(cfg: MameTrainConfig, resume_from: Path | None, say: Callable[[str], None]):
     """The base pipeline (on the CPU; Lightning moves it), the module and the dataset of a resolved ``cfg``."""
     from modise.model.sd_parts import build_scheduler
@@ -422,11 +445,13 @@ def _build(cfg: MameTrainConfig, resume_from: Path | None, say: Callable[[str], 
 def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolder, out: Path, progress: bool,
              say: Callable[[str], None]) -> L.Trainer:
     """Lightning trainer with ``modise train``'s run layout, precision rule and flag meanings."""
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from modise.engine.training.interrupt import SaveOnException
     from modise.engine.training.precision import resolve_precision
-    from modise.engine.training.train import CKPT_DIR
+    from modise.engine.training.progress import StepProgressBar
+    from modise.engine.training.train import CKPT_DIR, LAST_CKPT
 
     val_image = val_mask = None
     if cfg.inpainting:
@@ -438,13 +463,14 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
                             val_mask, val_image)
     checkpoint = ModelCheckpoint(dirpath=out / CKPT_DIR, save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.checkpoint_every)
-    bar = [RichProgressBar(console_kwargs={"stderr": True})] if progress else []
+    bar = [StepProgressBar("mame train")] if progress else []  # steps, not "Epoch 1/-2"; plain lines in a log
     # version="": one logs/ folder across resumes (TensorBoard first: the validation strip goes to it)
     loggers = [TensorBoardLogger(out, name=LOGS_DIR, version=""), CSVLogger(out, name=LOGS_DIR, version="")]
     return L.Trainer(
         max_steps=cfg.max_steps, accumulate_grad_batches=cfg.grad_accum, gradient_clip_val=cfg.grad_clip or None,
         precision=resolve_precision(cfg.precision), devices=cfg.devices, num_nodes=cfg.num_nodes,
-        callbacks=[FixedLoss(dataset, cfg.seed, say), strip, checkpoint] + bar, logger=loggers,
+        callbacks=[FixedLoss(dataset, cfg.seed, say), strip, checkpoint, SaveOnException(out / CKPT_DIR / LAST_CKPT)] + bar,
+        logger=loggers,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1, default_root_dir=out,
     )
 

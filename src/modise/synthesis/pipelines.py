@@ -59,6 +59,13 @@ def build_random_pipeline(size: str = "tiny", inpainting: bool = False, seed: in
 
 
 def _from_pretrained(cls, model: str, dtype):
+    from modise.progress import no_loading_bars
+
+    with no_loading_bars():
+        return _load_pretrained(cls, model, dtype)
+
+
+def _load_pretrained(cls, model: str, dtype):
     kwargs = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False, dtype=dtype)
     path = Path(model).expanduser()
     if path.is_dir():

@@ -1,4 +1,4 @@
-"""A rich progress bar on stderr that diffusers pipelines advance once per denoising step."""
+"""Progress on stderr (:mod:`modise.progress`) that diffusers pipelines advance once per denoising step."""
 
 from __future__ import annotations
 
@@ -9,24 +9,16 @@ from typing import Any
 
 @contextlib.contextmanager
 def step_progress(total: int, description: str, enabled: bool = True) -> Iterator[Callable[..., Any]]:
-    """Yield a ``callback_on_step_end`` for pipelines; the bar counts denoising steps."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    """Yield a ``callback_on_step_end`` for pipelines; the progress counts denoising steps."""
+    from modise.progress import Progress
 
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
-    with progress:
-        task = progress.add_task(description, total=total)
+    if not enabled:
+        yield lambda pipe, step, timestep, kwargs: kwargs
+        return
+    with Progress(description, total, "denoising step") as bar:
 
         def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            progress.advance(task)
+            bar.advance()
             return kwargs
 
         yield on_step_end

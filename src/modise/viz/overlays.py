@@ -2,7 +2,7 @@
 composed into titled panels with a class legend.
 
 - panoptic: every segment filled in its class colour (semi-transparent) with its outline;
-- instance: each instance outlined in its own colour, labelled "class score";
+- instance: each instance outlined in its class colour (as in the panoptic view), labelled "class score";
 - heatmap: the per-pixel lesion probability (max over lesion classes) as a colour map.
 
 :func:`figure2` (``modise predict``, the demo) and :func:`comparison` (``modise evaluate``:
@@ -18,9 +18,17 @@ from PIL import Image, ImageDraw
 
 from modise.data.panoptic import Category
 
-from .palette import class_colour
+from .palette import UNKNOWN_COLOUR, class_colour
 
 PANEL_GAP, TITLE_H, LEGEND_H = 4, 16, 16
+LABEL_GAP = 6  # px between a label's class name and its score (the default font's space is ~2 px)
+
+
+def draw_label(draw: ImageDraw.ImageDraw, xy: tuple[int, int], name: str, score: float | None, colour) -> None:
+    """Write ``name`` and, ``LABEL_GAP`` px after it, ``score`` (two decimals) at ``xy`` in ``colour``."""
+    draw.text(xy, name, fill=colour)
+    if score is not None:
+        draw.text((xy[0] + round(draw.textlength(name)) + LABEL_GAP, xy[1]), f"{float(score):.2f}", fill=colour)
 
 
 def grey_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -50,30 +58,28 @@ def panoptic_view(pixels: np.ndarray, ids: np.ndarray, segments: Sequence[dict],
 
 def instance_view(pixels: np.ndarray, masks: np.ndarray, labels: Sequence[int], scores: Sequence[float],
                   categories: Sequence[Category], min_score: float = 0.3) -> np.ndarray:
-    """[H, W] grey + instance masks [N, H, W] -> RGB uint8, each outlined and labelled 'class score'.
+    """[H, W] grey + instance masks [N, H, W] -> RGB uint8, each outlined in its class colour and
+    labelled 'class score'.
 
     Instances scored below ``min_score`` are left out: top-k instance inference returns many
     weak candidates, and drawing them all hides the image.
     """
-    import matplotlib
-
     rgb = grey_rgb(pixels)
     width = max(1, round(max(pixels.shape) / 250))
-    cmap = matplotlib.colormaps["tab10"]
     texts = []
-    for i, (m, lab, sc) in enumerate(zip(masks, labels, scores)):
+    for m, lab, sc in zip(masks, labels, scores):
         m = np.asarray(m, bool)
         if not m.any() or float(sc) < min_score:
             continue
-        colour = tuple(int(255 * c) for c in cmap(i % 10)[:3])
+        known = 0 <= int(lab) < len(categories)  # labels index the category list
+        colour = class_colour(categories, categories[int(lab)].id) if known else UNKNOWN_COLOUR
         rgb[outline(m, width)] = colour
         ys, xs = np.nonzero(m)
-        name = categories[int(lab)].name if 0 <= int(lab) < len(categories) else str(lab)
-        texts.append(((int(xs.min()), max(0, int(ys.min()) - 12)), f"{name} {float(sc):.2f}", colour))
+        texts.append(((int(xs.min()), max(0, int(ys.min()) - 12)), categories[int(lab)].name if known else str(lab), sc, colour))
     im = Image.fromarray(rgb)
     draw = ImageDraw.Draw(im)
-    for xy, text, colour in texts:
-        draw.text(xy, text, fill=colour)
+    for xy, name, score, colour in texts:
+        draw_label(draw, xy, name, score, colour)
     return np.asarray(im)
 
 
@@ -95,8 +101,8 @@ def label_segments(view: np.ndarray, ids: np.ndarray, segments: Sequence[dict], 
         ys, xs = np.nonzero(ids == s["id"])
         if not len(xs):
             continue
-        text = names.get(int(s["category_id"]), str(s["category_id"])) + (f" {float(s['score']):.2f}" if "score" in s else "")
-        draw.text((int(xs.min()), max(0, int(ys.min()) - 12)), text, fill=class_colour(categories, s["category_id"]))
+        draw_label(draw, (int(xs.min()), max(0, int(ys.min()) - 12)), names.get(int(s["category_id"]), str(s["category_id"])),
+                   s.get("score"), class_colour(categories, s["category_id"]))
     return np.asarray(im)
 
 
@@ -112,7 +118,7 @@ def compose(panels: Sequence[tuple[str, np.ndarray]], categories: Sequence[Categ
     x = 2
     for c in categories:
         draw.text((x, ph + TITLE_H + 2), c.name, fill=class_colour(categories, c.id))
-        x += 7 * len(c.name) + 16
+        x += round(draw.textlength(c.name)) + 16
     return canvas
 
 

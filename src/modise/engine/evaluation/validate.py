@@ -26,7 +26,7 @@ def evaluate_dataset(pipeline: Any, root: str | Path, image_ids: Sequence[int], 
     ds = PanopticDataset(root, image_ids=list(image_ids))
     cats = pipeline.categories
     evaluator = PanopticEvaluator(cats)
-    for start in track(range(0, len(ds), batch_size), "validating", enabled=progress):
+    for start in track(range(0, len(ds), batch_size), "validating", enabled=progress, unit="batch"):
         samples = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
         results = pipeline([s["image"][0].numpy() for s in samples])
         for s, r in zip(samples, results):

@@ -4,13 +4,12 @@ Layout of ``O``: ``panoptic.json`` + ``panoptic/*.png`` (what ``modise evaluate 
 reads), ``instances.json`` (the model's top-100 instances per image as a COCO results list:
 ``image_id``, ``category_id``, ``score``, RLE ``segmentation``; masks may overlap; what
 ``evaluate`` computes AP on, as detectron2 does for Mask2Former), ``heatmaps/<name>_<class>.png`` (per-class probability x255), ``overlays/<name>.png``
-(Fig. 2 views) and, with ``dicom_seg``, ``dicom_seg/<name>.dcm`` per DICOM input.
+(Fig. 2 views) and, with ``dicom_seg``, ``dicom_seg/<name>_seg.dcm`` per DICOM input.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -111,7 +110,7 @@ def predict_files(
                 segs = ann["segments_info"]
                 by_class = np.stack([np.isin(res.ids, [s["id"] for s in segs if s["category_id"] == c.id]) for c in cats])
                 try:
-                    write_dicom_seg(stage / "dicom_seg" / f"{name}.dcm", im.dataset, by_class, cats)
+                    write_dicom_seg(stage / "dicom_seg" / f"{name}_seg.dcm", im.dataset, by_class, cats)
                 except Exception as e:  # highdicom rejects some sources (e.g. missing UIDs)
                     errors.append({"input": str(path), "error": f"DICOM SEG not written: {type(e).__name__}: {e}"})
 
@@ -134,8 +133,7 @@ def predict_files(
                 try:
                     im = read_image(path)
                 except ModiseError as e:
-                    errors.append({"input": str(path), "error": str(e)})
-                    print(f"warning: skipped {e}", file=sys.stderr)
+                    errors.append({"input": str(path), "error": str(e)})  # named once, at the end (exit 3)
                     continue
                 image_id = known_ids.get(path)
                 if image_id is None:

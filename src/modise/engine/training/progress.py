@@ -1,5 +1,5 @@
-"""Console output of training: one step-based progress bar (Lightning's public ``ProgressBar`` base
-drawn with ``rich.progress``) and quiet Lightning internals."""
+"""Console output of training: one step-based progress (Lightning's public ``ProgressBar`` base
+drawn by :mod:`modise.progress`) and quiet Lightning internals."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from lightning.pytorch.callbacks import ProgressBar
 
 
 class StepProgressBar(ProgressBar):
-    """A rich bar over optimiser steps (not epochs) with loss and ETA, on stderr.
+    """Progress over optimiser steps (not epochs) with loss, on stderr (:class:`modise.progress.Progress`:
+    a rich bar in a terminal, plain lines in a log file).
 
     Step-based runs repeat a small dataset for many short epochs; Lightning's bar would
     restart every epoch and read "Epoch 7/-2". This one counts ``global_step`` against
@@ -24,8 +25,7 @@ class StepProgressBar(ProgressBar):
         super().__init__()
         self.description = description
         self.enabled = True
-        self.progress: Any = None  # rich.progress.Progress while training
-        self.task: Any = None
+        self.progress: Any = None  # modise.progress.Progress while training
 
     def disable(self) -> None:  # Lightning calls this on ranks other than 0
         self.enabled = False
@@ -45,22 +45,16 @@ class StepProgressBar(ProgressBar):
     def on_train_start(self, trainer, pl_module) -> None:
         if not self.enabled:
             return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from modise.progress import Progress
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
-                                 console=Console(stderr=True))  # stdout is for results
-        self.progress.start()
-        self.task = self.progress.add_task(self.description, total=self.total_steps(trainer),
-                                           completed=trainer.global_step, metrics="")
+        self.progress = Progress(self.description, self.total_steps(trainer), "step", completed=trainer.global_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.progress is None:
             return
         metrics = self.get_metrics(trainer, pl_module)
         text = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-        self.progress.update(self.task, completed=trainer.global_step, total=self.total_steps(trainer), metrics=text)
+        self.progress.update(trainer.global_step, self.total_steps(trainer), text)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.close()  # close the bar before the held-out evaluation prints
@@ -70,7 +64,7 @@ class StepProgressBar(ProgressBar):
 
     def close(self) -> None:
         if self.progress is not None:
-            self.progress.stop()
+            self.progress.close()
             self.progress = None
 
     def get_metrics(self, trainer, pl_module) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -146,7 +145,7 @@ def require_complete_run(path: str | Path) -> None:
         where = f"still training, or killed, at step {st.get('global_step', '?')} of {st.get('max_steps', '?')}"
     raise ModiseError(
         f"'{run}' is an unfinished training run ({where}); finish it with the same `modise train` command "
-        f"plus --resume (--out {run}), then predict."
+        f"plus --resume (--out {run}) before using it."
     )
 
 
@@ -227,40 +226,21 @@ def _AppendingCSVLogger(*args: Any, **kwargs: Any):
     return Logger(*args, **kwargs)
 
 
-def _checkpoint_on_exception(max_steps: int):
-    """A callback that saves ``last.ckpt`` when fit stops on Ctrl-C or an error (so --resume works)
-    and keeps ``run.json``'s step at the last checkpoint."""
-    from lightning.pytorch.callbacks import Callback
-
+def _checkpoint_on_exception(out: Path, max_steps: int):
+    """:class:`SaveOnException` into ``RUN/checkpoints/last.ckpt`` that also keeps ``run.json``'s step at the
+    last checkpoint (nothing is saved after a non-finite loss)."""
+    from .interrupt import SaveOnException
     from .lightning_module import NonFiniteLoss
 
-    class CheckpointOnException(Callback):
-        def __init__(self) -> None:
-            self.exception: BaseException | None = None
-            self.saved: Path | None = None
+    class CheckpointOnException(SaveOnException):
+        not_worth_saving = (NonFiniteLoss,)
 
         def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
             if trainer.is_global_zero:
                 write_run_status(Path(trainer.default_root_dir), "running", global_step=trainer.global_step,
                                  max_steps=max_steps)
 
-        def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-            self.exception = exception
-            for logger in trainer.loggers:  # keep the curve up to here (CSV rows are buffered)
-                try:
-                    logger.save()
-                except Exception:  # noqa: BLE001
-                    pass
-            if trainer.global_step == 0 or isinstance(exception, NonFiniteLoss):
-                return  # nothing learnt yet (a fresh start is the same), or nothing worth resuming
-            path = Path(trainer.default_root_dir) / CKPT_DIR / LAST_CKPT
-            try:
-                trainer.save_checkpoint(path, weights_only=False)
-                self.saved = path
-            except Exception as e:  # noqa: BLE001  the original error matters more
-                print(f"warning: could not save a checkpoint after the interruption: {e}", file=sys.stderr)
-
-    return CheckpointOnException()
+    return CheckpointOnException(out / CKPT_DIR / LAST_CKPT)
 
 
 def train(
@@ -293,7 +273,7 @@ def train(
 
 def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool,
            recipe: dict[str, Any]) -> dict[str, Any]:
-    state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception(cfg.max_steps)}
+    state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception(out, cfg.max_steps)}
     rank0 = is_global_zero()
     start = int((read_run_status(out) or {}).get("global_step", 0)) if ckpt_path else 0
     if rank0:
@@ -306,11 +286,10 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
     try:
         return _fit_and_evaluate(cfg, out, ckpt_path, [*(callbacks or []), state["guard"]], progress, state, recipe)
     except (KeyboardInterrupt, SystemExit) as e:
-        guard = state["guard"]
-        if isinstance(e, SystemExit) and not isinstance(guard.exception, KeyboardInterrupt):
+        from .interrupt import interrupted
+
+        if not interrupted(e, state["guard"]):
             raise
-        # Lightning ignores SIGINT after catching Ctrl-C and exits; give the user the key back
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         if rank0:
             write_run_status(out, "interrupted", global_step=step(), max_steps=cfg.max_steps)
         last = out / CKPT_DIR / LAST_CKPT
