@@ -148,9 +148,14 @@ def _write_preset_run(data: Path, run: Path, folds: list[list[int]]) -> None:
     from modise.engine.evaluation import evaluate_folders
 
     (run).mkdir(parents=True)
+    images = json.loads((data / "panoptic.json").read_text())["images"]
     for k in range(len(folds)):
         fold = run / f"fold{k}"
-        PanopticFolderWriter(fold / "pred", load_categories(data)).finish()
+        writer = PanopticFolderWriter(fold / "pred", load_categories(data))
+        for im in images:
+            if im["id"] in folds[k]:
+                writer.add(im, np.zeros((im["height"], im["width"]), np.int64), [])
+        writer.finish()
         evaluate_folders(data, fold / "pred", fold / "eval", fold=k, ap_source="panoptic", workers=1)
         (fold / "metrics.json").write_text((fold / "eval" / "metrics.json").read_text())
         (fold / "config.yaml").write_text("preset: m-odise\n")

@@ -120,7 +120,8 @@ def run_nnunet_baseline(
     fold with ``evaluate`` and write ``out/report``; returns the report (``write_report``'s result)."""
     from modise.baseline.nnunet_export import dataset_folder_name, export_nnunet
     from modise.engine.evaluation.report import write_report
-    from modise.engine.training.cv import check_folds, fold_done
+    from modise.engine.training.checks import check_folds
+    from modise.engine.training.cv import fold_done
 
     require_nnunet()
     if device not in ("auto", "cpu", "cuda"):

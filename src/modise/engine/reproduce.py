@@ -95,10 +95,10 @@ def reproduce(
     models = [p for p in presets if p != NNUNET]
     base = TrainConfig(preset=(models or TABLE1_ORDER)[0], size=size, data=str(data), random_weights=random_weights,
                        **{k: v for k, v in train_options.items() if v is not None})
-    for p in models or [base.preset]:  # a bad value (data, folds, options) fails now, before reproduce.json records it, not after hours of training
-        check_train_config(base.model_copy(update={"preset": p, "fold": None}), folds)
     if NNUNET in presets:
         require_nnunet()
+    for p in models or [base.preset]:  # a bad value (data, folds, options) fails now, before reproduce.json records it, not after hours of training
+        check_train_config(base.model_copy(update={"preset": p, "fold": None}), folds)
     out = Path(out)
     settings = {"data": str(Path(data).resolve()), "folds": folds,
                 **json.loads(base.model_dump_json(exclude={"preset", "fold", "data", *HARDWARE}))}

@@ -19,18 +19,24 @@ HARDWARE = {"accelerator", "devices", "num_nodes", "strategy", "precision", "num
 NOT_SETTINGS = {"time_limit_s"}
 
 
+def check_folds(data: str | Path, folds: int) -> list[list[int]]:
+    """Refuse a dataset that is not prepared or defines fewer than ``folds`` folds; return its folds."""
+    fold_lists = check_prepared_data(data)
+    if folds > len(fold_lists):
+        raise UsageError("--folds", f"{Path(data) / 'folds.json'} defines {len(fold_lists)} folds, fewer than {folds}.")
+    return fold_lists
+
+
 def check_train_config(cfg: Any, folds: int | None = None) -> int:
     """Refuse a :class:`~.train.TrainConfig` that could not train: a dataset that is not prepared, a fold it lacks, an unknown
     preset or override, an image size that is no multiple of 32, a batch larger than the training set,
     hardware this machine lacks. ``folds``: check folds 0..folds-1 (cv, reproduce) instead of ``cfg.fold``.
     Returns the resolved image size."""
-    fold_lists = check_prepared_data(cfg.data)
+    fold_lists = check_folds(cfg.data, folds or 0)
     path = Path(cfg.data) / "folds.json"
     if cfg.fold is not None and not 0 <= cfg.fold < len(fold_lists):
         raise UsageError("--fold", f"fold {cfg.fold} is not one of the folds 0..{len(fold_lists) - 1} of {path} "
                                    f"(-1: train on all).")
-    if folds is not None and folds > len(fold_lists):
-        raise UsageError("--folds", f"{path} defines {len(fold_lists)} folds, fewer than {folds}.")
     model_cfg = check_preset(cfg.preset, cfg.size, cfg.model_overrides)
     size = check_side(cfg.image_size or model_cfg.input_size, "--image-size", multiple=32)
     held = [cfg.fold] if folds is None else list(range(folds))
