@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from data_fixtures import make_cdd_cesm, make_vindr
 
-TIMING = ("seconds", "images_per_s")
+TIMING = ("seconds", "images_per_s", "out")  # and the folder name: w1 or w2
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -69,3 +69,20 @@ def test_bad_workers_is_a_usage_error(tmp_path, workers):
     r = CliRunner().invoke(app, ["prepare", "folder", "--images", str(tmp_path), "--masks", str(tmp_path), "--out",
                                  str(tmp_path / "o"), "--workers", workers])
     assert r.exit_code == 2 and "--workers" in r.output
+
+
+@pytest.mark.parametrize("inpainting", [False, True])
+def test_mame_prepare_workers_write_the_same_folder(tmp_path, inpainting):
+    from test_mame_prepare import _vindr
+    from typer.testing import CliRunner
+
+    from modise.cli import app
+
+    _vindr(tmp_path / "vindr")
+    for n in (1, 2):
+        r = CliRunner().invoke(app, ["mame", "prepare", "--root", str(tmp_path / "vindr"), "--out", str(tmp_path / f"w{n}"),
+                                     "--resolution", "64", "--workers", str(n), *(["--inpainting"] if inpainting else [])])
+        assert r.exit_code == 0, r.output
+    one, two = _files(tmp_path / "w1"), _files(tmp_path / "w2")
+    assert one == two and "metadata.jsonl" in one
+    assert inpainting or b"d.dicom" in one["prepare_report.json"]  # the unreadable DICOM is named, the rest written

@@ -198,11 +198,12 @@ def prepare_folder(
     vendor: str | None = None,
     side: int = 512,
     warn: Callable[[str], None] = print,
+    workers: int | None = 1,
 ) -> list[dict[str, Any]]:
     """Prepare every usable image listed in ``csv`` (default: ``root``'s finding_annotations.csv or
-    metadata.csv) into ``out``; returns the ``metadata.jsonl`` records (also written)."""
-    from PIL import Image
-
+    metadata.csv) into ``out``; returns the ``metadata.jsonl`` records (also written). ``workers``:
+    processes reading the images (None: all cores); the output is the same for any number."""
+    from modise.data.parallel import convert_items
     from modise.synthesis.metadata import write_metadata_jsonl
 
     csv = csv or next((root / n for n in ("finding_annotations.csv", "metadata.csv") if (root / n).is_file()), None)
@@ -217,42 +218,20 @@ def prepare_folder(
             warn(f"{csv} line {i}: no file name or image_id; skipped.")
             continue
         groups.setdefault(path, []).append((i, row))
-    records = []
-    for path, items in groups.items():
-        line, row = items[0]
-        has_findings = "finding_categories" in row
-        if inpainting:
-            # One (image, mask) pair per Mass finding, one filled box each (masks_generation_vindr.py:25-29,45-118).
-            jobs = []
-            for ln, r in items:
-                if has_findings and not _is_mass(r.get("finding_categories")):
-                    continue
-                try:
-                    jobs.append((ln, [tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))]))
-                except (KeyError, ValueError):
-                    warn(f"{csv} line {ln}: a Mass finding without a usable box; skipped.")
-            if not jobs:
-                continue
-        elif has_findings and not all(_is_healthy(r.get("finding_categories")) for _, r in items):
-            continue
-        else:
-            jobs = [(line, None)]
-        if not path.is_file():
-            warn(f"{csv} line {line}: {path} not found; skipped.")
-            continue
-        for ln, boxes in jobs:
-            try:
-                prep = prepare_image(path, row, vendor, boxes=boxes, side=side)
-            except ModiseError as e:
-                warn(f"{e} Skipped.")
-                break
-            if boxes is not None and (prep.mask is None or not prep.mask.any()):
-                warn(f"{csv} line {ln}: the box of {path.name} falls outside the {side}x{side} frame; skipped.")
-                continue
+    records: list[dict[str, Any]] = []
+
+    class _Records:  # what a group's worker recorded, applied here in CSV order (ids = positions)
+        def warn(self, msg: str) -> None:
+            warn(msg)
+
+        def add(self, path: Path, prep: Any) -> None:
             rec = _write(out, path, prep, inpainting, len(records))
             if prep.notes and not inpainting:
                 warn(f"{path}: {', '.join(prep.notes)}; shorter prompt '{rec['text']}'.")
             records.append(rec)
+
+    ctx = dict(csv=csv, inpainting=inpainting, vendor=vendor, side=side)
+    convert_items(_prepare_group, ctx, groups.items(), _Records(), workers)
     if not records:
         raise ModiseError(f"No usable images found through {csv}.")
     write_metadata_jsonl(out / "metadata.jsonl", records)
@@ -316,3 +295,41 @@ def _write(out: Path, src: Path, prep: Prepared, inpainting: bool, index: int) -
         Image.fromarray(prep.mask.astype(np.uint8) * 255).save(out / mname)
         rec["mask_file_name"] = mname
     return rec
+
+
+def _prepare_group(ctx: dict[str, Any], group: tuple[Path, list[tuple[int, dict[str, Any]]]], w: Any) -> None:
+    """One image's CSV rows -> ``w.add(path, prepared)`` per output image, ``w.warn`` per skipped row;
+    runs in a worker process (:func:`modise.data.parallel.convert_items`)."""
+    csv, inpainting, vendor, side = ctx["csv"], ctx["inpainting"], ctx["vendor"], ctx["side"]
+    path, items = group
+    line, row = items[0]
+    has_findings = "finding_categories" in row
+    if inpainting:
+        # One (image, mask) pair per Mass finding, one filled box each (masks_generation_vindr.py:25-29,45-118).
+        jobs = []
+        for ln, r in items:
+            if has_findings and not _is_mass(r.get("finding_categories")):
+                continue
+            try:
+                jobs.append((ln, [tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))]))
+            except (KeyError, ValueError):
+                w.warn(f"{csv} line {ln}: a Mass finding without a usable box; skipped.")
+        if not jobs:
+            return
+    elif has_findings and not all(_is_healthy(r.get("finding_categories")) for _, r in items):
+        return
+    else:
+        jobs = [(line, None)]
+    if not path.is_file():
+        w.warn(f"{csv} line {line}: {path} not found; skipped.")
+        return
+    for ln, boxes in jobs:
+        try:
+            prep = prepare_image(path, row, vendor, boxes=boxes, side=side)
+        except ModiseError as e:
+            w.warn(f"{e} Skipped.")
+            break
+        if boxes is not None and (prep.mask is None or not prep.mask.any()):
+            w.warn(f"{csv} line {ln}: the box of {path.name} falls outside the {side}x{side} frame; skipped.")
+            continue
+        w.add(path, prep)
