@@ -39,8 +39,8 @@ def _images(folder: Path, n: int, size: tuple[int, int], masks: Path | None = No
         Image.open(src).convert("L").resize(size[::-1], Image.BILINEAR).save(folder / f"P{i:05d}_L_DM_CC.png", compress_level=1)
         if masks is not None:
             masks.mkdir(parents=True, exist_ok=True)
-            m = Image.open(SAMPLES / "masks" / src.name).convert("L").resize(size[::-1], Image.NEAREST)
-            m.point(lambda v: 255 if v >= 128 else 0).save(masks / f"P{i:05d}_L_DM_CC.png")
+            m = np.asarray(Image.open(SAMPLES / "masks" / src.name).convert("L").resize(size[::-1], Image.NEAREST))
+            Image.fromarray(((m >= 128) * 255).astype(np.uint8)).save(masks / f"P{i:05d}_L_DM_CC.png")
 
 
 def _timed(cmd: list[str]) -> tuple[float, float]:

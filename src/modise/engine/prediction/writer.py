@@ -107,7 +107,7 @@ def predict_files(
     done_before = [n for _, n in todo if resume and record_path(Path(out), n).is_file()]
     skip = set(done_before)
     errors: list[dict[str, str]] = []
-    n_done = 0
+    n_done = n_failed = 0
     stage = Path(out)
     for sub in ("records", *(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []),
                 *(["dicom_seg"] if dicom_seg else [])):
@@ -136,6 +136,7 @@ def predict_files(
             except ModiseError as e:
                 errors.append({"input": str(path), "error": str(e)})
                 print(f"warning: skipped {e}", file=sys.stderr)
+                n_failed += 1
                 continue
             pending.append((path, name, im))
             n_done += 1
@@ -144,7 +145,7 @@ def predict_files(
         flush()
         while writes:  # re-raise a writer failure here, on the main thread
             _collect(writes.popleft(), errors)
-    counts = {"done": n_done, "skipped": len(done_before), "failed": sum(1 for e in errors if "DICOM SEG" not in e["error"])}
+    counts = {"done": n_done, "skipped": len(done_before), "failed": n_failed}  # failed: unreadable inputs
     if shard is not None:
         return {**counts, "errors": errors}
     info = {"description": "modise predictions", "checkpoint": str(checkpoint), **pipe.settings()}
