@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from data_fixtures import make_cdd_cesm, make_vindr
 
@@ -48,11 +49,15 @@ def test_cdd_cesm_workers_write_the_same_dataset(tmp_path):
 
 
 def test_folder_workers_write_the_same_dataset(tmp_path, sample_dir):
+    from PIL import Image
+
     from modise.data.folder import prepare_folder
 
     imgs, masks = tmp_path / "images", tmp_path / "masks"
     shutil.copytree(sample_dir / "images", imgs)
-    shutil.copytree(sample_dir / "masks", masks)
+    masks.mkdir()
+    for m in sorted((sample_dir / "masks").iterdir()):  # as binary PNGs (more than 64 distinct rows: still a mask)
+        Image.fromarray(((np.asarray(Image.open(m).convert("L")) >= 128) * 255).astype(np.uint8)).save(masks / f"{m.stem}.png")
     (imgs / "P999_L_DM_CC.png").write_bytes(b"broken")  # an unreadable image among good ones
     shutil.copy(next(masks.iterdir()), masks / "P999_L_DM_CC.png")
     report = _same_for_1_and_2_workers(tmp_path, lambda out, n: prepare_folder(imgs, masks, out, quiet=True, workers=n))

@@ -57,7 +57,7 @@ def _check_is_mask(path: Path, arr: np.ndarray) -> None:
             raise ModiseError(f"--masks: '{path}' looks like an image, not a mask ({mid:.0%} of its pixels are mid-grey); "
                               f"masks must be binary or instance-label images.")
         return
-    n = len(np.unique(arr.reshape(-1, arr.shape[-1]) if arr.ndim == 3 else arr, axis=0)) - 1
+    n = (len(np.unique(arr.reshape(-1, arr.shape[-1]), axis=0)) if arr.ndim == 3 else len(np.unique(arr))) - 1  # values, not rows
     if n > MAX_MASK_VALUES:
         raise ModiseError(f"--masks: '{path}' looks like an image, not a mask ({n} distinct values, at most "
                           f"{MAX_MASK_VALUES} instance ids expected); masks must be binary or instance-label images.")
