@@ -102,3 +102,8 @@ PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="auto: bf16
 Overrides = Annotated[Optional[list[str]], typer.Option(
     "--override", help="Model config KEY=VALUE, dotted keys for nested settings (e.g. inference.overlap_threshold=0.7); repeatable.")]
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of weights, augmentation and order.")]
+
+# ---------------------------------------------------------------- archive options (predict, prepare)
+Workers = Annotated[Optional[int], typer.Option(
+    "--workers", min=1, help="Processes that read or write images in parallel [all cores; predict: 1, a writer thread].")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out: images already written are skipped.")]

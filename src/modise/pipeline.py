@@ -41,7 +41,9 @@ class PanopticResult:
     ``ids`` [H, W] int64 segment ids (0 = background); ``segments_info`` [{id, category_id, score, area,
     isthing}]; ``instances``: ``masks`` [N, H, W] bool (may overlap), ``labels`` [N] indices into the
     categories, ``scores`` [N] (Mask2Former's top-k, what AP is computed on); ``sem_seg`` [K, H, W]
-    per-class probability; ``settings``: the inference settings that produced it.
+    per-class probability; ``settings``: the inference settings that produced it. A compact result
+    (``compact=True`` in the call, what ``modise predict`` writes) has ``sem_seg`` and the instance
+    ``masks`` at the inference resolution and the full-size instance masks as COCO RLE in ``instances["rles"]``.
     """
 
     ids: np.ndarray
@@ -56,7 +58,7 @@ class PanopticResult:
         from modise.data.panoptic import panoptic_record
 
         ids, segments = panoptic_record(result)
-        inst = {k: v.detach().cpu().numpy() for k, v in result["instances"].items()}
+        inst = {k: v if k == "rles" else v.detach().cpu().numpy() for k, v in result["instances"].items()}
         return cls(ids, segments, inst, result["sem_seg"].detach().float().cpu().numpy(), dict(settings))
 
     def __getitem__(self, key: str) -> Any:
@@ -67,7 +69,7 @@ class PanopticResult:
         if key == "sem_seg":
             return torch.from_numpy(self.sem_seg)
         if key == "instances":
-            return {k: torch.from_numpy(v) for k, v in self.instances.items()}
+            return {k: v if k == "rles" else torch.from_numpy(v) for k, v in self.instances.items()}
         raise KeyError(key)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -183,9 +185,10 @@ class ModisePipeline:
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def __call__(self, images: Sequence[np.ndarray], **overrides: Any) -> list[PanopticResult]:
+    def __call__(self, images: Sequence[np.ndarray], *, compact: bool = False, **overrides: Any) -> list[PanopticResult]:
         """images: grey float [H, W] arrays in [0, 1] (any sizes) -> one :class:`PanopticResult` each,
-        at its original size. ``overrides``: ``CALL_SETTINGS`` for this call only."""
+        at its original size. ``overrides``: ``CALL_SETTINGS`` for this call only; ``compact``: heatmaps and
+        drawn instance masks at the inference resolution, full-size instances as RLE (see :class:`PanopticResult`)."""
         s = self.settings(**overrides)
         # 1. resize: shortest edge to image_size, longest at most max_size (ODISE coco_panoptic_semseg.py:66)
         resized = [_resize(px, s["image_size"], s["max_size"]) for px in images]
@@ -202,7 +205,7 @@ class ModisePipeline:
             #       original size, then semantic / panoptic / instance inference (modise.model.inference)
             outs = self.model.inference(
                 x, image_sizes=[tuple(resized[i].shape[-2:]) for i in idx], output_sizes=[tuple(images[i].shape[:2]) for i in idx],
-                object_mask_threshold=s["object_mask_threshold"], overlap_threshold=s["overlap_threshold"],
+                object_mask_threshold=s["object_mask_threshold"], overlap_threshold=s["overlap_threshold"], compact=compact,
             )
             for i, out in zip(idx, outs):
                 results[i] = PanopticResult.from_model_result(out, s)

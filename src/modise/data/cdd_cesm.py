@@ -94,8 +94,11 @@ def prepare_cdd_cesm(
     k: int = 5,
     seed: int = 0,
     quiet: bool = False,
+    workers: int | None = 1,
 ) -> dict[str, Any]:
-    """Convert a CDD-CESM release folder; returns the prepare report."""
+    """Convert a CDD-CESM release folder; returns the prepare report. ``workers``: processes reading the
+    images (None: all cores); the output is the same for any number."""
+    from modise.data.parallel import convert_items
     from modise.data.writer import PanopticWriter, progress
     from modise.outputs import check_output_dir, output_dir
 
@@ -117,61 +120,11 @@ def prepare_cdd_cesm(
     seen: set[str] = set()
     with output_dir(out, overwrite, [root]) as stage:
         w = PanopticWriter(stage, CATEGORIES, source="cdd-cesm", strict=strict, quiet=quiet)
-        for path, mod in progress(files, "CDD-CESM", enabled=not quiet):
-            name = clean_name(path.name).upper()
-            seen.add(name)
-            rel = f"{path.parent.name}/{path.name}"
-            m = NAME_RE.match(name)
-            if m is None:
-                w.skip(rel, "name is not P{n}_{L|R}_{DM|CM}_{CC|MLO}")
-                continue
-            if name not in labels:
-                w.skip(rel, f"no row for '{name}' in {xlsx.name} (no image-level label)")
-                continue
-            pathology = labels[name]["pathology"]
-            if pathology == "Normal" and not include_normal:
-                excluded_normal.append(rel)
-                continue
-            if pathology not in cat_of and pathology != "Normal":
-                w.skip(rel, f"unknown pathology '{pathology}' in {xlsx.name}")
-                continue
-            try:
-                h, wd = check_raster(path)
-            except ModiseError as e:
-                w.skip(rel, str(e))
-                continue
-            scale = resize_plan(h, wd, max_size)
-            oh, ow = (round(h * scale), round(wd * scale)) if scale != 1.0 else (h, wd)
-            segments = []
-            if pathology != "Normal":
-                rows = regions.get(name, [])
-                for row, text in rows:
-                    try:
-                        mask = shape_to_mask(parse_shape(text), h, wd)
-                    except ShapeError as e:
-                        w.skip(csv.name, f"{name}: {e}", row=row)
-                        continue
-                    segments.append((resize_mask(mask, (oh, ow)) if scale != 1.0 else mask, cat_of[pathology]))
-                if not segments:
-                    why = "no usable region" if rows else "no region"
-                    w.skip(rel, f"{pathology} image with {why} in {csv.name}")
-                    continue
-            common = dict(
-                height=oh,
-                width=ow,
-                patient_id=labels[name]["patient_id"] or f"P{m.group(1)}",
-                laterality=m.group(2).upper(),
-                view=m.group(4).upper(),
-                modality=mod,
-                source_file=rel,
-                pathology=pathology,
-            )
-            if scale != 1.0:
-                from modise.data.imageio import read_image
-
-                w.add(name, segments, pixels=resize_pixels(read_image(path).pixels, scale), **common)
-            else:
-                w.add(name, segments, copy_from=path, **common)
+        ctx = dict(include_normal=include_normal, max_size=max_size, xlsx=xlsx.name, csv=csv.name, cat_of=cat_of)
+        items = ((path, mod, labels.get(clean_name(path.name).upper()), regions.get(clean_name(path.name).upper(), []))
+                 for path, mod in progress(files, "CDD-CESM", enabled=not quiet))
+        convert_items(_cdd_item, ctx, items, w, workers,
+                      on_note=lambda kind, v: seen.add(v) if kind == "seen" else excluded_normal.append(v))
         _skip_rows_without_files(w, labels, label_problems, regions, seen, mods, xlsx.name, csv.name)
         return w.finish(k=k, seed=seed, excluded_normal=len(excluded_normal), excluded_normal_files=excluded_normal,
                         modality=modality.lower())
@@ -199,3 +152,64 @@ def _skip_rows_without_files(w: Any, labels: dict[str, dict[str, Any]], label_pr
         if name not in seen and folder is not None:
             for row, _ in rows:
                 w.skip(csv, f"{name}: region of an image with no file in '{folder}'", row=row)
+
+
+def _cdd_item(ctx: dict[str, Any], item: tuple, w: Any) -> None:
+    """One image file with its workbook row and VIA regions: masks, ``w.add`` (or skip); runs in a worker
+    process (:func:`modise.data.parallel.convert_items`)."""
+    path, mod, label, regions = item
+    include_normal, max_size, cat_of = ctx["include_normal"], ctx["max_size"], ctx["cat_of"]
+    xlsx_name, csv_name = ctx["xlsx"], ctx["csv"]  # the files the messages cite
+    name = clean_name(path.name).upper()
+    w.note("seen", name)
+    rel = f"{path.parent.name}/{path.name}"
+    m = NAME_RE.match(name)
+    if m is None:
+        w.skip(rel, "name is not P{n}_{L|R}_{DM|CM}_{CC|MLO}")
+        return
+    if label is None:
+        w.skip(rel, f"no row for '{name}' in {xlsx_name} (no image-level label)")
+        return
+    pathology = label["pathology"]
+    if pathology == "Normal" and not include_normal:
+        w.note("excluded", rel)
+        return
+    if pathology not in cat_of and pathology != "Normal":
+        w.skip(rel, f"unknown pathology '{pathology}' in {xlsx_name}")
+        return
+    try:
+        h, wd = check_raster(path)
+    except ModiseError as e:
+        w.skip(rel, str(e))
+        return
+    scale = resize_plan(h, wd, max_size)
+    oh, ow = (round(h * scale), round(wd * scale)) if scale != 1.0 else (h, wd)
+    segments = []
+    if pathology != "Normal":
+        for row, text in regions:
+            try:
+                mask = shape_to_mask(parse_shape(text), h, wd)
+            except ShapeError as e:
+                w.skip(csv_name, f"{name}: {e}", row=row)
+                continue
+            segments.append((resize_mask(mask, (oh, ow)) if scale != 1.0 else mask, cat_of[pathology]))
+        if not segments:
+            why = "no usable region" if regions else "no region"
+            w.skip(rel, f"{pathology} image with {why} in {csv_name}")
+            return
+    common = dict(
+        height=oh,
+        width=ow,
+        patient_id=label["patient_id"] or f"P{m.group(1)}",
+        laterality=m.group(2).upper(),
+        view=m.group(4).upper(),
+        modality=mod,
+        source_file=rel,
+        pathology=pathology,
+    )
+    if scale != 1.0:
+        from modise.data.imageio import read_image
+
+        w.add(name, segments, pixels=resize_pixels(read_image(path).pixels, scale), **common)
+    else:
+        w.add(name, segments, copy_from=path, **common)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from enum import Enum
 from typing import Annotated, Any, Optional
 
 import typer
+
+from modise.cli_options import Workers
 
 
 class Modality(str, Enum):
@@ -65,11 +66,13 @@ def cdd_cesm(
     overwrite: Overwrite = False,
     as_json: Json = False,
     quiet: Quiet = False,
+    workers: Workers = None,
 ) -> None:
     """CDD-CESM: one VIA region = one instance, class = the image's pathology (Benign/Malignant)."""
     from modise.data.cdd_cesm import prepare_cdd_cesm
 
-    report = prepare_cdd_cesm(root, out, Modality(modality).value, include_normal, max_size, strict, overwrite, folds, seed, quiet)
+    report = prepare_cdd_cesm(root, out, Modality(modality).value, include_normal, max_size, strict, overwrite, folds, seed, quiet,
+                              workers=workers)
     _done(report, out, as_json)
 
 
@@ -95,12 +98,13 @@ def vindr(
     pseudo_mask: Annotated[PseudoMaskRecipe, typer.Option(
         "--pseudo-mask", help="paper: blur, Otsu, concave hull as the M-ODISE paper | refined: modise's (centre "
         "prior, nearest component, holes filled; closer to radiologists, see README).")] = "paper",
+    workers: Workers = None,
 ) -> None:
     """VinDr-Mammo: DICOM -> 8-bit PNG, each box -> a pseudo-mask segment, class by finding_birads."""
     from modise.data.vindr import prepare_vindr
 
     report = prepare_vindr(root, out, _split(classes), sigma, include_normal, max_size, strict, overwrite, folds, seed,
-                           quiet, pseudo_mask=getattr(pseudo_mask, "value", pseudo_mask))
+                           quiet, pseudo_mask=getattr(pseudo_mask, "value", pseudo_mask), workers=workers)
     _done(report, out, as_json)
 
 
@@ -123,12 +127,13 @@ def folder(
         help="Regular expression whose first group (else whole match) in the file name is the patient id, for images "
              "without a DICOM PatientID (default: the first _-separated part holding a digit, e.g. P150 in "
              "flipped_P150_L_DM_CC).")] = None,
+    workers: Workers = None,
 ) -> None:
     """Your own data: images and masks matched by name; folds never split a patient."""
     from modise.data.folder import prepare_folder
 
     report = prepare_folder(images, masks, out, _split(classes), max_size, strict, overwrite, folds, seed, quiet, min_area,
-                            patient_regex=patient_regex)
+                            patient_regex=patient_regex, workers=workers)
     _done(report, out, as_json)
 
 

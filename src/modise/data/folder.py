@@ -113,13 +113,15 @@ def prepare_folder(
     quiet: bool = False,
     min_area: int = 16,
     patient_regex: str | None = None,
+    workers: int | None = 1,
 ) -> dict[str, Any]:
     """Convert image and mask folders; returns the prepare report.
 
     Instances smaller than ``min_area`` pixels (specks, stray annotation dots) are dropped.
-    The report's ``patient_ids`` says how patient ids were found (see :func:`patient_id`).
+    The report's ``patient_ids`` says how patient ids were found (see :func:`patient_id`). ``workers``:
+    processes reading the images (None: all cores); the output is the same for any number.
     """
-    from modise.data.imageio import read_image
+    from modise.data.parallel import convert_items
     from modise.data.writer import PanopticWriter, progress
     from modise.outputs import check_output_dir, output_dir
 
@@ -147,44 +149,54 @@ def prepare_folder(
     sources: dict[str, int] = {"dicom": 0, "regex": 0, "name": 0}
     with output_dir(out, overwrite, [images, masks]) as stage:
         w = PanopticWriter(stage, cats, source="folder", strict=strict, quiet=quiet)
-        for path in progress(files, "images", enabled=not quiet):
-            found = {cid: _find_mask(d, path.stem) for cid, d in class_dirs.items()}
-            if not any(found.values()):
-                w.skip(path.name, "no mask with the same name")
-                continue
-            try:
-                loaded = read_image(path)
-            except ModiseError as e:
-                w.skip(path.name, str(e).removeprefix(f"{path}: "))
-                continue
-            h, wd = loaded.pixels.shape
-            scale = resize_plan(h, wd, max_size)
-            oh, ow = (round(h * scale), round(wd * scale)) if scale != 1.0 else (h, wd)
-            segments, bad = [], False
-            for cid, mpath in found.items():
-                if mpath is None:
-                    continue
-                try:
-                    inst = mask_instances(mpath, min_area)
-                except OSError as e:
-                    w.skip(str(mpath.relative_to(masks)), f"unreadable mask ({e})")
-                    bad = True
-                    break
-                if inst and inst[0].shape != (h, wd):
-                    w.skip(str(mpath.relative_to(masks)), f"mask size {inst[0].shape[::-1]} differs from image {wd}x{h}")
-                    bad = True
-                    break
-                segments += [(resize_mask(m, (oh, ow)) if scale != 1.0 else m, cid) for m in inst]
-            if bad:
-                continue
-            pid, how = patient_id(path.stem, loaded.dataset, patient_regex)
-            sources[how] += 1
-            common = dict(height=oh, width=ow, patient_id=pid, laterality=loaded.meta.get("laterality", ""),
-                          view=loaded.meta.get("view", ""), modality="MG" if loaded.is_dicom else "", source_file=path.name)
-            if scale == 1.0 and not loaded.is_dicom and path.suffix.lower() in (".png", ".jpg", ".jpeg"):
-                w.add(path.stem, segments, copy_from=path, **common)
-            else:
-                w.add(path.stem, segments, pixels=resize_pixels(loaded.pixels, scale) if scale != 1.0 else loaded.uint8, **common)
+        ctx = dict(class_dirs=class_dirs, masks=masks, min_area=min_area, max_size=max_size, patient_regex=patient_regex)
+        convert_items(_folder_item, ctx, progress(files, "images", enabled=not quiet), w, workers,
+                      on_note=lambda _, how: sources.__setitem__(how, sources[how] + 1))
         rule = (f"DICOM PatientID, else the file name's match of --patient-regex '{patient_regex or DEFAULT_PATIENT_REGEX}'"
                 + ("" if patient_regex else " (default: the first _-separated part holding a digit)") + ", else the file name")
         return w.finish(k=k, seed=seed, classes=classes, patient_ids={"rule": rule, "images_by_source": sources})
+
+
+def _folder_item(ctx: dict[str, Any], path: Path, w: Any) -> None:
+    """One image and its mask(s): read, instances, ``w.add`` (or skip); runs in a worker process
+    (:func:`modise.data.parallel.convert_items`)."""
+    from modise.data.imageio import read_image
+
+    class_dirs, masks, min_area, max_size, patient_regex = (ctx[k] for k in ("class_dirs", "masks", "min_area", "max_size", "patient_regex"))
+    found = {cid: _find_mask(d, path.stem) for cid, d in class_dirs.items()}
+    if not any(found.values()):
+        w.skip(path.name, "no mask with the same name")
+        return
+    try:
+        loaded = read_image(path)
+    except ModiseError as e:
+        w.skip(path.name, str(e).removeprefix(f"{path}: "))
+        return
+    h, wd = loaded.pixels.shape
+    scale = resize_plan(h, wd, max_size)
+    oh, ow = (round(h * scale), round(wd * scale)) if scale != 1.0 else (h, wd)
+    segments, bad = [], False
+    for cid, mpath in found.items():
+        if mpath is None:
+            continue
+        try:
+            inst = mask_instances(mpath, min_area)
+        except OSError as e:
+            w.skip(str(mpath.relative_to(masks)), f"unreadable mask ({e})")
+            bad = True
+            break
+        if inst and inst[0].shape != (h, wd):
+            w.skip(str(mpath.relative_to(masks)), f"mask size {inst[0].shape[::-1]} differs from image {wd}x{h}")
+            bad = True
+            break
+        segments += [(resize_mask(m, (oh, ow)) if scale != 1.0 else m, cid) for m in inst]
+    if bad:
+        return
+    pid, how = patient_id(path.stem, loaded.dataset, patient_regex)
+    w.note("source", how)
+    common = dict(height=oh, width=ow, patient_id=pid, laterality=loaded.meta.get("laterality", ""),
+                  view=loaded.meta.get("view", ""), modality="MG" if loaded.is_dicom else "", source_file=path.name)
+    if scale == 1.0 and not loaded.is_dicom and path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        w.add(path.stem, segments, copy_from=path, **common)
+    else:
+        w.add(path.stem, segments, pixels=resize_pixels(loaded.pixels, scale) if scale != 1.0 else loaded.uint8, **common)

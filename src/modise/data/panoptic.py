@@ -34,6 +34,11 @@ def rgb2id(rgb: np.ndarray) -> np.ndarray:
 
 def id2rgb(ids: np.ndarray) -> np.ndarray:
     """(H, W) int -> (H, W, 3) uint8 colour encoding of segment ids."""
+    ids = np.asarray(ids)
+    if ids.size and 0 <= ids.min() and ids.max() < 256:  # the usual case (lesions): R only, one pass
+        rgb = np.zeros((*ids.shape, 3), np.uint8)
+        rgb[..., 0] = ids
+        return rgb
     ids = ids.astype(np.int64)
     return np.stack([ids % 256, (ids // 256) % 256, (ids // 65536) % 256], axis=-1).astype(np.uint8)
 
@@ -70,6 +75,23 @@ def bbox_xywh(mask: np.ndarray) -> list[int]:
     if len(xs) == 0:
         return [0, 0, 0, 0]
     return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+
+
+def _boxes(ids: np.ndarray) -> dict[int, tuple[slice, slice]]:
+    """Segment id -> the slices of its bounding box, in one pass over ``ids`` (small non-negative ids;
+    else empty, and the caller scans per segment)."""
+    from scipy import ndimage
+
+    ids = np.asarray(ids)
+    if not ids.size or ids.min() < 0 or ids.max() >= 1 << 16:
+        return {}
+    return {i + 1: sl for i, sl in enumerate(ndimage.find_objects(ids.astype(np.int32, copy=False))) if sl is not None}
+
+
+def _shift(box: list[int], sl: tuple[slice, slice]) -> list[int]:
+    """A box found inside the window ``sl`` -> image coordinates."""
+    x, y, w, h = box
+    return [x + sl[1].start, y + sl[0].start, w, h] if w else box
 
 
 @dataclass
@@ -109,9 +131,10 @@ def panoptic_record(result: dict[str, Any]) -> tuple[np.ndarray, list[dict]]:
     (segment id map [H, W] int64, [{id, category_id, score, area, isthing}]); empty segments dropped."""
     ids, segments = result["panoptic_seg"]
     ids = np.asarray(ids.detach().cpu() if hasattr(ids, "detach") else ids).astype(np.int64)
+    counts = np.bincount(ids.ravel(), minlength=max((int(s["id"]) + 1 for s in segments), default=1)) if segments else []
     out = []
     for s in segments:
-        area = int((ids == int(s["id"])).sum())
+        area = int(counts[int(s["id"])])
         if area == 0:
             continue
         out.append({
@@ -166,12 +189,19 @@ class PanopticFolderWriter:
         Returns the annotation written."""
         png_name = png_name or f"{Path(image['file_name']).stem}.png"
         infos = []
+        boxes = _boxes(ids) if any("bbox" not in s for s in segments) else {}
         for s in segments:
             s = dict(s)
             if "area" not in s or "bbox" not in s:
-                m = ids == s["id"]
-                s.setdefault("area", int(m.sum()))
-                s.setdefault("bbox", bbox_xywh(m))
+                if s["id"] in boxes:  # only the bounding box is scanned
+                    sl = boxes[s["id"]]
+                    m = ids[sl] == s["id"]
+                    s.setdefault("area", int(m.sum()))
+                    s.setdefault("bbox", _shift(bbox_xywh(m), sl))
+                else:
+                    m = ids == s["id"]
+                    s.setdefault("area", int(m.sum()))
+                    s.setdefault("bbox", bbox_xywh(m))
             s.setdefault("iscrowd", 0)
             infos.append(s)
         write_id_png(self.png_dir / png_name, ids)

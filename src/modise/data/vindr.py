@@ -88,15 +88,17 @@ def prepare_vindr(
     seed: int = 0,
     quiet: bool = False,
     pseudo_mask: str = "paper",
+    workers: int | None = 1,
 ) -> dict[str, Any]:
     """Convert a VinDr-Mammo release folder; returns the prepare report.
 
-    ``pseudo_mask``: "paper" (the M-ODISE paper's bare recipe) or "refined" (modise's).
+    ``pseudo_mask``: "paper" (the M-ODISE paper's bare recipe) or "refined" (modise's). ``workers``: processes
+    reading the DICOMs (None: all cores); the output is the same for any number.
     """
     import pandas as pd
 
-    from modise.data.imageio import read_image
-    from modise.data.pseudomask import RECIPES, clip_box, recipe_mask
+    from modise.data.parallel import convert_items
+    from modise.data.pseudomask import RECIPES
     from modise.data.writer import PanopticWriter, progress
     from modise.outputs import check_output_dir, output_dir
 
@@ -126,74 +128,88 @@ def prepare_vindr(
     counts = {"rows_without_birads": 0, "rows_other_grade": 0, "images_without_chosen_finding": 0}
     with output_dir(out, overwrite, [root]) as stage:
         w = PanopticWriter(stage, cats, source="vindr", strict=strict, quiet=quiet)
-        for (study, image), rows in progress(list(groups.items()), "VinDr-Mammo", enabled=not quiet):
-            kept: list[tuple[int, tuple[float, float, float, float], str]] = []
-            for row_no, row in rows:
-                box = [_float(row[c]) for c in ("xmin", "ymin", "xmax", "ymax")]
-                has_box = all(b is not None for b in box)
-                grade = birads_name(row["finding_birads"])
-                if grade is None:
-                    if has_box:
-                        counts["rows_without_birads"] += 1
-                        w.skip(csv.name, f"{image}: finding with a box but no finding_birads", row=row_no)
-                    continue
-                if grade not in cat_of:
-                    counts["rows_other_grade"] += 1
-                    continue
-                if not has_box:
-                    w.skip(csv.name, f"{image}: {grade} finding without a box", row=row_no)
-                    continue
-                kept.append((row_no, tuple(box), grade))  # type: ignore[arg-type]
-            if not kept and not include_normal:
-                counts["images_without_chosen_finding"] += 1
-                continue
-            path = images_dir / study / f"{image}.dicom"
-            rel = f"images/{study}/{image}.dicom"
-            if not path.is_file() and path.with_suffix(".dcm").is_file():
-                path = path.with_suffix(".dcm")
-            try:
-                loaded = read_image(path)
-            except ModiseError as e:
-                w.skip(rel, str(e).removeprefix(f"{path}: "))
-                continue
-            px = loaded.pixels
-            h, wd = px.shape
-            first = rows[0][1]
-            ch, cw = _float(first.get("height")), _float(first.get("width"))
-            sy = h / ch if ch else 1.0
-            sx = wd / cw if cw else 1.0
-            if abs(sy - 1) > 1e-6 or abs(sx - 1) > 1e-6:
-                w.warn(f"{rel}: CSV says {cw:.0f}x{ch:.0f} but the DICOM is {wd}x{h}; boxes rescaled.")
-            scale = resize_plan(h, wd, max_size)
-            oh, ow = (round(h * scale), round(wd * scale)) if scale != 1.0 else (h, wd)
-            segments = []
-            for row_no, (x0, y0, x1, y1), grade in kept:
-                box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-                if clip_box(box, h, wd) is None:
-                    w.skip(csv.name, f"{image}: box lies outside the {wd}x{h} image", row=row_no)
-                    continue
-                mask = recipe_mask(pseudo_mask, px, box, sigma=sigma)
-                if not mask.any():
-                    w.skip(csv.name, f"{image}: empty pseudo-mask", row=row_no)
-                    continue
-                segments.append((resize_mask(mask, (oh, ow)) if scale != 1.0 else mask, cat_of[grade]))
-            if not segments and not include_normal:
-                continue
-            pixels = resize_pixels(px, scale) if scale != 1.0 else loaded.uint8
-            w.add(
-                image,
-                segments,
-                pixels=pixels,
-                height=oh,
-                width=ow,
-                patient_id=study,
-                laterality=str(first.get("laterality", "") or loaded.meta.get("laterality", "")).strip(),
-                view=str(first.get("view_position", "") or loaded.meta.get("view", "")).strip(),
-                modality="MG",
-                source_file=rel,
-                breast_birads=str(first.get("breast_birads", "")).strip(),
-                breast_density=str(first.get("breast_density", "")).strip(),
-                split=str(first.get("split", "")).strip(),
-                finding_categories=sorted({c for _, r in rows for c in parse_categories(r.get("finding_categories", ""))}),
-            )
+        ctx = dict(cat_of=cat_of, csv=csv, images_dir=images_dir, include_normal=include_normal, max_size=max_size,
+                   sigma=sigma, pseudo_mask=pseudo_mask)
+        convert_items(_vindr_item, ctx, progress(list(groups.items()), "VinDr-Mammo", enabled=not quiet), w, workers,
+                      on_note=lambda key, _: counts.__setitem__(key, counts[key] + 1))
         return w.finish(k=k, seed=seed, sigma=sigma, pseudo_mask=pseudo_mask, classes=names, **counts)
+
+
+def _vindr_item(ctx: dict[str, Any], item: tuple, w: Any) -> None:
+    """One image of the CSV (its study, image and rows): read, pseudo-masks, ``w.add`` (or skip);
+    runs in a worker process (:func:`modise.data.parallel.convert_items`)."""
+    from modise.data.imageio import read_image
+    from modise.data.pseudomask import clip_box, recipe_mask
+
+    (study, image), rows = item
+    cat_of, csv, images_dir = ctx["cat_of"], ctx["csv"], ctx["images_dir"]
+    include_normal, max_size, sigma, pseudo_mask = ctx["include_normal"], ctx["max_size"], ctx["sigma"], ctx["pseudo_mask"]
+    kept: list[tuple[int, tuple[float, float, float, float], str]] = []
+    for row_no, row in rows:
+        box = [_float(row[c]) for c in ("xmin", "ymin", "xmax", "ymax")]
+        has_box = all(b is not None for b in box)
+        grade = birads_name(row["finding_birads"])
+        if grade is None:
+            if has_box:
+                w.note("rows_without_birads")
+                w.skip(csv.name, f"{image}: finding with a box but no finding_birads", row=row_no)
+            continue
+        if grade not in cat_of:
+            w.note("rows_other_grade")
+            continue
+        if not has_box:
+            w.skip(csv.name, f"{image}: {grade} finding without a box", row=row_no)
+            continue
+        kept.append((row_no, tuple(box), grade))  # type: ignore[arg-type]
+    if not kept and not include_normal:
+        w.note("images_without_chosen_finding")
+        return
+    path = images_dir / study / f"{image}.dicom"
+    rel = f"images/{study}/{image}.dicom"
+    if not path.is_file() and path.with_suffix(".dcm").is_file():
+        path = path.with_suffix(".dcm")
+    try:
+        loaded = read_image(path)
+    except ModiseError as e:
+        w.skip(rel, str(e).removeprefix(f"{path}: "))
+        return
+    px = loaded.pixels
+    h, wd = px.shape
+    first = rows[0][1]
+    ch, cw = _float(first.get("height")), _float(first.get("width"))
+    sy = h / ch if ch else 1.0
+    sx = wd / cw if cw else 1.0
+    if abs(sy - 1) > 1e-6 or abs(sx - 1) > 1e-6:
+        w.warn(f"{rel}: CSV says {cw:.0f}x{ch:.0f} but the DICOM is {wd}x{h}; boxes rescaled.")
+    scale = resize_plan(h, wd, max_size)
+    oh, ow = (round(h * scale), round(wd * scale)) if scale != 1.0 else (h, wd)
+    segments = []
+    for row_no, (x0, y0, x1, y1), grade in kept:
+        box = (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+        if clip_box(box, h, wd) is None:
+            w.skip(csv.name, f"{image}: box lies outside the {wd}x{h} image", row=row_no)
+            continue
+        mask = recipe_mask(pseudo_mask, px, box, sigma=sigma)
+        if not mask.any():
+            w.skip(csv.name, f"{image}: empty pseudo-mask", row=row_no)
+            continue
+        segments.append((resize_mask(mask, (oh, ow)) if scale != 1.0 else mask, cat_of[grade]))
+    if not segments and not include_normal:
+        return
+    pixels = resize_pixels(px, scale) if scale != 1.0 else loaded.uint8
+    w.add(
+        image,
+        segments,
+        pixels=pixels,
+        height=oh,
+        width=ow,
+        patient_id=study,
+        laterality=str(first.get("laterality", "") or loaded.meta.get("laterality", "")).strip(),
+        view=str(first.get("view_position", "") or loaded.meta.get("view", "")).strip(),
+        modality="MG",
+        source_file=rel,
+        breast_birads=str(first.get("breast_birads", "")).strip(),
+        breast_density=str(first.get("breast_density", "")).strip(),
+        split=str(first.get("split", "")).strip(),
+        finding_categories=sorted({c for _, r in rows for c in parse_categories(r.get("finding_categories", ""))}),
+    )

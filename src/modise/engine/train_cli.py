@@ -11,7 +11,7 @@ import typer
 
 from modise.cli_options import (
     Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, IntensityJitter, Lr, MaxSteps, ModelSize,
-    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, ReferenceBatch, Seed, Size, Strategy, WarmupSteps, positive_float,
+    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, ReferenceBatch, Resume, Seed, Size, Strategy, WarmupSteps, Workers, positive_float,
     size_value, torch_device,
 )
 from modise.engine.demo import DEMO_STEPS
@@ -166,23 +166,32 @@ def register(app: typer.Typer) -> None:
             None, "--score-threshold", min=0.0, max=1.0, help="Keep segments scoring above this, 0-1 [the run's]."),
         no_overlays: bool = typer.Option(False, "--no-overlays", help="Skip the overlay PNGs."),
         device: Optional[str] = typer.Option(None, "--device", parser=torch_device, help="cpu, cuda or cuda:N (default: cuda if available)."),
+        full_heatmaps: bool = typer.Option(False, "--full-heatmaps", help="Heatmaps at the image's size (default: the inference resolution)."),
+        workers: Workers = None,
+        resume: Resume = False,
+        devices: Optional[int] = typer.Option(None, "--devices", min=1, help="Processes, one per GPU (or CPU processes), each predicting its share."),
+        num_nodes: NumNodes = 1,
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Predict lesions; writes COCO panoptic (with scores), heatmaps, overlays and DICOM SEG.
 
-        Exit code 3 when some inputs failed (each named on stderr; the rest are written)."""
+        Exit code 3 when some inputs failed (each named on stderr and in summary.json; the rest are written)."""
         from modise.checks import check_device
         from modise.engine.prediction.writer import predict_files
         from modise.engine.training.train import require_complete_run
 
         device = check_device(device)
         require_complete_run(checkpoint)
-        summary = predict_files(
-            checkpoint, input, out, dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite,
-            overlays=not no_overlays, device=device, object_mask_threshold=object_mask_threshold,
-            data=data, fold=fold,
-        )
+        kw = dict(dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite, overlays=not no_overlays, device=device,
+                  object_mask_threshold=object_mask_threshold, data=data, fold=fold, workers=workers or 1, resume=resume,
+                  full_heatmaps=full_heatmaps)
+        if devices is not None or num_nodes > 1:
+            from modise.engine.prediction.distributed import predict_distributed
+
+            summary = predict_distributed(checkpoint, input, out, devices=devices or 1, num_nodes=num_nodes, **kw)
+        else:
+            summary = predict_files(checkpoint, input, out, **kw)
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         else:

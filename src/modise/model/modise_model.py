@@ -135,8 +135,9 @@ class MODISE(nn.Module):
     @torch.no_grad()
     def inference(self, images: torch.Tensor, image_sizes: list[tuple[int, int]] | None = None,
                   output_sizes: list[tuple[int, int]] | None = None, object_mask_threshold: float | None = None,
-                  overlap_threshold: float | None = None) -> list[dict]:
-        """Any-size images [B,3,H,W] in [0,1] -> per image sem_seg / panoptic_seg / instances (see README)."""
+                  overlap_threshold: float | None = None, compact: bool = False) -> list[dict]:
+        """Any-size images [B,3,H,W] in [0,1] -> per image sem_seg / panoptic_seg / instances (see README);
+        ``compact``: :func:`~modise.model.inference.postprocess`'s low-memory form (what ``predict`` writes)."""
         b, _, h, w = images.shape
         image_sizes = [tuple(s) for s in (image_sizes or [(h, w)] * b)]
         output_sizes = [tuple(s) for s in (output_sizes or image_sizes)]
@@ -163,7 +164,7 @@ class MODISE(nn.Module):
         ovt = ic.overlap_threshold if overlap_threshold is None else overlap_threshold
         return [
             postprocess(out["pred_logits"][i], out["pred_masks"][i], (ph, pw), image_sizes[i], output_sizes[i],
-                        self.categories, omt, ovt, ic.instances_per_image)
+                        self.categories, omt, ovt, ic.instances_per_image, compact=compact)
             for i in range(b)
         ]
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from modise.cli_options import Workers
 from modise.engine.training.precision import PRECISIONS
 from modise.errors import ModiseError
 from modise.synthesis.cli_checks import choice, positive, side
@@ -58,6 +59,7 @@ def prepare(
     out: Path = typer.Option(..., "--out", help="Output folder (refused if not empty unless --overwrite)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+    workers: Workers = None,
 ) -> None:
     """Write 512x512 left-facing 8-bit PNGs + metadata.jsonl prompts for MAM-E training."""
     from modise.outputs import output_dir
@@ -78,7 +80,7 @@ def prepare(
             if not root.is_dir():
                 raise ModiseError(f"Folder '{root}' not found.")
             records = prepare_folder(root, csv, stage, inpainting, vendor, frame, warn=warn, findings=findings,
-                                     all_vendors=all_vendors)
+                                     all_vendors=all_vendors, workers=workers)
         summary = {"out": str(out), "images": len(records), "inpainting": inpainting or data is not None}
         if data is None:
             summary.update(findings=findings if inpainting else "No Finding", all_vendors=all_vendors)

@@ -224,6 +224,7 @@ def prepare_folder(
     warn: Callable[[str], None] = print,
     findings: str = "lesions",
     all_vendors: bool = False,
+    workers: int | None = 1,
 ) -> list[dict[str, Any]]:
     """Prepare every usable image listed in ``csv`` (default: ``root``'s finding_annotations.csv or
     metadata.csv) into ``out``; returns the ``metadata.jsonl`` records (also written).
@@ -231,11 +232,11 @@ def prepare_folder(
     VinDr (a ``finding_categories`` column): healthy images, or with ``inpainting`` one image + box
     per finding of ``findings`` (:data:`FINDINGS`); Siemens images only unless ``all_vendors``, as
     MAM-E used VinDr (``from_dicom2png.py:34-39`` kept the uint16 VOI-LUT outputs into its
-    ``siemens15k`` folder; ``masks_generation_vindr.py@10a9966:65`` "only SIEMENS will appear")."""
+    ``siemens15k`` folder; ``masks_generation_vindr.py@10a9966:65`` "only SIEMENS will appear").
+    ``workers``: processes reading the images (None: all cores); the output is the same for any number."""
     if findings not in FINDINGS:
         raise ModiseError(f"--findings must be one of {', '.join(FINDINGS)}, not '{findings}'.")
-    from PIL import Image
-
+    from modise.data.parallel import convert_items
     from modise.synthesis.metadata import write_metadata_jsonl
 
     csv = csv or next((root / n for n in ("finding_annotations.csv", "metadata.csv") if (root / n).is_file()), None)
@@ -250,49 +251,25 @@ def prepare_folder(
             warn(f"{csv} line {i}: no file name or image_id; skipped.")
             continue
         groups.setdefault(path, []).append((i, row))
-    records = []
+    records: list[dict[str, Any]] = []
     other_vendors: dict[str, int] = {}
-    what = "Mass finding" if findings == "mass" else "finding"
-    for path, items in groups.items():
-        line, row = items[0]
-        has_findings = "finding_categories" in row
-        if inpainting:
-            # One (image, mask) pair per finding, one filled box each (masks_generation_vindr.py:25-30,45-118).
-            jobs = []
-            for ln, r in items:
-                if has_findings and not _is_inpainted(r.get("finding_categories"), findings):
-                    continue
-                try:
-                    jobs.append((ln, [tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))]))
-                except (KeyError, ValueError):
-                    warn(f"{csv} line {ln}: a {what} without a usable box; skipped.")
-            if not jobs:
-                continue
-        elif has_findings and not all(_is_healthy(r.get("finding_categories")) for _, r in items):
-            continue
-        else:
-            jobs = [(line, None)]
-        if not path.is_file():
-            warn(f"{csv} line {line}: {path} not found; skipped.")
-            continue
-        if has_findings and not all_vendors:
-            maker = manufacturer(path, row, vendor)
-            if maker is not None and vendor_name(maker) != "siemens":
-                other_vendors[maker or "unknown"] = other_vendors.get(maker or "unknown", 0) + 1
-                continue
-        for ln, boxes in jobs:
-            try:
-                prep = prepare_image(path, row, vendor, boxes=boxes, side=side)
-            except ModiseError as e:
-                warn(f"{e} Skipped.")
-                break
-            if boxes is not None and (prep.mask is None or not prep.mask.any()):
-                warn(f"{csv} line {ln}: the box of {path.name} falls outside the {side}x{side} frame; skipped.")
-                continue
+
+    class _Records:  # what a group's worker recorded, applied here in CSV order (ids = positions)
+        def warn(self, msg: str) -> None:
+            warn(msg)
+
+        def add(self, path: Path, prep: Any) -> None:
             rec = _write(out, path, prep, inpainting, len(records))
             if prep.notes and not inpainting:
                 warn(f"{path}: {', '.join(prep.notes)}; shorter prompt '{rec['text']}'.")
             records.append(rec)
+
+    def on_note(kind: str, maker: Any) -> None:
+        if kind == "other_vendor":
+            other_vendors[maker] = other_vendors.get(maker, 0) + 1
+
+    ctx = dict(csv=csv, inpainting=inpainting, vendor=vendor, side=side, findings=findings, all_vendors=all_vendors)
+    convert_items(_prepare_group, ctx, groups.items(), _Records(), workers, on_note=on_note)
     if other_vendors:
         counts = ", ".join(f"{k}: {n}" for k, n in sorted(other_vendors.items()))
         warn(f"{sum(other_vendors.values())} image(s) of other vendors than Siemens left out ({counts}), as MAM-E "
@@ -360,3 +337,49 @@ def _write(out: Path, src: Path, prep: Prepared, inpainting: bool, index: int) -
         Image.fromarray(prep.mask.astype(np.uint8) * 255).save(out / mname)
         rec["mask_file_name"] = mname
     return rec
+
+
+def _prepare_group(ctx: dict[str, Any], group: tuple[Path, list[tuple[int, dict[str, Any]]]], w: Any) -> None:
+    """One image's CSV rows -> ``w.add(path, prepared)`` per output image, ``w.warn`` per skipped row,
+    ``w.note("other_vendor", maker)`` for a left-out vendor; runs in a worker process
+    (:func:`modise.data.parallel.convert_items`)."""
+    csv, inpainting, vendor, side = ctx["csv"], ctx["inpainting"], ctx["vendor"], ctx["side"]
+    findings, all_vendors = ctx["findings"], ctx["all_vendors"]
+    path, items = group
+    line, row = items[0]
+    has_findings = "finding_categories" in row
+    what = "Mass finding" if findings == "mass" else "finding"
+    if inpainting:
+        # One (image, mask) pair per finding, one filled box each (masks_generation_vindr.py:25-30,45-118).
+        jobs = []
+        for ln, r in items:
+            if has_findings and not _is_inpainted(r.get("finding_categories"), findings):
+                continue
+            try:
+                jobs.append((ln, [tuple(float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax"))]))
+            except (KeyError, ValueError):
+                w.warn(f"{csv} line {ln}: a {what} without a usable box; skipped.")
+        if not jobs:
+            return
+    elif has_findings and not all(_is_healthy(r.get("finding_categories")) for _, r in items):
+        return
+    else:
+        jobs = [(line, None)]
+    if not path.is_file():
+        w.warn(f"{csv} line {line}: {path} not found; skipped.")
+        return
+    if has_findings and not all_vendors:
+        maker = manufacturer(path, row, vendor)
+        if maker is not None and vendor_name(maker) != "siemens":
+            w.note("other_vendor", maker or "unknown")
+            return
+    for ln, boxes in jobs:
+        try:
+            prep = prepare_image(path, row, vendor, boxes=boxes, side=side)
+        except ModiseError as e:
+            w.warn(f"{e} Skipped.")
+            break
+        if boxes is not None and (prep.mask is None or not prep.mask.any()):
+            w.warn(f"{csv} line {ln}: the box of {path.name} falls outside the {side}x{side} frame; skipped.")
+            continue
+        w.add(path, prep)

@@ -40,13 +40,14 @@ def encode_mask(mask: np.ndarray) -> dict[str, Any]:
 
 def instance_records(result: dict[str, Any], categories: Sequence[Any], image_id: Any = None) -> list[dict[str, Any]]:
     """A model result's ``instances`` (``masks`` [N,H,W] bool, ``labels`` [N] indices into
-    ``categories``, ``scores`` [N]) -> COCO result records ``{category_id, score, segmentation}``
+    ``categories``, ``scores`` [N]; or ``rles`` instead of the masks) -> COCO result records ``{category_id, score, segmentation}``
     (+ ``image_id`` when given), in the model's order (descending score)."""
     inst = result["instances"]
-    masks, labels, scores = (_numpy(inst[k]) for k in ("masks", "labels", "scores"))
+    labels, scores = (_numpy(inst[k]) for k in ("labels", "scores"))
+    rles = inst["rles"] if "rles" in inst else (encode_mask(m > 0) for m in _numpy(inst["masks"]))  # a compact result: encoded
     out = []
-    for m, lab, sc in zip(masks, labels.tolist(), scores.tolist()):
-        rec: dict[str, Any] = {"category_id": int(categories[int(lab)].id), "score": float(sc), "segmentation": encode_mask(m > 0)}
+    for rle, lab, sc in zip(rles, labels.tolist(), scores.tolist()):
+        rec: dict[str, Any] = {"category_id": int(categories[int(lab)].id), "score": float(sc), "segmentation": dict(rle)}
         if image_id is not None:
             rec = {"image_id": image_id, **rec}
         out.append(rec)
