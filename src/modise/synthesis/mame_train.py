@@ -416,7 +416,8 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
     loggers = [TensorBoardLogger(out, name=LOGS_DIR, version=""), CSVLogger(out, name=LOGS_DIR, version="")]
     return L.Trainer(
         max_steps=cfg.max_steps, accumulate_grad_batches=cfg.grad_accum, gradient_clip_val=cfg.grad_clip or None,
-        precision=resolve_precision(cfg.precision), devices=cfg.devices, num_nodes=cfg.num_nodes,
+        precision=resolve_precision(cfg.precision, cfg.accelerator), devices=cfg.devices, num_nodes=cfg.num_nodes,
+        accelerator=cfg.accelerator,
         callbacks=[FixedLoss(dataset, cfg.seed, say), strip, checkpoint] + bar, logger=loggers,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1, default_root_dir=out,
     )
