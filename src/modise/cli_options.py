@@ -294,12 +294,9 @@ NumWorkers = Annotated[Optional[int], typer.Option(
 CheckpointEvery = Annotated[Optional[int], typer.Option(
     "--checkpoint-every", "--ckpt-every", min=1, show_default="100", help="Steps between checkpoints.")]
 Overrides = Annotated[Optional[list[str]], typer.Option(
-    "--override", help="Model config KEY=VALUE, dotted keys for nested settings (e.g. inference.overlap_threshold=0.7); repeatable.")]
+    "--override", metavar="<KEY=VALUE>", help="Model config KEY=VALUE, dotted keys for nested settings (e.g. inference.overlap_threshold=0.7); repeatable.")]
 
 # ---------------------------------------------------------------- data and sampling options
-Fold = Annotated[Optional[int], typer.Option("--fold", min=0, help="Fold K (0..K-1) of folds.json.")]
-Classes = Annotated[Optional[list[str]], typer.Option(
-    "--classes", help="Lesion classes, a comma list or repeatable.")]
 MaxImageSize = Annotated[Optional[int], typer.Option(
     "--max-image-size", "--max-size", min=32, help="Downscale so the longer side is at most this many pixels.")]
 SamplingSteps = Annotated[int, typer.Option("--sampling-steps", "--steps", min=1, help="DPM-Solver denoising steps.")]

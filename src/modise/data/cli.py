@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from modise.cli_options import Classes, MaxImageSize, ModiseTyper, Overwrite
+from modise.cli_options import MaxImageSize, ModiseTyper, Overwrite
 
 
 class Modality(str, Enum):
@@ -82,7 +82,7 @@ def vindr(
     root: Annotated[Path, typer.Option("--root", help="VinDr-Mammo folder (finding_annotations.csv, images/).")],
     out: Out,
     classes: Annotated[Optional[list[str]], typer.Option(
-        "--classes", show_default="BI-RADS 3,4,5", help="Lesion classes to keep: BI-RADS grades, e.g. 3,4,5.")] = None,
+        "--classes", metavar="<class,..>", show_default="BI-RADS 3,4,5", help="Lesion classes to keep: BI-RADS grades, e.g. 3,4,5.")] = None,
     sigma: Annotated[float, typer.Option("--sigma", min=0.0, help="Gaussian blur sigma (px) of the box pseudo-masks.")] = 7.0,
     include_normal: Annotated[bool, typer.Option("--include-normal", help="Keep images without a chosen finding.")] = False,
     max_size: MaxImageSize = None,
@@ -110,7 +110,7 @@ def folder(
     masks: Annotated[Path, typer.Option("--masks", help="Folder of masks with the same names (PNG/TIFF binary or instance ids; JPEG read as binary).")],
     out: Out,
     classes: Annotated[Optional[list[str]], typer.Option(
-        "--classes", show_default="lesion", help="Lesion classes to create; with several, masks/<class>/ sub-folders.")] = None,
+        "--classes", metavar="<class,..>", show_default="lesion", help="Lesion classes to create; with several, masks/<class>/ sub-folders.")] = None,
     max_size: MaxImageSize = None,
     folds: Folds = 5,
     seed: Seed = 0,

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Prepared dataset (canonical panoptic layout with folds.json)."),
         out: Path = typer.Option(..., "--out", help="Folder: <preset>/fold<k>/ runs, table1/ (Table 1, Fig. S1 sweep, CSVs)."),
         presets: Optional[list[str]] = typer.Option(
-            None, "--presets", show_default="the six Table-1 presets, in the paper's order", help="Presets to run, a comma list or repeatable."),
+            None, "--presets", metavar="<preset,..>", show_default="the six Table-1 presets, in the paper's order", help="Presets to run, a comma list or repeatable."),
         folds: int = typer.Option(5, "--folds", min=1, help="Folds 0..K-1 of folds.json, each held out once."),
         size: Size = ModelSize.full,
         random_weights: RandomWeights = False,

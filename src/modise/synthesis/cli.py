@@ -235,7 +235,7 @@ def augment(
     n: int = typer.Option(..., "--n", min=1, help="Number of synthetic lesion images."),
     data: Optional[Path] = typer.Option(None, "--data", help="Panoptic dataset to merge with (kept as it is)."),
     classes: Optional[list[str]] = typer.Option(
-        None, "--classes", show_default="every class of --data", help="Lesion classes to draw from, a comma list or repeatable."),
+        None, "--classes", metavar="<class,..>", show_default="every class of --data", help="Lesion classes to draw from, a comma list or repeatable."),
     seed: int = Seed,
     steps: SamplingSteps = 40,
     guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale (MAM-E: 4)."),
