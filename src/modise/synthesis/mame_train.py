@@ -127,7 +127,7 @@ class MameModule(L.LightningModule):
             self.text_encoder.requires_grad_(False)
             if train_text_encoder:
                 add_lora(self.text_encoder, lora_rank, LORA_TEXT_TARGETS)
-            self.strict_loading = False  # checkpoints hold the adapters only; the base comes from --base
+            self.strict_loading = False  # checkpoints hold the adapters only; the base comes from --model
         else:
             self.text_encoder.requires_grad_(train_text_encoder)
             self.unet.requires_grad_(True)
