@@ -248,7 +248,8 @@ def default_shown(option_type: Any, show_default: "bool | str") -> Any:
 
 # ---------------------------------------------------------------- options shared by several commands
 # One declaration per concept; a parameter reads ``max_steps: MaxSteps = None``.
-Size = Annotated[ModelSize, typer.Option("--size", help="Architecture size: full (the paper's) or tiny (CPU tests, demo).")]
+Size = Annotated[ModelSize, typer.Option(
+    "--size", help="Architecture size: full (the paper's; pretrained weights, or --random-weights offline) or tiny (CPU tests, demo).")]
 RandomWeights = Annotated[bool, typer.Option(
     "--random-weights", help="Seeded random weights instead of pretrained ones (offline, no download).")]
 Overwrite = Annotated[bool, typer.Option(
