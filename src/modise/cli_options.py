@@ -277,7 +277,7 @@ Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of weights, augme
 # ---------------------------------------------------------------- training options
 # `train`, `cv`, `reproduce` and (the same names) `mame train`.
 MaxSteps = Annotated[Optional[int], typer.Option(
-    "--max-steps", min=1, show_default="10000", help="Optimiser steps (per fold).")]
+    "--max-steps", min=1, show_default="10000", help="Optimiser steps (cv, reproduce: per fold).")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, show_default="2", help="Images per device and step.")]
 GradAccum = Annotated[Optional[int], typer.Option(
     "--grad-accum", "--accumulate", min=1, show_default="1", help="Gradient accumulation steps.")]

@@ -187,7 +187,7 @@ def inpaint(
     if (mask is None) == (not auto_box):
         raise ModiseError("Give exactly one of --mask or --auto-box.")
     if mode == "whole" and crop is not None:
-        raise typer.BadParameter("is the window of --mode crop; leave it out with --mode whole.",
+        raise typer.BadParameter("only --mode crop uses a window; leave it out with --mode whole.",
                                  param_hint="'--crop-size'")
     from PIL import Image
 
