@@ -104,6 +104,15 @@ def test_old_spellings_and_values_still_parse(path, args, names, values):
         assert getattr(got, "value", got) == value, (name, got)
 
 
+@pytest.mark.parametrize("path", list(COMMANDS), ids=" ".join)
+def test_every_default_passes_its_own_parser(path):
+    # only the required options given: every other value is its default, run through its parser
+    cmd = COMMANDS[path]
+    args = [a for p in _options(cmd) if p.required for a in (_name(p), "1")]
+    args += ["x" for p in cmd.params if p.param_type_name == "argument"]
+    cmd.make_context(" ".join(path), args)
+
+
 def test_every_command_takes_threads_before_or_after_its_name():
     for path, cmd in COMMANDS.items():
         assert any("--threads" in p.opts for p in cmd.params), f"{' '.join(path)} has no --threads"

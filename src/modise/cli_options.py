@@ -202,7 +202,7 @@ PRECISION_HELP = "Lightning precision; auto: bf16-mixed on a GPU that supports i
 
 def devices_value(value: str) -> str:
     """Typer parser for --devices: auto, a count (-1: all) or a comma list of device indices."""
-    v = value.strip()
+    v = str(value).strip()
     count = v == "-1" or (v.isdigit() and int(v) > 0)
     index_list = "," in v and all(p.strip().isdigit() for p in v.split(","))
     if v == "auto" or count or index_list:
@@ -215,7 +215,7 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
 
 def torch_device(value: str) -> str:
     """Typer parser for a one-device --device: auto, cpu, cuda, cuda:N or mps (gpu: cuda)."""
-    v = value.strip().lower()
+    v = str(value).strip().lower()
     v = "cuda" if v == "gpu" else v
     if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v):
         return v
@@ -229,7 +229,7 @@ def auto_device(device: Optional[str]) -> Optional[str]:
 
 def fold_value(value: str) -> int:
     """Typer parser for train's --fold: K >= 0, or all (also -1) to hold no fold out (returned as -1)."""
-    v = value.strip().lower()
+    v = str(value).strip().lower()  # the default arrives as an int
     if v in ("all", "-1"):
         return -1
     if v.isdigit():
