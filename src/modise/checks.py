@@ -34,9 +34,10 @@ def check_at_most(value: int | None, option: str, maximum: int, why: str) -> int
 
 
 def check_device(device: str | None, option: str = "--device") -> str | None:
-    """A torch device (cpu, cuda, cuda:N, mps) that exists on this machine, or ``None`` (the command's default)."""
-    if device is None:
-        return None
+    """A torch device (cpu, cuda, cuda:N, mps) that exists on this machine, or ``None`` / ``auto`` (the command's
+    choice: cuda when there is one)."""
+    if device is None or device == "auto":
+        return device
     d = device.strip()
     if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", d):
         raise UsageError(option, f"expected cpu, cuda, cuda:N or mps, not '{device}'.")

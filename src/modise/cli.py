@@ -8,33 +8,19 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 import typer
 
+from modise.cli_options import ModiseTyper, Threads, limit_threads  # noqa: F401  (limit_threads: public here too)
 from modise.errors import ModiseError
 
-app = typer.Typer(
+app = ModiseTyper(
     name="modise",
     help="M-ODISE breast-lesion panoptic segmentation and MAM-E mammogram synthesis.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # help texts are plain text: "[default 512]." must not be eaten as rich markup (it printed " .")
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
-def limit_threads(n: int) -> None:
-    """Use at most ``n`` CPU threads in torch / BLAS / OpenMP (set before torch is imported, or applied now)."""
-    for var in THREAD_VARIABLES:
-        os.environ[var] = str(n)
-    os.environ["MODISE_THREADS"] = str(n)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
 
 
 def _version(value: bool) -> None:
@@ -47,15 +33,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, envvar="MODISE_THREADS",
-        help="Use at most N CPU threads (torch, BLAS, OpenMP), e.g. on a shared machine (default: all cores).",
-    ),
+    threads: Threads = None,
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version and exit."),
 ) -> None:
     """M-ODISE breast-lesion panoptic segmentation and MAM-E mammogram synthesis."""
-    if threads is not None:
-        limit_threads(threads)
 
 
 def _register_all() -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from modise.cli_options import ModelSize, positive_float, torch_device
+from modise.cli_options import MODEL_METAVAR, RUN_HELP, Device, ModelSize, Preset, RandomWeights, Size, auto_device, positive_float
 
 
 def register(app: typer.Typer) -> None:
@@ -15,17 +15,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("serve")
     def serve(
-        run: Optional[list[Path]] = typer.Option(None, "--run", help="Training run (folder with model/ and config.yaml); repeatable."),
+        run: Optional[list[Path]] = typer.Option(None, "--run", "--checkpoint", help=RUN_HELP[:-1] + "; repeatable."),
         runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Offer every training run found under this folder."),
         host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind; 0.0.0.0 exposes the app to your network."),
-        port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Port (default: Gradio's, 7860 or the next free one)."),
-        share: bool = typer.Option(False, "--share", help="Also open a public Gradio share link (off by default)."),
-        random_weights: bool = typer.Option(False, "--random-weights", help="Offline: random-weight segmenter and MAM-E pipelines."),
-        size: ModelSize = typer.Option(ModelSize.full, "--size", help="Architecture size for --random-weights: full or tiny."),
-        preset: str = typer.Option("m-odise", "--preset", help="Segmenter preset for --random-weights."),
-        text2img_model: Optional[str] = typer.Option(None, "--text2img-model", help="MAM-E text-to-image id or folder (default Likalto4/fusion_healthy)."),
-        inpaint_model: Optional[str] = typer.Option(None, "--inpaint-model", help="MAM-E inpainting id or folder (default Likalto4/vindr_lesion-inpainting)."),
-        device: Optional[str] = typer.Option(None, "--device", parser=torch_device, help="cpu, cuda or cuda:N (default: cuda when available)."),
+        port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, show_default="Gradio's, 7860 or the next free one", help="Port."),
+        share: bool = typer.Option(False, "--share", help="Also open a public Gradio share link."),
+        random_weights: RandomWeights = False,
+        size: Size = ModelSize.full,
+        preset: Preset = "m-odise",
+        text2img_model: Optional[str] = typer.Option(None, "--text2img-model", metavar=MODEL_METAVAR, show_default="Likalto4/fusion_healthy",
+                                                     help="MAM-E text-to-image pipeline: hub id or folder."),
+        inpaint_model: Optional[str] = typer.Option(None, "--inpaint-model", metavar=MODEL_METAVAR,
+                                                    show_default="Likalto4/vindr_lesion-inpainting",
+                                                    help="MAM-E inpainting pipeline: hub id or folder."),
+        device: Device = "auto",
         max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", parser=positive_float, help="Reject uploads larger than this many MB."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random-weight models."),
     ) -> None:
@@ -43,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
         settings = AppSettings(
             runs=list(run or []), runs_dir=runs_dir, random_weights=random_weights, size=size, preset=preset,
-            text2img_model=text2img_model, inpaint_model=inpaint_model, device=device, max_upload_mb=max_upload_mb, seed=seed,
+            text2img_model=text2img_model, inpaint_model=inpaint_model, device=auto_device(device), max_upload_mb=max_upload_mb, seed=seed,
         )
         state = AppState(settings)
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from modise.cli_options import Workers
+from modise.cli_options import MaxImageSize, ModiseTyper, Overwrite, Workers
 
 
 class Modality(str, Enum):
@@ -18,16 +18,14 @@ class Modality(str, Enum):
     both = "both"
 
 
-prepare_app = typer.Typer(
+prepare_app = ModiseTyper(
     help="Convert CDD-CESM, VinDr-Mammo, your own folders or synthetic phantoms to the canonical panoptic layout.",
     no_args_is_help=True,
 )
 
 Out = Annotated[Path, typer.Option("--out", help="Output dataset folder (refused if not empty unless --overwrite).")]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty --out.")]
 Strict = Annotated[bool, typer.Option("--strict", help="Stop with an error at the first bad item instead of skipping it.")]
-MaxSize = Annotated[Optional[int], typer.Option("--max-size", min=32, help="Downscale so the longer side is at most this many pixels.")]
-Folds = Annotated[int, typer.Option("--folds", min=1, help="Number of patient-level cross-validation folds.")]
+Folds = Annotated[int, typer.Option("--folds", min=1, help="Patient-level cross-validation folds to make (K).")]
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed for the folds (and phantoms).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the prepare report as JSON on stdout.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-item messages.")]
@@ -59,7 +57,7 @@ def cdd_cesm(
     out: Out,
     modality: Annotated[Modality, typer.Option("--modality", case_sensitive=False, help="DM (low energy), CM (subtracted) or both.")] = Modality.both,
     include_normal: Annotated[bool, typer.Option("--include-normal", help="Keep Normal images (no lesions).")] = False,
-    max_size: MaxSize = None,
+    max_size: MaxImageSize = None,
     folds: Folds = 5,
     seed: Seed = 0,
     strict: Strict = False,
@@ -85,10 +83,11 @@ class PseudoMaskRecipe(str, Enum):
 def vindr(
     root: Annotated[Path, typer.Option("--root", help="VinDr-Mammo folder (finding_annotations.csv, images/).")],
     out: Out,
-    classes: Annotated[Optional[list[str]], typer.Option("--classes", help="BI-RADS grades to keep, e.g. '3,4,5'.")] = None,
+    classes: Annotated[Optional[list[str]], typer.Option(
+        "--classes", metavar="<class,..>", show_default="BI-RADS 3,4,5", help="Lesion classes to keep: BI-RADS grades, e.g. 3,4,5.")] = None,
     sigma: Annotated[float, typer.Option("--sigma", min=0.0, help="Gaussian blur sigma (px) of the box pseudo-masks.")] = 7.0,
     include_normal: Annotated[bool, typer.Option("--include-normal", help="Keep images without a chosen finding.")] = False,
-    max_size: MaxSize = None,
+    max_size: MaxImageSize = None,
     folds: Folds = 5,
     seed: Seed = 0,
     strict: Strict = False,
@@ -113,8 +112,9 @@ def folder(
     images: Annotated[Path, typer.Option("--images", help="Folder of PNG/JPEG/TIFF/DICOM images.")],
     masks: Annotated[Path, typer.Option("--masks", help="Folder of masks with the same names (PNG/TIFF binary or instance ids; JPEG read as binary).")],
     out: Out,
-    classes: Annotated[Optional[list[str]], typer.Option("--classes", help="Class names; with several, masks/<class>/ sub-folders.")] = None,
-    max_size: MaxSize = None,
+    classes: Annotated[Optional[list[str]], typer.Option(
+        "--classes", metavar="<class,..>", show_default="lesion", help="Lesion classes to create; with several, masks/<class>/ sub-folders.")] = None,
+    max_size: MaxImageSize = None,
     folds: Folds = 5,
     seed: Seed = 0,
     strict: Strict = False,
@@ -125,8 +125,8 @@ def folder(
     patient_regex: Annotated[Optional[str], typer.Option(
         "--patient-regex",
         help="Regular expression whose first group (else whole match) in the file name is the patient id, for images "
-             "without a DICOM PatientID (default: the first _-separated part holding a digit, e.g. P150 in "
-             "flipped_P150_L_DM_CC).")] = None,
+             "without a DICOM PatientID.",
+        show_default="the first _-separated part holding a digit, e.g. P150 in flipped_P150_L_DM_CC")] = None,
     workers: Workers = None,
 ) -> None:
     """Your own data: images and masks matched by name; folds never split a patient."""
@@ -142,7 +142,7 @@ def synthetic(
     out: Out,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of images (patients with a CC and an MLO view).")] = 40,
     seed: Seed = 0,
-    size: Annotated[int, typer.Option("--image-size", min=64, help="Image side in pixels (as train's --image-size; --size means full|tiny everywhere).")] = 256,
+    size: Annotated[int, typer.Option("--image-size", min=64, help="Image side in pixels.")] = 256,
     folds: Folds = 5,
     overwrite: Overwrite = False,
     as_json: Json = False,

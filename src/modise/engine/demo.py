@@ -221,7 +221,7 @@ flow working offline; the numbers say nothing about performance on real mammogra
 ```bash
 modise prepare cdd-cesm --root /path/to/CDD-CESM --out data/cdd    # or vindr, or your own data
 modise cv --preset m-odise --size full --data data/cdd --folds 5 --out runs/m-odise --devices 1
-modise predict --checkpoint runs/m-odise/fold0 --input scans/ --out preds --dicom-seg
+modise predict --run runs/m-odise/fold0 --input scans/ --out preds --dicom-seg
 ```
 
 Full size downloads MAM-E (`Likalto4/fusion_healthy`) and BiomedCLIP from the Hugging Face

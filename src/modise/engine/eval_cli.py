@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from modise.cli_options import Overwrite
+
 
 class APSource(str, Enum):
     """Where AP comes from (the names are the evaluator's ``AP_SOURCES``)."""
@@ -39,19 +41,21 @@ def register(app: typer.Typer) -> None:
     def evaluate(
         gt: Path = typer.Option(..., "--gt", "--root", help="Ground-truth dataset (canonical panoptic layout)."),
         pred: Path = typer.Option(..., "--pred", "--input", help="Predictions (panoptic layout, segments with 'score')."),
-        out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, metrics.md, threshold_sweep.png (and overlays/ with --overlays)."),
-        thresholds: Optional[str] = typer.Option(None, "--thresholds", help="IoU thresholds: start:stop:step or a comma list (default 0.05:0.9:0.05)."),
-        overlays: int = typer.Option(0, "--overlays", help="Write N image | GT | prediction PNGs."),
-        images: Optional[Path] = typer.Option(None, "--images", help="Image folder for overlays (default GT/images)."),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Processes (default: all cores)."),
+        out: Path = typer.Option(..., "--out", help="Output folder: metrics.json, metrics.md, threshold_sweep.png, overlays/."),
+        thresholds: Optional[str] = typer.Option(
+            None, "--thresholds", show_default="0.05:0.9:0.05", help="IoU thresholds: start:stop:step or a comma list."),
+        overlays: int = typer.Option(0, "--overlays", min=0, help="Write N image | GT | prediction PNGs."),
+        images: Optional[Path] = typer.Option(None, "--images", show_default="GT/images", help="Image folder for overlays."),
+        workers: Optional[int] = typer.Option(None, "--workers", "--num-workers", min=1, show_default="all cores",
+                                              help="Worker processes scoring images."),
         ap_source: APSource = typer.Option(
             APSource.instances, "--ap-source",
             help="instances: AP on PRED/instances.json (top-100 overlapping instances per image, as detectron2 scores "
                  "Mask2Former/ODISE; falls back to panoptic when PRED has none) | panoptic: AP on the panoptic segments.",
         ),
-        fold: Optional[int] = typer.Option(None, "--fold", min=0, help="Score only the GT images of fold K of GT/folds.json."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
-        as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout."),
+        fold: Optional[int] = typer.Option(None, "--fold", min=0, metavar="<K>", help="Score only the GT images of fold K (0..K-1) of GT/folds.json."),
+        overwrite: Overwrite = False,
+        as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     ) -> None:
         """Score panoptic predictions: PQ/RQ/SQ over IoU thresholds, AP and Dice at the best one."""
         from modise.engine.evaluation import evaluate_folders, parse_thresholds
@@ -84,8 +88,8 @@ def register(app: typer.Typer) -> None:
             help="as-run: each run's evaluation at its model's setting | on / off: with / without ODISE's CLIP ensemble "
                  "(training runs of models with a CLIP-style encoder record both).",
         ),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
-        as_json: bool = typer.Option(False, "--json", help="Print report.json to stdout."),
+        overwrite: Overwrite = False,
+        as_json: bool = typer.Option(False, "--json", help="Print report.json on stdout."),
     ) -> None:
         """Table 1 / Table 2: one row per variant, mean ± std over folds, best per column marked."""
         from modise.engine.evaluation import write_report

@@ -10,7 +10,7 @@ import typer
 
 from modise.cli_options import (
     Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, IntensityJitter, Lr, MaxSteps, ModelSize,
-    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, ReferenceBatch, Seed, Size, Strategy, WarmupSteps, size_value,
+    NumNodes, NumWorkers, Overrides, Overwrite, Precision, PrecisionOpt, RandomWeights, ReferenceBatch, Seed, Size, Strategy, WarmupSteps, size_value,
 )
 
 
@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Folder: <preset>/fold<k>/ runs, table1/ (Table 1, Fig. S1 sweep, CSVs) "
                                                      "and table1-no-ensemble/ (the same without the CLIP ensemble)."),
         presets: Optional[list[str]] = typer.Option(
-            None, "--presets", help="Comma list or repeatable (default: the six Table-1 presets, in the paper's order); "
-                                    "nnunet adds the external nnU-Net baseline (pip install -e '.[nnunet]')."),
+            None, "--presets", metavar="<preset,..>", show_default="the six Table-1 presets, in the paper's order",
+            help="Presets to run, a comma list or repeatable; nnunet adds the external nnU-Net baseline (pip install -e '.[nnunet]')."),
         folds: int = typer.Option(5, "--folds", min=1, help="Folds 0..K-1 of folds.json, each held out once."),
         size: Size = ModelSize.full,
         random_weights: RandomWeights = False,
@@ -47,10 +47,10 @@ def register(app: typer.Typer) -> None:
         override: Overrides = None,
         seed: Seed = 0,
         nnunet_trainer: str = typer.Option("nnUNetTrainer", "--nnunet-trainer", help="nnU-Net trainer of the nnunet row (e.g. nnUNetTrainer_100epochs)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Train every fold again (otherwise finished folds are kept)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the table (report.json) to stdout."),
+        overwrite: Overwrite = False,
+        as_json: bool = typer.Option(False, "--json", help="Print the table (report.json) on stdout."),
     ) -> None:
-        """Table 1: train + evaluate presets x folds (resumable), then mean ± std at the best IoU threshold."""
+        """Table 1: train + evaluate presets x folds (finished folds are kept unless --overwrite), then mean ± std at the best IoU threshold."""
         from modise.engine.evaluation.report import table_markdown
         from modise.engine.reproduce import TABLE_DIR, TABLE_NO_ENSEMBLE_DIR, reproduce
         from modise.engine.train_cli import train_config

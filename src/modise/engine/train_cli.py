@@ -10,13 +10,12 @@ from typing import Optional
 import typer
 
 from modise.cli_options import (
-    Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, IntensityJitter, Lr, MaxSteps, ModelSize,
-    NumNodes, NumWorkers, Overrides, Precision, PrecisionOpt, RandomWeights, ReferenceBatch, Resume, Seed, Size, Strategy, WarmupSteps, Workers, positive_float,
-    size_value, torch_device,
+    RUN_HELP, Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Device, Devices, GradAccum, GradClip, ImageSize,
+    IntensityJitter, Lr, MaxSteps, ModelSize, NumNodes, NumWorkers, Overrides, Overwrite, Precision, PrecisionOpt, Preset,
+    RandomWeights, ReferenceBatch, Resume, Seed, Size, Strategy, WarmupSteps, Workers, auto_device, fold_value,
+    positive_float, size_value,
 )
 from modise.engine.demo import DEMO_STEPS
-
-PRESET_HELP = "Table-1 variant (m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise) or a preset YAML."
 
 
 def train_config(**kw):
@@ -69,12 +68,13 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         data: Path = typer.Option(..., "--data", help="Prepared dataset (canonical panoptic layout with folds.json)."),
         out: Path = typer.Option(..., "--out", help="Run folder (config.yaml, run.json, checkpoints/, model/, logs/, metrics.json)."),
-        preset: str = typer.Option("m-odise", "--preset", help=PRESET_HELP),
+        preset: Preset = "m-odise",
         size: Size = ModelSize.full,
-        fold: int = typer.Option(0, "--fold", min=-1, help="Fold of folds.json held out for validation (-1: train on all)."),
+        fold: int = typer.Option(0, "--fold", parser=fold_value, metavar="<K|all>",
+                                 help="Fold K (0..K-1) of folds.json held out for validation; all: train on every image."),
         random_weights: RandomWeights = False,
         max_steps: MaxSteps = None,
-        max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, help="Stop after this many epochs [no limit]."),
+        max_epochs: Optional[int] = typer.Option(None, "--max-epochs", min=1, show_default="no limit", help="Stop after this many epochs."),
         batch_size: BatchSize = None,
         grad_accum: GradAccum = None,
         reference_batch: ReferenceBatch = None,
@@ -93,8 +93,8 @@ def register(app: typer.Typer) -> None:
         override: Overrides = None,
         seed: Seed = 0,
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from RUN/checkpoints/last.ckpt."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start again in a non-empty --out written by modise."),
-        as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON."),
+        overwrite: Overwrite = False,
+        as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON on stdout."),
     ) -> None:
         """Train one preset with fold K held out; validation metrics at the end."""
         from modise.engine.training.train import train
@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
     def cv_cmd(
         data: Path = typer.Option(..., "--data", help="Prepared dataset (canonical panoptic layout with folds.json)."),
         out: Path = typer.Option(..., "--out", help="CV folder: fold0/ .. fold{K-1}/ and report/."),
-        preset: str = typer.Option("m-odise", "--preset", help=PRESET_HELP),
+        preset: Preset = "m-odise",
         size: Size = ModelSize.full,
         folds: int = typer.Option(5, "--folds", min=1, help="Folds to run (0..K-1 of folds.json)."),
         random_weights: RandomWeights = False,
@@ -136,10 +136,10 @@ def register(app: typer.Typer) -> None:
         precision: PrecisionOpt = Precision.auto,
         override: Overrides = None,
         seed: Seed = 0,
-        overwrite: bool = typer.Option(False, "--overwrite", help="Start all folds again."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        overwrite: Overwrite = False,
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     ) -> None:
-        """5-fold cross-validation (finished folds are kept, an interrupted one resumes), then the variant's table."""
+        """5-fold cross-validation (finished folds are kept unless --overwrite, an interrupted one resumes), then the variant's table."""
         from modise.engine.training.cv import cross_validate
 
         cfg = train_config(
@@ -155,24 +155,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command("predict")
     def predict_cmd(
-        checkpoint: Path = typer.Option(..., "--checkpoint", help="Training run folder (or its model/ folder)."),
+        checkpoint: Path = typer.Option(..., "--run", "--checkpoint", help=RUN_HELP),
         input: Optional[list[Path]] = typer.Option(None, "--input", help="Image files or folders (PNG, JPEG, TIFF, DICOM); repeatable."),
         data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; with --fold, predict that fold's images."),
-        fold: Optional[int] = typer.Option(None, "--fold", min=0, help="Fold K of DATA/folds.json to predict (needs --data)."),
+        fold: Optional[int] = typer.Option(None, "--fold", min=0, metavar="<K>", help="Fold K (0..K-1) of DATA/folds.json to predict (needs --data)."),
         out: Path = typer.Option(..., "--out", help="Output folder (panoptic.json, instances.json, panoptic/, heatmaps/, overlays/, dicom_seg/)."),
         dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Write a DICOM SEG per DICOM input."),
         batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
         object_mask_threshold: Optional[float] = typer.Option(
-            None, "--score-threshold", min=0.0, max=1.0, help="Keep segments scoring above this, 0-1 [the run's]."),
+            None, "--score-threshold", min=0.0, max=1.0, show_default="the run's", help="Keep segments scoring above this, 0-1."),
         no_overlays: bool = typer.Option(False, "--no-overlays", help="Skip the overlay PNGs."),
-        device: Optional[str] = typer.Option(None, "--device", parser=torch_device, help="cpu, cuda or cuda:N (default: cuda if available)."),
-        full_heatmaps: bool = typer.Option(False, "--full-heatmaps", help="Heatmaps at the image's size (default: the inference resolution)."),
+        device: Device = "auto",
+        full_heatmaps: bool = typer.Option(False, "--full-heatmaps", show_default="the inference resolution",
+                                           help="Heatmaps at the image's size."),
         workers: Workers = None,
         resume: Resume = False,
         devices: Optional[int] = typer.Option(None, "--devices", min=1, help="Processes, one per GPU (or CPU processes), each predicting its share."),
         num_nodes: NumNodes = 1,
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        overwrite: Overwrite = False,
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     ) -> None:
         """Predict lesions; writes COCO panoptic (with scores), heatmaps, overlays and DICOM SEG.
 
@@ -183,7 +184,7 @@ def register(app: typer.Typer) -> None:
 
         device = check_device(device)
         require_complete_run(checkpoint)
-        kw = dict(dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite, overlays=not no_overlays, device=device,
+        kw = dict(dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite, overlays=not no_overlays, device=auto_device(device),
                   object_mask_threshold=object_mask_threshold, data=data, fold=fold, workers=workers or 1, resume=resume,
                   full_heatmaps=full_heatmaps)
         if devices is not None or num_nodes > 1:
@@ -202,13 +203,14 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo_cmd(
         out: Path = typer.Option(Path("modise-demo"), "--out", help="Demo folder (data/, run/, report.md/.html)."),
-        steps: int = typer.Option(DEMO_STEPS, "--steps", min=1, help="Training steps (fixed, so a seed gives the same numbers anywhere)."),
+        steps: int = typer.Option(DEMO_STEPS, "--max-steps", "--steps", min=1,
+                                  help="Optimiser steps (fixed, so a seed gives the same numbers anywhere)."),
         minutes: Optional[float] = typer.Option(
-            None, "--minutes", parser=positive_float,
-            help="Upper bound for the whole demo; training stops early (and says so) if it would run past it [no limit]."),
+            None, "--minutes", parser=positive_float, show_default="no limit",
+            help="Upper bound for the whole demo; training stops early (and says so) if it would run past it."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of phantoms, weights and training."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out written by modise."),
-        as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON."),
+        overwrite: Overwrite = False,
+        as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON on stdout."),
     ) -> None:
         """Synthetic phantoms -> tiny M-ODISE -> train -> evaluate -> OUT/report.md (offline, CPU)."""
         from modise.engine.demo import run_demo

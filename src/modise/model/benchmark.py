@@ -82,7 +82,9 @@ def peak_rss_mb() -> float:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``cpu`` | ``cuda`` (``cuda:N``); asking for CUDA without one is one sentence."""
+    """``auto`` (cuda when PyTorch sees a GPU, else cpu) | ``cpu`` | ``cuda`` (``cuda:N``); asking for CUDA without one is one sentence."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModiseError(f"--device {device}: PyTorch sees no CUDA GPU on this machine; use --device cpu.")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
-from modise.cli_options import ModelSize, size_value
+from modise.cli_options import (
+    Device, ModelSize, PrecisionOpt, Preset, RandomWeights, Size, choices_metavar, one_of, PRECISION_ALIASES, size_value,
+)
 
-SIZE_HELP = "Architecture size: full (the paper's; pretrained weights, or --random-weights offline) or tiny (CPU tests)."
+# What benchmark times: fp32 everywhere, or frozen weights stored in bf16 and the rest under bf16 autocast.
+BENCH_PRECISIONS = ("auto", "32-true", "bf16-mixed")
+BenchPrecision = Annotated[str, typer.Option(
+    "--precision", parser=one_of(BENCH_PRECISIONS, PRECISION_ALIASES), metavar=choices_metavar(BENCH_PRECISIONS),
+    help="32-true, or bf16-mixed (frozen weights stored in bf16, the rest under bf16 autocast); auto: bf16-mixed on a "
+         "GPU that supports it, else 32-true (fp32, bf16 also accepted).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -16,10 +24,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("inspect")
     def inspect(
-        preset: str = typer.Option("m-odise", help="m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise (or a YAML)."),
-        size: ModelSize = typer.Option(ModelSize.full, "--size", help=SIZE_HELP),
-        random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random frozen weights (offline)."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+        preset: Preset = "m-odise",
+        size: Size = ModelSize.full,
+        random_weights: RandomWeights = False,
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     ) -> None:
         """Show a preset's parts (parameters, trainable), feature maps, inference thresholds and optimiser settings."""
         from modise.model import build_model
@@ -37,30 +45,30 @@ def register(app: typer.Typer) -> None:
 
     @app.command("benchmark")
     def benchmark(
-        preset: str = typer.Option("m-odise", help="Preset name or YAML."),
-        size: ModelSize = typer.Option(ModelSize.full, "--size", help=SIZE_HELP),
-        random_weights: bool = typer.Option(False, "--random-weights", help="Seeded random frozen weights (offline)."),
-        device: str = typer.Option("cpu", help="cpu | cuda (cuda:N)."),
-        precision: str = typer.Option("fp32", help="fp32 | bf16 (frozen weights stored in bf16, the rest under bf16 autocast)."),
-        image_size: int = typer.Option(512, help="Square input size in pixels."),
-        batch_size: int = typer.Option(1, min=1, help="Images per call."),
+        preset: Preset = "m-odise",
+        size: Size = ModelSize.full,
+        random_weights: RandomWeights = False,
+        device: Device = "auto",
+        precision: BenchPrecision = "auto",
+        image_size: int = typer.Option(512, "--image-size", help="Square input size in pixels."),
+        batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per call."),
         train: bool = typer.Option(False, "--train", help="Time a training step (forward, loss, backward, AdamW step)."),
-        warmup: int = typer.Option(1, min=0, help="Untimed runs first."),
-        repeats: int = typer.Option(10, min=1, help="At most this many timed runs (stops when 3 agree within 10%)."),
-        as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+        warmup: int = typer.Option(1, "--warmup", min=0, help="Untimed runs first."),
+        repeats: int = typer.Option(10, "--repeats", min=1, help="At most this many timed runs (stops when 3 agree within 10%)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the timings as JSON on stdout."),
     ) -> None:
         """Seconds per image per stage vs. the frozen VAE-encode+UNet forward, and peak memory (RSS, CUDA)."""
         from rich.progress import Progress
 
         from modise.checks import check_device, check_side
-        from modise.errors import UsageError
+        from modise.engine.training.precision import resolve_precision
         from modise.model import build_model
-        from modise.model.benchmark import benchmark_model
+        from modise.model.benchmark import benchmark_model, resolve_device
 
-        device = check_device(device)  # a typo or no CUDA: one sentence before building anything
+        # a typo or no CUDA: one sentence before building anything; auto: cuda when there is one
+        device = str(resolve_device(check_device(device)))
         check_side(image_size, "--image-size", multiple=32)  # what train accepts
-        if precision not in ("fp32", "bf16"):
-            raise UsageError("--precision", f"expected fp32 or bf16, not '{precision}'.")
+        precision = "bf16" if resolve_precision(precision, device.split(":")[0]) == "bf16-mixed" else "fp32"
         with Progress(transient=True, console=_stderr()) as bar:
             task = bar.add_task("building", total=None)
             model = build_model(preset, size_value(size), random_weights=random_weights)

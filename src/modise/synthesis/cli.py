@@ -12,21 +12,32 @@ from typing import Optional
 import typer
 
 from modise.checks import check_disk_room
+from modise.cli_options import (
+    MODEL_METAVAR, ModelSize, Overwrite, RandomWeights, SamplingSteps, Size, choices_metavar, multiple_of, one_of,
+    positive_float, size_value,
+)
 from modise.errors import ModiseError
-from modise.synthesis.cli_checks import choice, density_choice, positive, side
-from modise.synthesis.prompts import AREAS, VENDORS, VIEWS
+from modise.synthesis.prompts import AREAS, BIRADS_DENSITY, DENSITIES, VENDORS, VIEWS
 
-RandomWeights = typer.Option(False, "--random-weights", help="Random-weight architecture, offline (no download).")
 Out = typer.Option(..., "--out", help="Output folder (refused if not empty unless --overwrite).")
-Overwrite = typer.Option(False, "--overwrite", help="Replace a non-empty output folder.")
 Seed = typer.Option(0, "--seed", min=0, help="Random seed; image i uses seed+i.")
-SizeOpt = typer.Option("full", "--size", callback=choice(("full", "tiny")),
-                       help="Architecture size for --random-weights: full (SD 1.5) or tiny.")
-Mode = typer.Option(None, "--mode", callback=choice(("whole", "crop")),
-                    help="whole: MAM-E's way, the whole image as the 512 frame (the default) | crop: a native-resolution "
-                    "window around the lesion, keeps detail on large images (the default when --crop is given).")
-Crop = typer.Option(None, "--crop", callback=side, help="Window side of --mode crop, a multiple of 8 (default: the model's, 512).")
-Json = typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")
+MODES = ("whole", "crop")
+Mode = typer.Option(None, "--mode", parser=one_of(MODES), metavar=choices_metavar(MODES), show_default="whole, or crop with --crop-size",
+                    help="whole: MAM-E's way, the whole image as the 512 frame | crop: a native-resolution window around "
+                    "the lesion, keeps detail on large images.")
+VAE_SIDE = multiple_of(8, "the VAE's downscale")
+CropSize = typer.Option(None, "--crop-size", "--crop", parser=VAE_SIDE, show_default="the model's, 512",
+                        help="Window side of --mode crop, a multiple of 8.")
+Json = typer.Option(False, "--json", help="Print the summary as JSON on stdout.")
+INPAINT_MODEL_HELP = "Inpainting pipeline: hub id or folder (a `mame train --inpainting` run)."
+DENSITY_CHOICES = (*DENSITIES, *BIRADS_DENSITY)  # MAM-E's words or a BI-RADS letter
+LATERALITIES = ("L", "R")
+
+
+def _choice(default: Optional[str], name: str, names: tuple[str, ...], help: str, **kw):
+    """A case-insensitive choice option whose help line lists the choices."""
+    return typer.Option(default, name, parser=one_of(names, kw.pop("aliases", None)), metavar=choices_metavar(names),
+                        help=help, **kw)
 
 
 def _warn(msg: str) -> None:
@@ -40,31 +51,33 @@ def _report(summary: dict, as_json: bool, text: str) -> None:
 
 
 def generate(
-    vendor: Optional[str] = typer.Option(None, "--vendor", callback=choice(VENDORS), help="siemens | hologic"),
-    view: Optional[str] = typer.Option(None, "--view", callback=choice(VIEWS), help="CC | MLO"),
-    density: Optional[str] = typer.Option(None, "--density", callback=density_choice,
-                                          help="very low | low | high | very high, or BI-RADS A-D"),
-    area: Optional[str] = typer.Option(None, "--area", callback=choice(AREAS), help="small | medium | big"),
+    vendor: Optional[str] = _choice(None, "--vendor", VENDORS, "Mammography unit maker in the prompt."),
+    view: Optional[str] = _choice(None, "--view", VIEWS, "View in the prompt."),
+    density: Optional[str] = _choice(None, "--density", DENSITY_CHOICES, "Breast density in the prompt: MAM-E's words or BI-RADS A-D.",
+                                     aliases={f"density {k.lower()}": k for k in BIRADS_DENSITY}),
+    area: Optional[str] = _choice(None, "--area", AREAS, "Breast area in the prompt."),
     density_first: bool = typer.Option(False, "--density-first", help="Put density before area in the prompt."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Free prompt text (overrides the parts above)."),
     print_prompt: bool = typer.Option(False, "--print-prompt", help="Print the prompt and exit."),
     n: int = typer.Option(1, "--n", min=1, help="Number of images."),
     seed: int = Seed,
-    steps: int = typer.Option(24, "--steps", min=1, help="DPM-Solver steps."),
+    steps: SamplingSteps = 24,
     guidance: float = typer.Option(5.0, "--guidance", min=0.0, help="Classifier-free guidance scale (MAM-E: 4-6)."),
-    laterality: str = typer.Option("L", "--laterality", callback=choice(("L", "R")), help="L (as generated) or R (mirrored)."),
+    laterality: str = _choice("L", "--laterality", LATERALITIES, "L (as generated) or R (mirrored).", show_default=True),
     guidance_sweep: bool = typer.Option(False, "--guidance-sweep", help="Grid image: prompts x guidance 4..14."),
     sweep_values: str = typer.Option("4,6,8,10,12,14", "--sweep-values", help="Guidance values of the sweep."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", callback=side,
-                                             help="Image side, a multiple of 8 (default: the model's, 512; tiny: 128)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Hub id or pipeline folder (default: Likalto4/fusion_healthy)."),
-    size: str = SizeOpt,
-    random_weights: bool = RandomWeights,
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (refused if not empty unless --overwrite)."),
-    overwrite: bool = Overwrite,
+    resolution: Optional[int] = typer.Option(None, "--image-size", "--resolution", parser=VAE_SIDE,
+                                             show_default="the model's: 512; tiny 128", help="Image side, a multiple of 8."),
+    model: Optional[str] = typer.Option(None, "--model", metavar=MODEL_METAVAR, show_default="Likalto4/fusion_healthy",
+                                        help="Text-to-image pipeline: hub id or folder (a `mame train` run)."),
+    size: Size = ModelSize.full,
+    random_weights: RandomWeights = False,
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (refused if not empty unless --overwrite).  [required unless --print-prompt]"),
+    overwrite: Overwrite = False,
     as_json: bool = Json,
 ) -> None:
     """Generate mammograms from MAM-E prompts (greyscale PNGs + metadata.jsonl)."""
+    size = size_value(size)
     from modise.synthesis.prompts import DENSITIES, build_prompt
 
     text = prompt if prompt else build_prompt(vendor, view, density, area, density_first)
@@ -72,7 +85,9 @@ def generate(
         typer.echo(text)
         raise typer.Exit(0)
     if out is None:
-        raise ModiseError("Missing --out (the output folder).")
+        from typer.core import _click
+
+        raise _click.exceptions.MissingParameter(param_hint="'--out'", param_type="option")  # Click's wording
     try:
         guidances = [float(v) for v in sweep_values.split(",") if v.strip()]
     except ValueError:
@@ -154,26 +169,28 @@ def inpaint(
     auto_box: bool = typer.Option(False, "--auto-box", help="Draw a lesion box inside the breast."),
     n: int = typer.Option(1, "--n", min=1, help="Number of variants (seed+i; a new box each with --auto-box)."),
     seed: int = Seed,
-    steps: int = typer.Option(40, "--steps", min=1, help="DPM-Solver steps (MAM-E: 40)."),
+    steps: SamplingSteps = 40,
     guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale (MAM-E: 4)."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt (default: a mammogram with a lesion)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", show_default="a mammogram with a lesion", help="Prompt."),
     mode: Optional[str] = Mode,
-    crop: Optional[int] = Crop,
-    laterality: Optional[str] = typer.Option(None, "--laterality", callback=choice(("L", "R")),
-                                             help="L | R for --mode whole (default: from DICOM, else guessed from the image)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder (default: Likalto4/vindr_lesion-inpainting)."),
-    size: str = SizeOpt,
-    random_weights: bool = RandomWeights,
+    crop: Optional[int] = CropSize,
+    laterality: Optional[str] = _choice(None, "--laterality", LATERALITIES, "Breast side for --mode whole.",
+                                        show_default="from DICOM, else guessed from the image"),
+    model: Optional[str] = typer.Option(None, "--model", metavar=MODEL_METAVAR, show_default="Likalto4/vindr_lesion-inpainting",
+                                        help=INPAINT_MODEL_HELP),
+    size: Size = ModelSize.full,
+    random_weights: RandomWeights = False,
     out: Path = Out,
-    overwrite: bool = Overwrite,
+    overwrite: Overwrite = False,
     as_json: bool = Json,
 ) -> None:
     """Inpaint a lesion into a mammogram; writes the result and the lesion mask PNGs."""
+    size = size_value(size)
     if (mask is None) == (not auto_box):
         raise ModiseError("Give exactly one of --mask or --auto-box.")
     if mode == "whole" and crop is not None:
-        raise typer.BadParameter("--crop is the window of --mode crop; leave it out with --mode whole.",
-                                 param_hint="--crop")
+        raise typer.BadParameter("only --mode crop uses a window; leave it out with --mode whole.",
+                                 param_hint="'--crop-size'")
     from PIL import Image
 
     from modise.data.imageio import read_image, to_uint8
@@ -220,21 +237,24 @@ def augment(
     healthy: Path = typer.Option(..., "--healthy", help="Folder of healthy mammograms (PNG/JPEG/TIFF/DICOM)."),
     n: int = typer.Option(..., "--n", min=1, help="Number of synthetic lesion images."),
     data: Optional[Path] = typer.Option(None, "--data", help="Panoptic dataset to merge with (kept as it is)."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated lesion classes to draw from."),
+    classes: Optional[list[str]] = typer.Option(
+        None, "--classes", metavar="<class,..>", show_default="every class of --data", help="Lesion classes to draw from, a comma list or repeatable."),
     seed: int = Seed,
-    steps: int = typer.Option(40, "--steps", min=1, help="DPM-Solver steps (MAM-E: 40)."),
+    steps: SamplingSteps = 40,
     guidance: float = typer.Option(4.0, "--guidance", min=0.0, help="Guidance scale (MAM-E: 4)."),
     mode: Optional[str] = Mode,
-    crop: Optional[int] = Crop,
-    sigma: float = typer.Option(7.0, "--sigma", callback=positive, help="Pseudo-mask blur sigma (px)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Hub id or folder (default: Likalto4/vindr_lesion-inpainting)."),
-    size: str = SizeOpt,
-    random_weights: bool = RandomWeights,
+    crop: Optional[int] = CropSize,
+    sigma: float = typer.Option(7.0, "--sigma", parser=positive_float, help="Pseudo-mask blur sigma (px)."),
+    model: Optional[str] = typer.Option(None, "--model", metavar=MODEL_METAVAR, show_default="Likalto4/vindr_lesion-inpainting",
+                                        help=INPAINT_MODEL_HELP),
+    size: Size = ModelSize.full,
+    random_weights: RandomWeights = False,
     out: Path = Out,
-    overwrite: bool = Overwrite,
+    overwrite: Overwrite = False,
     as_json: bool = Json,
 ) -> None:
     """Inpaint lesions into healthy mammograms and write a panoptic training dataset."""
+    size = size_value(size)
     from modise.outputs import check_output_dir, output_dir
     from modise.synthesis.augment import augment_dataset, list_healthy
     from modise.synthesis.pipelines import load_inpaint
@@ -244,7 +264,7 @@ def augment(
     files = list_healthy(healthy)
     if data is not None and not (data / "panoptic.json").is_file():
         raise ModiseError(f"{data / 'panoptic.json'}: not found; --data must be a canonical panoptic dataset.")
-    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    names = [c.strip() for item in classes or [] for c in item.split(",") if c.strip()] or None
     pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
     with output_dir(out, overwrite, [healthy, data, model]) as stage, step_progress(n * steps, "augmenting") as cb:
         result = augment_dataset(

@@ -39,7 +39,7 @@ def generate_images(
 
     lat = _laterality(laterality)
     if n < 1 or steps < 1:
-        raise ModiseError("--n and --steps must be at least 1.")
+        raise ModiseError("--n and --sampling-steps must be at least 1.")
     side = resolution or native_resolution(pipe)
     if side % int(pipe.vae_scale_factor):
         raise ModiseError(f"Resolution {side} must be a multiple of {pipe.vae_scale_factor}.")

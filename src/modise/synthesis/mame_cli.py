@@ -9,23 +9,29 @@ from typing import Optional
 
 import typer
 
-from modise.cli_options import Workers
-from modise.engine.training.precision import PRECISIONS
+from modise.cli_options import (
+    MODEL_METAVAR, Accelerator, AcceleratorOpt, CheckpointEvery, Devices, GradAccum, GradClip, MaxSteps, ModelSize, ModiseTyper, NumNodes,
+    NumWorkers, Overwrite, PrecisionOpt, RandomWeights, Size, choices_metavar, default_shown, multiple_of, one_of,
+    positive_float, size_value,
+)
+from modise.cli_options import Workers as PrepareWorkers  # processes, not DataLoader workers
 from modise.errors import ModiseError
-from modise.synthesis.cli_checks import choice, positive, side
 from modise.synthesis.mame_prepare import FINDINGS
 from modise.synthesis.prompts import VENDORS
 
-mame_app = typer.Typer(help="Train your own MAM-E: prepare mammograms with prompts, fine-tune SD.", no_args_is_help=True)
-
-
-class SizeChoice(str, Enum):
-    full = "full"
-    tiny = "tiny"
-
+mame_app = ModiseTyper(help="Train your own MAM-E: prepare mammograms with prompts, fine-tune SD.", no_args_is_help=True)
+VAE_SIDE = multiple_of(8, "the VAE's downscale")
+RECIPE = "the recipe's"
+RecipeMaxSteps = default_shown(MaxSteps, RECIPE)
+RecipeGradAccum = default_shown(GradAccum, RECIPE)
+RecipeGradClip = default_shown(GradClip, "the recipe's, 1.0")
+LoaderWorkers = default_shown(NumWorkers, True)
+CheckpointSteps = default_shown(CheckpointEvery, True)
 
 class RecipeChoice(str, Enum):
     mame = "mame"
+    inpaint = "inpaint"
+    inpaint_mass = "inpaint-mass"
     light = "light"
     inpaint = "inpaint"
     inpaint_mass = "inpaint-mass"
@@ -46,20 +52,20 @@ def _warn(msg: str) -> None:
 @mame_app.command("prepare")
 def prepare(
     root: Optional[Path] = typer.Option(None, "--root", help="VinDr-Mammo root or a folder of DICOM/PNG images."),
-    csv: Optional[Path] = typer.Option(None, "--csv", help="Metadata CSV (default: ROOT/finding_annotations.csv|metadata.csv)."),
+    csv: Optional[Path] = typer.Option(None, "--csv", show_default="ROOT/finding_annotations.csv|metadata.csv", help="Metadata CSV."),
     data: Optional[Path] = typer.Option(None, "--data", help="Canonical panoptic dataset (inpainting masks)."),
     inpainting: bool = typer.Option(False, "--inpainting", help="Lesion images with box-mask PNGs (VinDr findings)."),
-    findings: str = typer.Option("lesions", "--findings", callback=choice(FINDINGS),
+    findings: str = typer.Option("lesions", "--findings", parser=one_of(FINDINGS), metavar=choices_metavar(FINDINGS),
                                  help="With --inpainting on VinDr: lesions (every finding but 'No Finding', the data of "
                                       "the released vindr_lesion-inpainting) | mass (Mass findings only)."),
     all_vendors: bool = typer.Option(False, "--all-vendors", help="VinDr: keep every vendor's images (MAM-E: Siemens only)."),
-    vendor: Optional[str] = typer.Option(None, "--vendor", callback=choice(VENDORS),
-                                         help="siemens | hologic (else from DICOM Manufacturer)."),
-    frame: int = typer.Option(512, "--resolution", callback=side, help="Output side, a multiple of 8 (MAM-E: 512)."),
+    vendor: Optional[str] = typer.Option(None, "--vendor", parser=one_of(VENDORS), metavar=choices_metavar(VENDORS),
+                                         show_default="from DICOM Manufacturer", help="Mammography unit maker in the prompts."),
+    frame: int = typer.Option(512, "--image-size", "--resolution", parser=VAE_SIDE, help="Output side, a multiple of 8 (MAM-E: 512)."),
     out: Path = typer.Option(..., "--out", help="Output folder (refused if not empty unless --overwrite)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
-    workers: Workers = None,
+    overwrite: Overwrite = False,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    workers: PrepareWorkers = None,
 ) -> None:
     """Write 512x512 left-facing 8-bit PNGs + metadata.jsonl prompts for MAM-E training."""
     from modise.outputs import output_dir
@@ -91,43 +97,44 @@ def prepare(
 @mame_app.command("train")
 def train(
     data: Path = typer.Option(..., "--data", help="Folder from `modise mame prepare`."),
-    base: Optional[str] = typer.Option(None, "--base", help="Base pipeline hub id or folder (default: SD 1.5 / SD inpainting)."),
+    base: Optional[str] = typer.Option(None, "--model", "--base", metavar=MODEL_METAVAR,
+                                       show_default="SD 1.5, or SD inpainting with --inpainting",
+                                       help="Pipeline to fine-tune: hub id or folder."),
     out: Path = typer.Option(..., "--out", help="Run folder (config.yaml, checkpoints/, logs/); ends as a diffusers pipeline for --model."),
     inpainting: bool = typer.Option(False, "--inpainting", help="Train the 9-channel inpainting UNet."),
-    size: SizeChoice = typer.Option("full", "--size", help="full (SD 1.5) | tiny (with --random-weights)."),
-    random_weights: bool = typer.Option(False, "--random-weights", help="Random-weight base, offline."),
+    size: Size = ModelSize.full,
+    random_weights: RandomWeights = False,
     recipe: Optional[RecipeChoice] = typer.Option(
-        None, "--recipe", help="mame: MAM-E's batch 16 x accumulation 16, 6000 steps, lr 1e-6 | inpaint: the released "
+        None, "--recipe", show_default="mame for --size full (inpaint with --inpainting), else light",
+        help="mame: MAM-E's batch 16 x accumulation 16, 6000 steps, lr 1e-6 | inpaint: the released "
         "vindr_lesion-inpainting run, batch 8 x 1, 15000 steps | inpaint-mass: MAM-E's Mass-only run, batch 16 x 2, "
-        "6000 steps | light: batch 1, 1000 steps (default: mame, or inpaint with --inpainting, for --size full; "
-        "else light); the options below override it."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Total optimizer steps (resume counts on; default: the recipe's)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Images per device per batch (default: the recipe's)."),
-    lr: Optional[float] = typer.Option(None, "--lr", callback=positive,
-                                       help="Constant AdamW learning rate (default: the recipe's 1e-6; LoRA 1e-4)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", min=0.0, help="AdamW weight decay (1e-2)."),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", "--accumulate", min=1,
-                                             help="Gradient accumulation batches (default: the recipe's)."),
-    grad_clip: Optional[float] = typer.Option(None, "--grad-clip", "--clip", min=0.0, help="Gradient-norm clip, 0 = off (1.0)."),
-    precision: str = typer.Option("auto", "--precision", callback=choice(PRECISIONS),
-                                  help="Lightning precision (auto: bf16-mixed on a bf16 GPU, else 32-true)."),
-    devices: str = typer.Option("auto", "--devices", help="Lightning devices: auto, a count, or a list like 0,1."),
-    num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines taking part."),
-    resolution: Optional[int] = typer.Option(None, "--resolution", callback=side,
-                                              help="Training side, a multiple of 8 (default: the model's, 512)."),
+        "6000 steps | light: batch 1, 1000 steps; the options below override it."),
+    max_steps: RecipeMaxSteps = None,
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, show_default=RECIPE, help="Images per device and step."),
+    lr: Optional[float] = typer.Option(None, "--lr", parser=positive_float, show_default="the recipe's 1e-6; LoRA 1e-4",
+                                       help="Constant AdamW learning rate."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", min=0.0, show_default="1e-2", help="AdamW weight decay."),
+    grad_accum: RecipeGradAccum = None,
+    grad_clip: RecipeGradClip = None,
+    precision: PrecisionOpt = "auto",
+    accelerator: AcceleratorOpt = Accelerator.auto,
+    devices: Devices = "auto",
+    num_nodes: NumNodes = 1,
+    resolution: Optional[int] = typer.Option(None, "--image-size", "--resolution", parser=VAE_SIDE,
+                                              show_default="the model's, 512", help="Training side, a multiple of 8."),
     val_every: int = typer.Option(500, "--val-every", min=0, help="Validation strip every N steps (0 = never)."),
-    val_steps: int = typer.Option(20, "--val-steps", min=1, help="Sampling steps of validation images."),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every", "--ckpt-every", min=1, help="Checkpoint every N steps."),
+    val_steps: int = typer.Option(20, "--val-sampling-steps", "--val-steps", min=1, help="Denoising steps of the validation images."),
+    checkpoint_every: CheckpointSteps = 500,
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/checkpoints/last.ckpt."),
     freeze_text_encoder: bool = typer.Option(False, "--freeze-text-encoder", help="Train the UNet only."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters on the UNet attention, not the full model."),
     lora_rank: int = typer.Option(8, "--lora-rank", min=1, help="LoRA rank (alpha = rank)."),
     lora_text_encoder: bool = typer.Option(False, "--lora-text-encoder",
-                                           help="With --lora: adapters on the text encoder too (default: frozen)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Random seed."),
-    num_workers: int = typer.Option(0, "--num-workers", min=0, help="DataLoader worker processes (as train's; --workers means processes elsewhere)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty OUT."),
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+                                           help="With --lora: adapters on the text encoder too (else it stays frozen)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of weights, data order and noise."),
+    num_workers: LoaderWorkers = 0,
+    overwrite: Overwrite = False,
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Fine-tune Stable Diffusion on prepared mammograms (MAM-E recipe, Lightning)."""
     from modise.synthesis.mame_config import MameTrainConfig
@@ -138,11 +145,12 @@ def train(
     if lora_text_encoder and freeze_text_encoder:
         raise ModiseError("--lora-text-encoder and --freeze-text-encoder contradict each other; pick one.")
     cfg = MameTrainConfig(
-        data=str(data), base=base, size=size.value, random_weights=random_weights, inpainting=inpainting,
+        data=str(data), base=base, size=size_value(size), random_weights=random_weights, inpainting=inpainting,
         resolution=resolution, recipe=recipe.value if recipe is not None else None, batch_size=batch_size,
         grad_accum=grad_accum, max_steps=max_steps, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip,
         train_text_encoder=lora_text_encoder if lora else not freeze_text_encoder, lora_rank=lora_rank if lora else 0,
         seed=seed, num_workers=num_workers, devices=devices, num_nodes=num_nodes, precision=precision,
+        accelerator=Accelerator(accelerator).value,
         checkpoint_every=checkpoint_every, val_every=val_every, val_steps=val_steps,
     )
     summary = train_mame(cfg, out, resume=resume, overwrite=overwrite, say=_say)

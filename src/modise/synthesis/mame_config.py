@@ -40,6 +40,7 @@ class MameTrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     num_workers: int = Field(0, ge=0)  # DataLoader workers
     # hardware and bookkeeping
+    accelerator: str = "auto"  # Lightning's: auto, cpu, gpu, cuda, mps
     devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
     precision: str = "auto"  # bf16-mixed on a bf16 GPU, 32-true on the CPU (engine.training.precision)

@@ -127,7 +127,7 @@ class MameModule(L.LightningModule):
             self.text_encoder.requires_grad_(False)
             if train_text_encoder:
                 add_lora(self.text_encoder, lora_rank, LORA_TEXT_TARGETS)
-            self.strict_loading = False  # checkpoints hold the adapters only; the base comes from --base
+            self.strict_loading = False  # checkpoints hold the adapters only; the base comes from --model
         else:
             self.text_encoder.requires_grad_(train_text_encoder)
             self.unet.requires_grad_(True)
@@ -468,9 +468,9 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
     loggers = [TensorBoardLogger(out, name=LOGS_DIR, version=""), CSVLogger(out, name=LOGS_DIR, version="")]
     return L.Trainer(
         max_steps=cfg.max_steps, accumulate_grad_batches=cfg.grad_accum, gradient_clip_val=cfg.grad_clip or None,
-        precision=resolve_precision(cfg.precision), devices=cfg.devices, num_nodes=cfg.num_nodes,
-        callbacks=[FixedLoss(dataset, cfg.seed, say), strip, checkpoint, SaveOnException(out / CKPT_DIR / LAST_CKPT)] + bar,
-        logger=loggers,
+        precision=resolve_precision(cfg.precision, cfg.accelerator), devices=cfg.devices, num_nodes=cfg.num_nodes,
+        accelerator=cfg.accelerator,
+        callbacks=[FixedLoss(dataset, cfg.seed, say), strip, checkpoint, SaveOnException(out / CKPT_DIR / LAST_CKPT)] + bar, logger=loggers,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1, default_root_dir=out,
     )
 
