@@ -86,7 +86,7 @@ def test_mame_prepare_workers_write_the_same_folder(tmp_path, inpainting):
     _vindr(tmp_path / "vindr")
     for n in (1, 2):
         r = CliRunner().invoke(app, ["mame", "prepare", "--root", str(tmp_path / "vindr"), "--out", str(tmp_path / f"w{n}"),
-                                     "--resolution", "64", "--workers", str(n), *(["--inpainting"] if inpainting else [])])
+                                     "--resolution", "64", "--workers", str(n), "--all-vendors", *(["--inpainting"] if inpainting else [])])
         assert r.exit_code == 0, r.output
     one, two = _files(tmp_path / "w1"), _files(tmp_path / "w2")
     assert one == two and "metadata.jsonl" in one

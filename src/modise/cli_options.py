@@ -311,5 +311,5 @@ SamplingSteps = Annotated[int, typer.Option("--sampling-steps", "--steps", min=1
 # ---------------------------------------------------------------- archive options (predict, prepare)
 Workers = Annotated[Optional[int], typer.Option(
     "--workers", min=1, show_default="all cores; predict: 1, a writer thread",
-    help="Processes that read or write images in parallel.")]
+    help="Worker processes that read or write images in parallel.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out: images already written are skipped.")]

@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         precision: PrecisionOpt = Precision.auto,
         override: Overrides = None,
         seed: Seed = 0,
-        nnunet_trainer: str = typer.Option("nnUNetTrainer", "--nnunet-trainer", help="nnU-Net trainer of the nnunet row (e.g. nnUNetTrainer_100epochs)."),
+        nnunet_trainer: str = typer.Option("nnUNetTrainer", "--nnunet-trainer", metavar="<class>", help="nnU-Net trainer of the nnunet row (e.g. nnUNetTrainer_100epochs)."),
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print the table (report.json) on stdout."),
     ) -> None:

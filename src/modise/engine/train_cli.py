@@ -61,6 +61,17 @@ def _echo(result: dict, as_json: bool) -> None:
         typer.echo(json.dumps(result, default=str))
 
 
+def _device_count(devices: Optional[str]) -> int:
+    """predict's --devices as a process count: a count, the length of an index list, or (auto, -1) every GPU."""
+    if devices is None:
+        return 1
+    if devices in ("auto", "-1"):
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return len(devices.split(",")) if "," in devices else int(devices)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train``, ``cv``, ``predict`` and ``demo`` to the ``modise`` app."""
 
@@ -170,7 +181,7 @@ def register(app: typer.Typer) -> None:
                                            help="Heatmaps at the image's size."),
         workers: Workers = None,
         resume: Resume = False,
-        devices: Optional[int] = typer.Option(None, "--devices", min=1, help="Processes, one per GPU (or CPU processes), each predicting its share."),
+        devices: Devices = None,
         num_nodes: NumNodes = 1,
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -190,7 +201,7 @@ def register(app: typer.Typer) -> None:
         if devices is not None or num_nodes > 1:
             from modise.engine.prediction.distributed import predict_distributed
 
-            summary = predict_distributed(checkpoint, input, out, devices=devices or 1, num_nodes=num_nodes, **kw)
+            summary = predict_distributed(checkpoint, input, out, devices=_device_count(devices), num_nodes=num_nodes, **kw)
         else:
             summary = predict_files(checkpoint, input, out, **kw)
         if as_json:

@@ -28,13 +28,12 @@ RecipeGradClip = default_shown(GradClip, "the recipe's, 1.0")
 LoaderWorkers = default_shown(NumWorkers, True)
 CheckpointSteps = default_shown(CheckpointEvery, True)
 
+
 class RecipeChoice(str, Enum):
     mame = "mame"
     inpaint = "inpaint"
     inpaint_mass = "inpaint-mass"
     light = "light"
-    inpaint = "inpaint"
-    inpaint_mass = "inpaint-mass"
 
 
 def _say(msg: str) -> None:

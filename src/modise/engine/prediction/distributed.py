@@ -58,7 +58,7 @@ def _rank_main(fabric: Any, checkpoint: Any, inputs: Any, out: Any, kw: dict[str
     from modise.pipeline import ModisePipeline
 
     from .inputs import unique_stems
-    from .writer import _dataset_ids, finish_predictions
+    from .writer import dataset_ids, finish_predictions
 
     pipe = ModisePipeline.from_pretrained(checkpoint, device="cpu", object_mask_threshold=kw.get("object_mask_threshold"))
     info = {"description": "modise predictions", "checkpoint": str(checkpoint), **pipe.settings()}
@@ -66,4 +66,4 @@ def _rank_main(fabric: Any, checkpoint: Any, inputs: Any, out: Any, kw: dict[str
     errors = [e for p in parts for e in p["errors"]]
     order = {str(p): i for i, p in enumerate(paths)}
     errors.sort(key=lambda e: order.get(e["input"], len(order)))
-    return finish_predictions(Path(out), paths, unique_stems(paths), pipe.categories, info, _dataset_ids(paths), counts, errors)
+    return finish_predictions(Path(out), paths, unique_stems(paths), pipe.categories, info, dataset_ids(paths), counts, errors)

@@ -26,7 +26,7 @@ from .inputs import discover_inputs, unique_stems
 WRITE_AHEAD = 2  # batches computed ahead of the writer thread
 
 
-def _dataset_ids(paths: Sequence[Path]) -> dict[Path, int]:
+def dataset_ids(paths: Sequence[Path]) -> dict[Path, int]:
     """Reuse image ids where inputs live in a prepared dataset (``<root>/images/<file>``), so
     predictions line up with that dataset's ground truth in ``modise evaluate``."""
     ids: dict[Path, int] = {}
@@ -101,7 +101,7 @@ def predict_files(
     if shard is None:
         prepare_out(out, overwrite, resume, sources)
     cats = pipe.categories
-    known_ids = _dataset_ids(paths)
+    known_ids = dataset_ids(paths)
     todo = [(paths[i], names[i]) for i in (range(len(paths)) if shard is None else shard)]
     done_before = [n for _, n in todo if resume and record_path(Path(out), n).is_file()]
     skip = set(done_before)
