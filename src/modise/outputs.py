@@ -64,7 +64,7 @@ def _overlaps(out: Path, inputs: Inputs) -> str | None:
     return None
 
 
-def _refuse_overlap(out: Path, inputs: Inputs) -> None:
+def refuse_overlap(out: Path, inputs: Inputs) -> None:
     why = _overlaps(out.expanduser().resolve(), inputs)
     if why:
         raise ModiseError(f"Refusing to write to '{out}': {why}; choose a new folder for --out.")
@@ -76,7 +76,7 @@ def check_output_dir(out: str | Path, overwrite: bool, inputs: Inputs = (), hint
     ``inputs`` are the files/folders the command reads: ``out`` may neither equal nor contain one.
     """
     out = Path(out)
-    _refuse_overlap(out, inputs)
+    refuse_overlap(out, inputs)
     if out.exists() and not out.is_dir():
         raise ModiseError(f"Output '{out}' exists and is not a folder.")
     if out.is_dir() and any(out.iterdir()):
@@ -101,7 +101,7 @@ def claim_output_dir(out: str | Path, inputs: Inputs = ()) -> Path:
     """Create ``out`` (mode from the umask) and mark it as modise's, for folders written in place
     (a training run); the same refusals as :func:`check_output_dir` for the working folder and inputs."""
     out = Path(out)
-    _refuse_overlap(out, inputs)
+    refuse_overlap(out, inputs)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).touch()
     return out

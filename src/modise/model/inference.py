@@ -52,7 +52,7 @@ def assign_segments(labels: list[int], scores: torch.Tensor, areas: list[int], o
     """Mask2Former's panoptic loop over the kept queries (maskformer_model.py panoptic_inference): a query
     whose argmax area is too small a part of its confident area, or that paints nothing, is dropped; stuff
     of one class is merged. -> (segment id per query [n] (0: dropped), segments_info)."""
-    lut = torch.zeros(len(labels), dtype=torch.long)
+    lut = torch.zeros(len(labels), dtype=torch.long, device=scores.device)
     segments: list[dict] = []
     stuff_ids: dict[int, int] = {}
     for q, label in enumerate(labels):

@@ -28,6 +28,9 @@ def train_folds(
     again (each fold folder is replaced only if modise wrote it). Returns the fold run folders."""
     from .checks import check_train_config
 
+    from modise.outputs import refuse_overlap
+
+    refuse_overlap(Path(out), [cfg.data])  # --out inside --data (or the reverse) is the first thing to say
     check_train_config(cfg.model_copy(update={"fold": None}), folds)
     out = Path(out)
     if is_global_zero():

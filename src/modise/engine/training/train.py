@@ -257,7 +257,10 @@ def train(
     from .datamodule import split_fold
     from .recipe import recipe_line, recipe_record, scale_to_batch, trainer_world_size
 
+    from modise.outputs import refuse_overlap
+
     out = Path(out)
+    refuse_overlap(out, [cfg.data])  # --out inside --data (or the reverse) is the first thing to say
     size = check_train_config(cfg)  # a mistyped command stops here, before the run folder is touched
     if resume:
         check_resume(cfg, out, size)
