@@ -178,9 +178,9 @@ def finish_predictions(out: Path, paths: Sequence[Path], names: Sequence[str], c
 
     merged, record_errors = merge_records(out, names, cats, info, max(known_ids.values(), default=0) + 1)
     if not merged.images:
-        import shutil
+        from modise.outputs import remove_output_dir
 
-        shutil.rmtree(out, ignore_errors=True)  # nothing written: leave no folder behind
+        remove_output_dir(out)  # nothing written: leave no folder behind (only a folder modise marked as its own)
         first = f" (first: {errors[0]['error']})" if errors else ""
         raise ModiseError(f"None of the {len(paths)} inputs could be read{first}.")
     merged.finish()
