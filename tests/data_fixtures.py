@@ -192,7 +192,8 @@ def train_tiny_run(root: Path, *, n: int, seed: int, k: int, fold: int) -> Path:
     """Phantoms in ``root/data`` and a 2-step tiny m-odise run in ``root/run`` (fold ``fold`` held out),
     thresholds 0 so that an untrained model still keeps segments. Returns ``root``."""
     from modise.data.phantoms import prepare_synthetic
-    from modise.engine.training.train import TrainConfig, train
+    from modise.engine.training.config import TrainConfig
+    from modise.engine.training.train import train
 
     prepare_synthetic(root / "data", n=n, seed=seed, size=128, k=k, quiet=True)
     cfg = TrainConfig(preset="m-odise", size="tiny", data=str(root / "data"), fold=fold, random_weights=True,

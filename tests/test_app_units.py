@@ -17,13 +17,14 @@ CATS = [Category(1, "benign", 1, ["benign lesion"]), Category(2, "malignant", 1,
 
 
 def fake_run(path: Path, thresholds: tuple[float, float] | None = None) -> Path:
-    """The layout ``modise train`` writes: RUN/model/model.safetensors (+ RUN/config.yaml)."""
+    """The layout ``modise train`` writes: RUN/model/model.safetensors (+ the model's RUN/model/config.yaml)."""
     (path / "model").mkdir(parents=True)
     (path / "model" / "model.safetensors").write_bytes(b"")
     (path / "checkpoints").mkdir()
     if thresholds:
-        (path / "config.yaml").write_text(
-            f"model:\n  inference:\n    object_mask_threshold: {thresholds[0]}\n    overlap_threshold: {thresholds[1]}\n")
+        (path / "config.yaml").write_text("model: model\n")
+        (path / "model" / "config.yaml").write_text(
+            f"inference:\n  object_mask_threshold: {thresholds[0]}\n  overlap_threshold: {thresholds[1]}\n")
     return path
 
 

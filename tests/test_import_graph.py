@@ -11,7 +11,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 AREA = ("modise.engine.evaluation", "modise.engine.prediction", "modise.data", "modise.viz",
-        "modise.engine.run_layout", "modise.engine.reproduce", "modise.engine.reproduce_cli", "modise.engine.eval_cli")
+        "modise.runs", "modise.engine.reproduce", "modise.engine.reproduce_cli", "modise.engine.eval_cli")
 # owned elsewhere (issue 13): to go when outputs names its JSON encoder publicly
 KNOWN_PRIVATE: set[str] = set()
 

@@ -228,7 +228,8 @@ def test_a_runs_thresholds_live_in_the_model_config_saved_with_its_weights(tmp_p
 
     from modise.data.phantoms import prepare_synthetic
     from modise.pipeline import ModisePipeline
-    from modise.engine.training.train import TrainConfig, train
+    from modise.engine.training.config import TrainConfig
+    from modise.engine.training.train import train
 
     data = tmp_path / "data"
     prepare_synthetic(data, n=6, seed=0, size=96, k=3, quiet=True)

@@ -159,14 +159,25 @@ def test_instance_scores_are_mask2formers_formula():
     assert all(torch.equal(a, r[2]) for a, r in zip(out["masks"], ref))
 
 
+@pytest.fixture(scope="module")
+def phantom_data(tmp_path_factory):
+    from modise.data.phantoms import prepare_synthetic
+
+    root = tmp_path_factory.mktemp("phantoms") / "data"
+    prepare_synthetic(root, n=10, seed=0, size=64, quiet=True)
+    return root
+
+
 @pytest.mark.parametrize("preset", ["m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise"])
-def test_full_trains_and_tests_at_1024_tiny_stays_small(preset):
+def test_full_trains_and_tests_at_1024_tiny_stays_small(preset, phantom_data):
     """ODISE: 1024 LSJ crops, test shortest edge 1024, max 2560 (configs/common/data/coco_panoptic_semseg.py:46-71)."""
-    from modise.engine.training.train import TrainConfig
+    from modise.engine.training.checks import check_train_config
+    from modise.engine.training.config import TrainConfig
     from modise.model import load_preset
 
     assert load_preset(preset, "full").input_size == 1024 and load_preset(preset, "tiny").input_size == 128
-    assert TrainConfig(preset=preset, size="full", data="d").resolved_image_size() == 1024
-    assert TrainConfig(preset=preset, size="tiny", data="d").resolved_image_size() == 128
+    # the model config a run resolves: its input_size is the LSJ crop trained at
+    assert check_train_config(TrainConfig(preset=preset, size="full", data=str(phantom_data), batch_size=1)).input_size == 1024
+    assert check_train_config(TrainConfig(preset=preset, size="tiny", data=str(phantom_data), batch_size=1)).input_size == 128
     s = inference_settings(load_preset(preset, "full"))  # what the pipeline reads (no full model is built)
     assert (s["image_size"], s["max_size"]) == (1024, 2560)

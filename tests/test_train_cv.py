@@ -12,7 +12,7 @@ if not hasattr(model_mod, "build_model"):
 def test_cv_two_folds_writes_table_and_resumes(tmp_path):
     from modise.data.phantoms import prepare_synthetic
     from modise.engine.training.cv import cross_validate
-    from modise.engine.training.train import TrainConfig
+    from modise.engine.training.config import TrainConfig
 
     prepare_synthetic(tmp_path / "data", n=8, seed=3, size=128, k=2, quiet=True)
     cfg = TrainConfig(preset="m-odise", size="tiny", data=str(tmp_path / "data"), random_weights=True, image_size=128,

@@ -6,7 +6,7 @@ import yaml
 from typer.testing import CliRunner
 
 from modise.engine.training.recipe import effective_batch, recipe_line, recipe_record, scale_to_batch
-from modise.engine.training.train import TrainConfig
+from modise.engine.training.config import TrainConfig
 
 
 def _cfg(**kw):

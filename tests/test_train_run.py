@@ -21,7 +21,7 @@ def phantoms(tmp_path_factory) -> Path:
 
 
 def tiny_cfg(data: Path, **kw):
-    from modise.engine.training.train import TrainConfig
+    from modise.engine.training.config import TrainConfig
 
     base = dict(preset="m-odise", size="tiny", data=str(data), fold=0, random_weights=True, image_size=128,
                 batch_size=2, max_steps=4, checkpoint_every=1, lr=1e-3, warmup_steps=1, accelerator="cpu", devices=1)

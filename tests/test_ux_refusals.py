@@ -130,7 +130,7 @@ def test_mistyped_resume_leaves_the_run_byte_identical(run, change):
 
 def test_resume_names_every_difference_and_allows_other_hardware(run):
     from modise.engine.training.checks import check_resume
-    from modise.engine.training.train import TrainConfig
+    from modise.engine.training.config import TrainConfig
     from modise.errors import UsageError
 
     cfg = TrainConfig(preset="m-odise", size="tiny", data=str(run.parent / "data"), fold=None, random_weights=True,
@@ -145,7 +145,7 @@ def test_resume_names_every_difference_and_allows_other_hardware(run):
 
 
 def test_a_run_that_failed_before_its_first_checkpoint_does_not_block_a_fresh_start(tmp_path):
-    from modise.engine.training.train import prepare_run_dir, write_run_status
+    from modise.runs import prepare_run_dir, write_run_status
     from modise.errors import ModiseError
     from modise.outputs import claim_output_dir
 

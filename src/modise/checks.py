@@ -69,17 +69,17 @@ def check_strategy(strategy: str, option: str = "--strategy") -> str:
 
 
 def check_preset(preset: str, size: str, overrides: dict[str, Any] | None = None):
-    """The preset's validated model config; an unknown preset or a bad override is a usage error."""
-    from modise.model.config import load_preset
+    """The preset's validated model config (its YAML read once); an unknown preset or a bad override is a usage error."""
+    from modise.model.config import load_preset, preset_path
 
     try:
-        load_preset(preset, size, None)
+        preset_path(preset)
     except ModiseError as e:
         raise UsageError("--preset", str(e)) from None
     try:
         return load_preset(preset, size, overrides or None)
     except ModiseError as e:
-        raise UsageError("--override", str(e)) from None
+        raise UsageError("--override" if overrides else "--preset", str(e)) from None
 
 
 def check_prepared_data(data: str | Path, option: str = "--data") -> list[list[int]]:

@@ -147,16 +147,16 @@ class ModisePipeline:
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None, **overrides: Any) -> "ModisePipeline":
         """Load a training run (``RUN/model``) or a model folder written by :meth:`save_pretrained`;
         ``overrides``: ``InferenceConfig`` fields (``image_size``, thresholds, ...) to change; ``None`` keeps."""
-        from modise.engine.run_layout import MODEL_DIR
         from modise.model import MODISE
+        from modise.runs import model_dir
 
         path = Path(path)
         if not path.exists():
             raise ModiseError(f"Checkpoint '{path}' does not exist.")
-        model_dir = path / MODEL_DIR if (path / MODEL_DIR).is_dir() else path
-        if not model_dir.is_dir() or not any(model_dir.iterdir()):
-            raise ModiseError(f"'{path}' holds no trained model (expected {model_dir}); did training finish?")
-        model = MODISE.from_pretrained(model_dir)
+        folder = model_dir(path)
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise ModiseError(f"'{path}' holds no trained model (expected {folder}); did training finish?")
+        model = MODISE.from_pretrained(folder)
         if not model.categories:
             raise ModiseError(f"'{path}': the model's categories are unknown.")
         pipe = cls(model, device=device)

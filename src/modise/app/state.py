@@ -63,7 +63,7 @@ MB = 2**20
 
 def is_run(path: Path) -> bool:
     """A finished training run (``RUN/model`` holds a saved model) or a saved model folder itself."""
-    from modise.engine.training.train import COMPLETE, read_run_status
+    from modise.runs import COMPLETE, read_run_status
     from modise.model.modise_model import WEIGHTS_FILE
 
     status = read_run_status(path)
@@ -98,7 +98,7 @@ class AppState:
         self._predictors: dict[str, Any] = {}
         self._pipes: dict[str, Any] = {}
         self.run_paths: dict[str, Path] = {}
-        from modise.engine.training.train import require_complete_run
+        from modise.runs import require_complete_run
 
         for run in settings.runs:
             run = Path(run)
@@ -149,8 +149,7 @@ class AppState:
         if path is None:
             return str(run)
         try:
-            from modise.engine.run_layout import load_run_config
-            from modise.engine.training.train import read_run_status
+            from modise.runs import load_run_config, read_run_status
 
             cfg = load_run_config(path)
             steps = (read_run_status(path) or {}).get("global_step")
@@ -169,16 +168,17 @@ class AppState:
         path = self.run_paths.get(run or "")
         if path is None:
             return DEFAULT_THRESHOLDS
-        try:
-            from modise.engine.run_layout import load_run_config
+        import yaml
 
-            cfg = load_run_config(path)
-            # the model config saved with the weights owns them: RUN/config.yaml holds it under
-            # model:, a model folder's config.yaml is the model config itself
-            inf = (cfg.get("model") or {}).get("inference") or cfg.get("inference") or {}
+        from modise.runs import CONFIG_YAML, model_dir
+
+        try:
+
+            # the model config saved with the weights owns them (RUN/model/config.yaml)
+            inf = (yaml.safe_load((model_dir(path) / CONFIG_YAML).read_text()) or {}).get("inference") or {}
             return (float(inf.get("object_mask_threshold", DEFAULT_THRESHOLDS[0])),
                     float(inf.get("overlap_threshold", DEFAULT_THRESHOLDS[1])))
-        except (ModiseError, OSError, ValueError, TypeError, AttributeError):
+        except (ModiseError, OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
             return DEFAULT_THRESHOLDS
 
     def predictor(self, run: str | None):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modise.errors import TrainingInterrupted
 from modise.outputs import output_dir
 
 # Settings that let the tiny model learn the phantoms' lesions in minutes on 2 CPU cores (README's
@@ -30,6 +31,14 @@ DEMO_STEPS = DEMO_DEFAULTS["steps"]
 REPORT_RESERVE_S = 25.0  # evaluation on the held-out fold and the report, kept out of the training limit
 
 
+def _model_overrides(s: dict[str, Any]) -> dict[str, Any]:
+    """The demo's model settings: its thresholds go where a model keeps them (``inference:``)."""
+    mo = dict(s.get("model_overrides") or {})
+    mo["inference"] = {**(mo.get("inference") or {}), "object_mask_threshold": s["object_mask_threshold"],
+                       "overlap_threshold": s["overlap_threshold"]}
+    return mo
+
+
 def run_demo(out: str | Path, minutes: float | None = None, seed: int = 0, overwrite: bool = False, progress: bool = True,
              **overrides: Any) -> dict[str, Any]:
     """Run the demo into ``out``; return the held-out metrics.
@@ -39,7 +48,8 @@ def run_demo(out: str | Path, minutes: float | None = None, seed: int = 0, overw
     it would run past it.
     """
     from modise.data.phantoms import prepare_synthetic
-    from modise.engine.training.train import TrainConfig, train
+    from modise.engine.training.config import TrainConfig
+    from modise.engine.training.train import train
 
     s = {**DEMO_DEFAULTS, **overrides}
     t_start = time.time()
@@ -53,14 +63,17 @@ def run_demo(out: str | Path, minutes: float | None = None, seed: int = 0, overw
             preset="m-odise", size="tiny", data=str(data), fold=0, random_weights=True, seed=seed,
             lr=s["lr"], warmup_steps=s["warmup_steps"], grad_clip=s["grad_clip"], max_steps=s["steps"], batch_size=s["batch_size"],
             image_size=s["image_size"], min_scale=s["min_scale"], max_scale=s["max_scale"], intensity_jitter=s["intensity_jitter"],
-            checkpoint_every=s["checkpoint_every"], object_mask_threshold=s["object_mask_threshold"],
-            overlap_threshold=s["overlap_threshold"], model_overrides=s.get("model_overrides", {}),
+            checkpoint_every=s["checkpoint_every"], model_overrides=_model_overrides(s),
             time_limit_s=max(10.0, minutes * 60 - t_data - REPORT_RESERVE_S) if minutes else None,
         )
         run = stage / "run"
         limit = f" (at most {cfg.time_limit_s / 60:.1f} min)" if cfg.time_limit_s else ""
         say(f"2/4 training the tiny M-ODISE (random frozen encoders) for {cfg.max_steps} steps{limit}")
-        metrics = train(cfg, run, progress=progress, callbacks=[_on_train_end(lambda: say("3/4 evaluating on the held-out phantoms"))])
+        try:
+            metrics = train(cfg, run, progress=progress, callbacks=[_on_train_end(lambda: say("3/4 evaluating on the held-out phantoms"))])
+        except TrainingInterrupted:  # the run lives in a staging folder that goes with it: nothing to resume
+            raise TrainingInterrupted(f"Demo interrupted; '{out}' was left as it was. Run `modise demo` again to start "
+                                      "it over.") from None
         if metrics.get("train", {}).get("stopped_by_time_limit"):
             say(f"training stopped early at step {metrics['train']['global_step']} of {cfg.max_steps}: "
                 f"--minutes {minutes:g} ran out (the numbers are not those of the full run)")

@@ -20,10 +20,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modise.engine.evaluation.report import SETTINGS_JSON
 from modise.errors import ModiseError
+
+if TYPE_CHECKING:
+    from modise.engine.training.config import TrainConfig
 
 TABLE_DIR = "table1"
 TABLE_NO_ENSEMBLE_DIR = "table1-no-ensemble"
@@ -59,42 +62,39 @@ def _check_settings(out: Path, settings: dict[str, Any], presets: Sequence[str],
 
 
 def reproduce(
-    data: str | Path,
+    base: "TrainConfig",
     out: str | Path,
     presets: Sequence[str] | None = None,
     folds: int = 5,
     *,
-    size: str = "full",
-    random_weights: bool = False,
     overwrite: bool = False,
     progress: bool = True,
     nnunet_trainer: str = "nnUNetTrainer",
-    **train_options: Any,
 ) -> dict[str, Any]:
-    """Train and evaluate ``presets`` (default: the six of Table 1) x ``folds`` folds of ``data``
-    into ``out``; return the table with the CLIP ensemble (``write_report``'s result, the one without
-    it under ``without_clip_ensemble``; empty on ranks other than 0).
+    """Train and evaluate ``presets`` (default: the six of Table 1) x ``folds`` folds of ``base.data``
+    into ``out``, every fold with ``base``'s settings; return the table with the CLIP ensemble
+    (``write_report``'s result, the one without it under ``without_clip_ensemble``; empty on ranks other than 0).
 
-    ``train_options``: further :class:`~modise.engine.training.train.TrainConfig` fields
-    (``max_steps``, ``batch_size``, ``image_size``, ``devices``, ``strategy``, ...); None = default.
-    ``overwrite``: train every fold again (only folders this command made are replaced).
-    A preset named ``nnunet`` is the external nnU-Net baseline (:mod:`modise.baseline.nnunet_run`),
-    trained with nnU-Net's ``nnunet_trainer`` on the same folds."""
+    ``base``: the :class:`~modise.engine.training.config.TrainConfig` every run shares (its ``preset``
+    and ``fold`` are set per run). ``overwrite``: train every fold again (only folders this command made
+    are replaced). A preset named ``nnunet`` is the external nnU-Net baseline
+    (:mod:`modise.baseline.nnunet_run`), trained with nnU-Net's ``nnunet_trainer`` on the same folds."""
     from modise.engine.evaluation.report import TABLE1_ORDER, write_report
-    from modise.engine.training.checks import HARDWARE, check_train_config
+    from modise.engine.training.checks import check_train_config
+    from modise.engine.training.config import HARDWARE
     from modise.engine.training.cv import train_folds
-    from modise.engine.training.train import TrainConfig, is_global_zero
+    from modise.runs import is_global_zero
 
     from modise.baseline.nnunet_run import VARIANT as NNUNET, require_nnunet
 
+    data = base.data
     presets = list(dict.fromkeys(presets or TABLE1_ORDER))
     dirs = [variant_dir(p) for p in presets]
     if len(set(dirs)) != len(dirs) or {TABLE_DIR, TABLE_NO_ENSEMBLE_DIR} & set(dirs):
         raise ModiseError(f"--presets {', '.join(presets)}: two presets would share a folder (or one is named "
                           f"'{TABLE_DIR}' or '{TABLE_NO_ENSEMBLE_DIR}').")
     models = [p for p in presets if p != NNUNET]
-    base = TrainConfig(preset=(models or TABLE1_ORDER)[0], size=size, data=str(data), random_weights=random_weights,
-                       **{k: v for k, v in train_options.items() if v is not None})
+    base = base.model_copy(update={"preset": (models or TABLE1_ORDER)[0]})
     if NNUNET in presets:
         require_nnunet()
     for p in models or [base.preset]:  # a bad value (data, folds, options) fails now, before reproduce.json records it, not after hours of training
@@ -122,7 +122,7 @@ def reproduce(
 def _nnunet_row(data: str | Path, out: Path, folds: int, accelerator: str, trainer: str, overwrite: bool, progress: bool) -> None:
     """The nnU-Net baseline's folds, on rank 0 only (nnU-Net trains on one device of its own)."""
     from modise.baseline.nnunet_run import run_nnunet_baseline
-    from modise.engine.training.train import is_global_zero
+    from modise.runs import is_global_zero
 
     if is_global_zero():
         device = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}.get(accelerator, "auto")

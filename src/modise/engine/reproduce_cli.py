@@ -62,8 +62,7 @@ def register(app: typer.Typer) -> None:
             num_workers=num_workers, checkpoint_every=checkpoint_every, accelerator=Accelerator(accelerator).value,
             devices=devices, num_nodes=num_nodes, strategy=strategy, precision=Precision(precision).value, override=override, seed=seed,
         )
-        result = reproduce(data, out, names, folds, size=size_value(size), random_weights=random_weights, overwrite=overwrite,
-                           nnunet_trainer=nnunet_trainer, **cfg.model_dump(exclude={"preset", "size", "data", "fold", "random_weights"}))
+        result = reproduce(cfg, out, names, folds, overwrite=overwrite, nnunet_trainer=nnunet_trainer)
         if not result:
             return
         if as_json:

@@ -21,7 +21,7 @@ from modise.engine.demo import DEMO_STEPS
 def train_config(**kw):
     import yaml
 
-    from modise.engine.training.train import TrainConfig
+    from modise.engine.training.config import TrainConfig
     from modise.errors import UsageError
 
     devices = kw.pop("devices")
@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
         Exit code 3 when some inputs failed (each named on stderr and in summary.json; the rest are written)."""
         from modise.checks import check_device
         from modise.engine.prediction.writer import predict_files
-        from modise.engine.training.train import require_complete_run
+        from modise.runs import require_complete_run
 
         device = check_device(device)
         require_complete_run(checkpoint)

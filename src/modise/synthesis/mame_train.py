@@ -329,7 +329,7 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     again. ``say`` (a ``str -> None``) hears what happens before the first step.
     """
     from modise.engine.training.progress import quiet_lightning
-    from modise.engine.training.train import CKPT_DIR, CONFIG_YAML, LAST_CKPT, prepare_run_dir, write_yaml
+    from modise.runs import CKPT_DIR, CONFIG_YAML, LAST_CKPT, prepare_run_dir, write_yaml
 
     out = Path(out)
     say = say or (lambda msg: None)
@@ -391,7 +391,7 @@ def _check_resume(cfg: MameTrainConfig, out: Path) -> None:
     import yaml
 
     from modise.checks import check_same_settings
-    from modise.engine.training.train import CONFIG_YAML
+    from modise.runs import CONFIG_YAML
 
     try:
         recorded = yaml.safe_load((out / CONFIG_YAML).read_text()) or {}
@@ -451,7 +451,7 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
     from modise.engine.training.interrupt import SaveOnException
     from modise.engine.training.precision import resolve_precision
     from modise.engine.training.progress import StepProgressBar
-    from modise.engine.training.train import CKPT_DIR, LAST_CKPT
+    from modise.runs import CKPT_DIR, LAST_CKPT
 
     val_image = val_mask = None
     if cfg.inpainting:

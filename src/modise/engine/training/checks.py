@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from modise.checks import (
     check_accelerator, check_prepared_data, check_preset, check_same_settings, check_side, check_strategy,
 )
 from modise.errors import UsageError
 
-# how a run runs, not what it computes: may change between a run and its resumption
-HARDWARE = {"accelerator", "devices", "num_nodes", "strategy", "precision", "num_workers", "checkpoint_every"}
-# run settings that are not options of `modise train` (the demo's time bound)
-NOT_SETTINGS = {"time_limit_s"}
+from .config import TrainConfig, run_settings
 
 
 def check_folds(data: str | Path, folds: int) -> list[list[int]]:
@@ -27,17 +23,23 @@ def check_folds(data: str | Path, folds: int) -> list[list[int]]:
     return fold_lists
 
 
-def check_train_config(cfg: Any, folds: int | None = None) -> int:
-    """Refuse a :class:`~.train.TrainConfig` that could not train: a dataset that is not prepared, a fold it lacks, an unknown
+def check_train_config(cfg: TrainConfig, folds: int | None = None):
+    """Refuse a config that could not train: a dataset that is not prepared, a fold it lacks, an unknown
     preset or override, an image size that is no multiple of 32, a batch larger than the training set,
     hardware this machine lacks. ``folds``: check folds 0..folds-1 (cv, reproduce) instead of ``cfg.fold``.
-    Returns the resolved image size."""
+
+    Returns the run's model config, resolved once: the preset with ``model_overrides`` (inference
+    thresholds included), random frozen parts if asked, and ``input_size`` = the LSJ crop trained at
+    (the shortest edge the saved model then predicts at)."""
+    from modise.model.config import validate_config
+
     fold_lists = check_folds(cfg.data, folds or 0)
     path = Path(cfg.data) / "folds.json"
     if cfg.fold is not None and not 0 <= cfg.fold < len(fold_lists):
         raise UsageError("--fold", f"fold {cfg.fold} is not one of the folds 0..{len(fold_lists) - 1} of {path} "
                                    f"(-1: train on all).")
-    model_cfg = check_preset(cfg.preset, cfg.size, cfg.model_overrides)
+    overrides = {**(cfg.model_overrides or {}), **({"random_weights": True} if cfg.random_weights else {})}
+    model_cfg = check_preset(cfg.preset, cfg.size, overrides)
     size = check_side(cfg.image_size or model_cfg.input_size, "--image-size", multiple=32)
     held = [cfg.fold] if folds is None else list(range(folds))
     images = len(json.loads((Path(cfg.data) / "panoptic.json").read_text()).get("images", []))
@@ -46,24 +48,14 @@ def check_train_config(cfg: Any, folds: int | None = None) -> int:
         raise UsageError("--batch-size", f"{cfg.batch_size} is more than the {fewest} training image(s) of {cfg.data}.")
     check_accelerator(cfg.accelerator)
     check_strategy(cfg.strategy)
-    return size
+    return validate_config({**model_cfg.model_dump(), "input_size": size}, source=f"preset {cfg.preset}")
 
 
-def run_settings(cfg: Any, image_size: int) -> dict[str, Any]:
-    """What a run computes, as ``RUN/config.yaml`` records it: compared on ``--resume``."""
-    training = cfg.model_dump(exclude={"preset", "size", "data", "fold", "random_weights", "model_overrides", *HARDWARE,
-                                       *NOT_SETTINGS})
-    training["image_size"] = image_size
-    return {"preset": cfg.preset, "size": cfg.size, "random_weights": cfg.random_weights,
-            "data": str(Path(cfg.data).resolve()), "fold": cfg.fold, "model_overrides": cfg.model_overrides or {},
-            **training}
-
-
-def check_resume(cfg: Any, out: Path, image_size: int) -> None:
+def check_resume(cfg: TrainConfig, out: Path, image_size: int) -> None:
     """Refuse ``--resume`` with settings other than the run's, naming every difference in one sentence."""
     import yaml
 
-    from modise.engine.run_layout import CONFIG_YAML
+    from modise.runs import CONFIG_YAML
 
     try:
         recorded = yaml.safe_load((out / CONFIG_YAML).read_text()) or {}

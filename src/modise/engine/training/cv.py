@@ -8,7 +8,10 @@ from typing import Any
 
 from modise.errors import TrainingInterrupted
 
-from .train import CKPT_DIR, LAST_CKPT, METRICS_JSON, TrainConfig, is_global_zero, train
+from modise.runs import CKPT_DIR, LAST_CKPT, METRICS_JSON, is_global_zero
+
+from .config import TrainConfig
+from .train import train
 
 
 def fold_done(run: Path) -> bool:

@@ -2,77 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from modise.errors import TrainingInterrupted
 
-from modise.errors import ModiseError, TrainingInterrupted
+from modise.runs import (
+    CKPT_DIR, COMPLETE, CONFIG_YAML, LAST_CKPT, METRICS_JSON, MODEL_DIR, is_global_zero, prepare_run_dir,
+    read_run_status, write_run_status, write_yaml,
+)
 
-from modise.engine.run_layout import CKPT_DIR, CONFIG_YAML, LAST_CKPT, METRICS_JSON, MODEL_DIR, load_run_config  # noqa: F401
-# RUN/run.json: {"status": running | interrupted | failed | complete, "global_step", "max_steps", ...}
-RUN_JSON = "run.json"
-COMPLETE = "complete"
-
-
-class TrainConfig(BaseModel):
-    """Everything a run needs; written (resolved) to ``RUN/config.yaml``. Defaults: the ODISE recipe."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    preset: str = "m-odise"
-    size: Literal["full", "tiny"] = "full"
-    data: str
-    fold: int | None = 0
-    random_weights: bool = False
-    model_overrides: dict[str, Any] = Field(default_factory=dict)
-    # optimisation (ODISE: AdamW 1e-4, wd 0.05, x0.1 at ~89% and ~96%, clip); groups: the preset's optimizer:
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    warmup_steps: int | None = None  # None: the preset's optimizer.warmup_fraction of the run (ODISE 500/184375)
-    milestones: tuple[float, float] = (0.889, 0.963)
-    grad_clip: float = 0.01
-    # modise's recipe (the paper states none): batch 2 x 10k steps at lr 1e-4; ODISE: 64 x 92,188 (recipe.py)
-    max_steps: int = 10000
-    max_epochs: int | None = None
-    batch_size: int = 2
-    grad_accum: int = 1
-    reference_batch: int | None = Field(None, ge=1)  # lr/max_steps are for this total batch: scale them (recipe.py)
-    image_size: int | None = None  # LSJ crop; None = the preset's input_size (1024 full, as ODISE; 128 tiny)
-    min_scale: float = 0.1
-    max_scale: float = 2.0
-    intensity_jitter: bool = False  # gamma/contrast/brightness: in neither ODISE nor Mask2Former
-    num_workers: int = 0
-    seed: int = 0
-    # hardware
-    accelerator: str = "auto"
-    devices: int | str = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "auto"  # bf16-mixed on GPU, 32-true on CPU
-    checkpoint_every: int = 100
-    time_limit_s: float | None = None  # stop training after this many seconds (max_steps and the schedule stay)
-    # inference thresholds: None = the preset's (model config ``inference:``); set values are written there
-    object_mask_threshold: float | None = None
-    overlap_threshold: float | None = None
-
-    def resolved_image_size(self) -> int:
-        """The LSJ crop; saved as the model's ``input_size``, the shortest edge it then predicts at."""
-        from modise.model.config import load_preset
-
-        size = self.image_size or load_preset(self.preset, self.size, self.model_overrides or None).input_size
-        if size % 32:
-            raise ModiseError(f"--image-size must be a multiple of 32, not {size}.")
-        return size
-
-
-def is_global_zero() -> bool:
-    """Rank 0 before Lightning starts (its DDP launcher re-runs the command with these set)."""
-    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+from .config import TrainConfig, run_record
 
 
 def _precision(cfg: TrainConfig) -> str:
@@ -88,75 +31,6 @@ def _strategy(cfg: TrainConfig):
         # some heads (e.g. the void embedding on a batch without lesions) get no gradient on a step
         return DDPStrategy(find_unused_parameters=True)
     return cfg.strategy
-
-
-def prepare_run_dir(out: Path, resume: bool, overwrite: bool, inputs: list | tuple = ()) -> Path | None:
-    """Check/clear ``out``; return the checkpoint to resume from (``None`` for a fresh run).
-
-    ``--resume`` needs ``RUN/checkpoints/last.ckpt`` (a missing one is an error, never a silent
-    fresh start); a fresh run needs an empty ``out``, a run that failed before its first checkpoint,
-    or ``overwrite`` of a folder modise wrote.
-    """
-    from modise.outputs import check_output_dir, claim_output_dir, remove_output_dir
-
-    last = out / CKPT_DIR / LAST_CKPT
-    if resume:
-        if last.is_file():
-            return last
-        if not out.exists():
-            raise ModiseError(f"Cannot resume: '{out}' does not exist; start the run without --resume.")
-        again = "with --overwrite instead of --resume" if any(out.iterdir()) else "without --resume"
-        raise ModiseError(f"Cannot resume: '{last}' does not exist (nothing was saved); start the run again {again}.")
-    if not is_global_zero():
-        return None
-    if not overwrite and not last.is_file() and (read_run_status(out) or {}).get("status") == "failed":
-        overwrite = True  # a run that failed before saving a checkpoint holds nothing to keep
-    check_output_dir(out, overwrite, inputs, hint="pass --resume to continue the run in it, or --overwrite to start it again")
-    if overwrite:
-        remove_output_dir(out, inputs)
-    claim_output_dir(out, inputs)
-    return None
-
-
-def read_run_status(run: str | Path) -> dict[str, Any] | None:
-    """``RUN/run.json`` (``status``, ``global_step``, ``max_steps``), or ``None`` for a folder without one."""
-    try:
-        return json.loads((Path(run) / RUN_JSON).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_run_status(run: Path, status: str, **extra: Any) -> None:
-    from modise.outputs import write_json_atomic
-
-    write_json_atomic(run / RUN_JSON, {"status": status, **extra, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-
-
-def require_complete_run(path: str | Path) -> None:
-    """Raise unless ``path`` (a run or its ``model/``) finished training; plain model folders pass."""
-    path = Path(path)
-    run = path.parent if path.name == MODEL_DIR and (path.parent / CONFIG_YAML).is_file() else path
-    st = read_run_status(run)
-    if st is None or st.get("status") == COMPLETE:
-        return
-    status = st.get("status")
-    where = f"{status} at step {st.get('global_step', '?')} of {st.get('max_steps', '?')}"
-    if status == "running":
-        where = f"still training, or killed, at step {st.get('global_step', '?')} of {st.get('max_steps', '?')}"
-    raise ModiseError(
-        f"'{run}' is an unfinished training run ({where}); finish it with the same `modise train` command "
-        f"plus --resume (--out {run}) before using it."
-    )
-
-
-def write_yaml(path: Path, obj: Any) -> None:
-    import yaml
-
-    from modise.outputs import json_default, write_bytes_atomic
-    import json
-
-    plain = json.loads(json.dumps(obj, default=json_default))
-    write_bytes_atomic(path, yaml.safe_dump(plain, sort_keys=False).encode())
 
 
 def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, progress: bool = True):
@@ -261,9 +135,9 @@ def train(
 
     out = Path(out)
     refuse_overlap(out, [cfg.data])  # --out inside --data (or the reverse) is the first thing to say
-    size = check_train_config(cfg)  # a mistyped command stops here, before the run folder is touched
+    model_cfg = check_train_config(cfg)  # a mistyped command stops here, before the run folder is touched
     if resume:
-        check_resume(cfg, out, size)
+        check_resume(cfg, out, model_cfg.input_size)
     ckpt_path = prepare_run_dir(out, resume, overwrite, inputs=[cfg.data])
     with quiet_lightning():
         world_size = trainer_world_size(cfg)
@@ -271,10 +145,10 @@ def train(
         recipe = recipe_record(cfg, used, world_size, len(split_fold(cfg.data, cfg.fold)[0]))
         if progress and is_global_zero():
             print(recipe_line(recipe), file=sys.stderr)
-        return _train(used, out, ckpt_path, callbacks, progress, recipe)
+        return _train(used, model_cfg, out, ckpt_path, callbacks, progress, recipe)
 
 
-def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool,
+def _train(cfg: TrainConfig, model_cfg, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool,
            recipe: dict[str, Any]) -> dict[str, Any]:
     state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception(out, cfg.max_steps)}
     rank0 = is_global_zero()
@@ -287,7 +161,7 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
 
     resume_hint = f"continue it with the same `modise train` command plus --resume (--out {out})"
     try:
-        return _fit_and_evaluate(cfg, out, ckpt_path, [*(callbacks or []), state["guard"]], progress, state, recipe)
+        return _fit_and_evaluate(cfg, model_cfg, out, ckpt_path, [*(callbacks or []), state["guard"]], progress, state, recipe)
     except (KeyboardInterrupt, SystemExit) as e:
         from .interrupt import interrupted
 
@@ -312,29 +186,23 @@ def _train(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list 
         raise
 
 
-def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callbacks: list, progress: bool,
+def _fit_and_evaluate(cfg: TrainConfig, model_cfg, out: Path, ckpt_path: Path | None, callbacks: list, progress: bool,
                       state: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
     import lightning as L
 
-    from modise.model import build_model
+    from modise.data.dataset import load_categories
+    from modise.model.build import build_from_config
 
     from .datamodule import PanopticDataModule
     from .lightning_module import ModiseLightning
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    size = cfg.resolved_image_size()
     dm = PanopticDataModule(
-        cfg.data, cfg.fold, image_size=size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+        cfg.data, cfg.fold, image_size=model_cfg.input_size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
         min_scale=cfg.min_scale, max_scale=cfg.max_scale, intensity=cfg.intensity_jitter, seed=cfg.seed,
     )
-    from modise.data.dataset import load_categories
-
     categories = load_categories(cfg.data)
-    overrides = {**(cfg.model_overrides or {}), "input_size": size}  # the model predicts at the size it was trained at
-    thresholds = {k: getattr(cfg, k) for k in ("object_mask_threshold", "overlap_threshold") if getattr(cfg, k) is not None}
-    if thresholds:  # the model config saved with the weights owns the inference thresholds
-        overrides["inference"] = {**overrides.get("inference", {}), **thresholds}
-    model = build_model(cfg.preset, cfg.size, random_weights=cfg.random_weights, categories=categories, overrides=overrides or None)
+    model = build_from_config(model_cfg, categories)
     module = ModiseLightning(model, cfg.lr, cfg.weight_decay, cfg.max_steps, cfg.warmup_steps, cfg.milestones)
     callbacks = list(callbacks)
     deadline = None
@@ -346,7 +214,7 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
     trainer = build_trainer(cfg, out, callbacks, progress)
     state["trainer"] = trainer
     if trainer.is_global_zero:
-        write_yaml(out / CONFIG_YAML, run_config(cfg, model, categories, recipe))
+        write_yaml(out / CONFIG_YAML, run_record(cfg, model_cfg.input_size, categories, recipe))
     t0 = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_path) if ckpt_path else None)
     trainer.save_checkpoint(out / CKPT_DIR / LAST_CKPT, weights_only=False)  # resumable: optimiser + loops
@@ -368,24 +236,3 @@ def _fit_and_evaluate(cfg: TrainConfig, out: Path, ckpt_path: Path | None, callb
         write_json_atomic(out / METRICS_JSON, metrics)
         write_run_status(out, COMPLETE, global_step=trainer.global_step, max_steps=cfg.max_steps)
     return metrics
-
-
-def run_config(cfg: TrainConfig, model, categories, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The resolved config of a run: preset at top level, then model, training (with the recipe:
-    effective batch, lr, steps, epochs) and data."""
-    mcfg = model.config.model_dump() if hasattr(model.config, "model_dump") else dict(model.config)
-    training = cfg.model_dump(exclude={"preset", "size", "data", "fold", "random_weights", "model_overrides"})
-    training["image_size"] = cfg.resolved_image_size()
-    if recipe is not None:
-        training["recipe"] = recipe
-    return {
-        "preset": cfg.preset,
-        "size": cfg.size,
-        "random_weights": cfg.random_weights,
-        "data": str(Path(cfg.data).resolve()),
-        "fold": cfg.fold,
-        "categories": [c.to_json() for c in categories],
-        "model": mcfg,
-        "model_overrides": cfg.model_overrides,
-        "training": training,
-    }
