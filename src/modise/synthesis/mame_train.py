@@ -14,9 +14,7 @@ Settings: :class:`modise.synthesis.mame_config.MameTrainConfig`.
 
 from __future__ import annotations
 
-import csv
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,6 @@ from modise.synthesis.mame_config import MameTrainConfig
 
 LORA_UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 LORA_TEXT_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
-LOGS_DIR = "logs"
 VALIDATION_PROMPTS = (  # one training caption per vendor (prompts.training_caption)
     "a siemens mammogram in CC view with low density",
     "a hologic mammogram in MLO view with big area",
@@ -356,10 +353,7 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
         f"weight decay {cfg.weight_decay:g}, clip {cfg.grad_clip:g}; {len(dataset)} image(s)")
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.num_workers,
                         drop_last=len(dataset) > cfg.batch_size)  # MAM-E drops the last partial batch (config l.52)
-    earlier = _csv_rows(out / LOGS_DIR / "metrics.csv") if resume else []
-    with warnings.catch_warnings(), quiet_lightning():
-        # CSVLogger warns it restarts logs/metrics.csv; _prepend_csv_rows keeps the rows
-        warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    with quiet_lightning():
         _fit(trainer, module, loader, ckpt if resume else None, out)
     trainer.save_checkpoint(ckpt)
     fixed = next(cb for cb in trainer.callbacks if isinstance(cb, FixedLoss))
@@ -368,7 +362,6 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
                "recipe": cfg.recipe, "effective_batch": effective,
                "trainable_params": sum(p.numel() for p in module.parameters() if p.requires_grad)}
     if trainer.is_global_zero:
-        _prepend_csv_rows(out / LOGS_DIR / "metrics.csv", earlier)
         if fixed.before is None:  # fit had nothing left to do (resumed at max_steps): measure here
             fixed.before = fixed.after = fixed_loss(module, dataset, cfg.seed)
             summary["loss_before"] = fixed.before
@@ -446,11 +439,11 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
              say: Callable[[str], None]) -> L.Trainer:
     """Lightning trainer with ``modise train``'s run layout, precision rule and flag meanings."""
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from modise.engine.training.interrupt import SaveOnException
     from modise.engine.training.precision import resolve_precision
     from modise.engine.training.progress import StepProgressBar
+    from modise.engine.training.run_logs import run_loggers
     from modise.engine.training.train import CKPT_DIR, LAST_CKPT
 
     val_image = val_mask = None
@@ -464,40 +457,13 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
     checkpoint = ModelCheckpoint(dirpath=out / CKPT_DIR, save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.checkpoint_every)
     bar = [StepProgressBar("mame train")] if progress else []  # steps, not "Epoch 1/-2"; plain lines in a log
-    # version="": one logs/ folder across resumes (TensorBoard first: the validation strip goes to it)
-    loggers = [TensorBoardLogger(out, name=LOGS_DIR, version=""), CSVLogger(out, name=LOGS_DIR, version="")]
     return L.Trainer(
         max_steps=cfg.max_steps, accumulate_grad_batches=cfg.grad_accum, gradient_clip_val=cfg.grad_clip or None,
         precision=resolve_precision(cfg.precision, cfg.accelerator), devices=cfg.devices, num_nodes=cfg.num_nodes,
         accelerator=cfg.accelerator,
-        callbacks=[FixedLoss(dataset, cfg.seed, say), strip, checkpoint, SaveOnException(out / CKPT_DIR / LAST_CKPT)] + bar, logger=loggers,
+        callbacks=[FixedLoss(dataset, cfg.seed, say), strip, checkpoint, SaveOnException(out / CKPT_DIR / LAST_CKPT)] + bar, logger=run_loggers(out),
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1, default_root_dir=out,
     )
-
-
-def _csv_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _prepend_csv_rows(path: Path, earlier: list[dict[str, str]]) -> None:
-    """Put the curve from before ``--resume`` back in front of the new rows (CSVLogger starts its file anew).
-
-    Rows logged after the resumed checkpoint (a run killed between checkpoints) give way to the new ones.
-    """
-    new = _csv_rows(path)
-    first = min((int(r["step"]) for r in new if r.get("step")), default=None)
-    earlier = [r for r in earlier if first is None or (r.get("step") and int(r["step"]) < first)]
-    if not earlier:
-        return
-    rows = earlier + new
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _load_checkpoint(module: MameModule, ckpt: Path) -> None:
