@@ -37,15 +37,15 @@ class RecipeChoice(str, Enum):
 
 
 def _say(msg: str) -> None:
-    from rich.console import Console
+    from modise.progress import stderr_console
 
-    Console(stderr=True).print(f"[dim]mame train:[/] {msg}", highlight=False, soft_wrap=True)
+    stderr_console().print(f"[dim]mame train:[/] {msg}")
 
 
 def _warn(msg: str) -> None:
-    from rich.console import Console
+    from modise.progress import stderr_console
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+    stderr_console().print(f"[yellow]warning:[/] {msg}")
 
 
 @mame_app.command("prepare")

@@ -325,7 +325,7 @@ def train_mame(cfg: MameTrainConfig, out: str | Path, *, resume: bool = False, o
     ``train_summary.json`` and the pipeline itself. ``overwrite`` starts a non-empty ``out``
     again. ``say`` (a ``str -> None``) hears what happens before the first step.
     """
-    from modise.engine.training.progress import quiet_lightning
+    from modise.engine.training.lightning_console import quiet_lightning
     from modise.engine.training.train import CKPT_DIR, CONFIG_YAML, LAST_CKPT, prepare_run_dir, write_yaml
 
     out = Path(out)
@@ -442,7 +442,7 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
 
     from modise.engine.training.interrupt import SaveOnException
     from modise.engine.training.precision import resolve_precision
-    from modise.engine.training.progress import StepProgressBar
+    from modise.engine.training.lightning_console import StepProgressBar
     from modise.engine.training.run_logs import run_loggers
     from modise.engine.training.train import CKPT_DIR, LAST_CKPT
 

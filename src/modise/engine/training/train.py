@@ -163,7 +163,7 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from .progress import StepProgressBar
+    from .lightning_console import StepProgressBar
     from .run_logs import run_loggers
 
     ckpt = ModelCheckpoint(
@@ -222,7 +222,7 @@ def train(
     last step is saved to ``RUN/checkpoints/last.ckpt`` and the message says to pass ``--resume``.
     """
     from .checks import check_resume, check_train_config
-    from .progress import quiet_lightning
+    from .lightning_console import quiet_lightning
 
     from .datamodule import split_fold
     from .recipe import recipe_line, recipe_record, scale_to_batch, trainer_world_size
