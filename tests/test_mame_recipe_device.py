@@ -84,7 +84,7 @@ def test_fixed_loss_runs_inside_fit_on_the_training_device(tmp_path, sample_imag
 @pytest.mark.parametrize("inpainting,lora", [(False, 0), (False, 4), (True, 4)], ids=["full", "lora", "inpaint-lora"])
 def test_loss_creates_no_cpu_tensor_when_the_model_is_elsewhere(tmp_path, sample_images, inpainting, lora):
     """The model on PyTorch's meta device: any tensor made on the CPU inside the loss raises."""
-    from modise.model.sd_parts import build_scheduler
+    from modise.model.stable_diffusion import build_scheduler
     from modise.synthesis.mame_train import MameModule, PromptImageFolder, fixed_loss_tensor
     from modise.synthesis.pipelines import build_random_pipeline
 

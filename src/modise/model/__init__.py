@@ -11,7 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "Backbone": "modise.model.backbone",
-    "DEFAULT_CATEGORIES": "modise.model.parts",
+    "DEFAULT_CATEGORIES": "modise.model.build_parts",
     "build_from_config": "modise.model.build",
     "build_model": "modise.model.build",
     "PRESETS": "modise.model.config",

@@ -256,7 +256,7 @@ def augment(
     """Inpaint lesions into healthy mammograms and write a panoptic training dataset."""
     size = size_value(size)
     from modise.outputs import check_output_dir, output_dir
-    from modise.synthesis.augment import augment_dataset, list_healthy
+    from modise.synthesis.lesion_augment import augment_dataset, list_healthy
     from modise.synthesis.pipelines import load_inpaint
     from modise.progress import denoising_progress
 

@@ -420,7 +420,7 @@ def _fit(trainer: L.Trainer, module: MameModule, loader: DataLoader, resume_from
 
 def _build(cfg: MameTrainConfig, resume_from: Path | None, say: Callable[[str], None]):
     """The base pipeline (on the CPU; Lightning moves it), the module and the dataset of a resolved ``cfg``."""
-    from modise.model.sd_parts import build_scheduler
+    from modise.model.stable_diffusion import build_scheduler
     from modise.synthesis.pipelines import load_inpaint, load_text2img, native_resolution
 
     say(f"loading the base pipeline ({cfg.base_name()}) ...")
