@@ -17,7 +17,7 @@ __all__ = ["DEFAULT_CATEGORIES", "build_from_config", "build_model"]
 
 def build_model(preset: str = "m-odise", size: str = "tiny", *, random_weights: bool = False,
                 categories: list[Category] | None = None, overrides: dict[str, Any] | None = None) -> MODISE:
-    """Build a preset (``m2f-swinl``, ``m2f-sd``, ``odise``, ``odise-biomedclip``, ``odise-mame``, ``m-odise``).
+    """Build a preset (a name of :func:`~modise.model.presets.preset_names` or a preset YAML file).
 
     ``random_weights`` builds frozen parts with seeded random weights (offline); ``tiny`` always does.
     ``categories`` map contiguous labels k to dataset categories (default: benign, malignant).
