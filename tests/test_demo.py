@@ -55,7 +55,7 @@ def test_deadline_stops_a_run_without_changing_its_schedule(tmp_path):
     import torch
 
     from modise.engine.training.lightning_module import Deadline
-    from modise.engine.training.progress import quiet_lightning
+    from modise.engine.training.lightning_console import quiet_lightning
 
     class Sleepy(L.LightningModule):
         def __init__(self) -> None:

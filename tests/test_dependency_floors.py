@@ -21,7 +21,7 @@ NEEDED = {  # name: (lowest version that works, what modise calls)
     "open-clip-torch": ("3.0", "the local-dir: schema for a local CLIP/BiomedCLIP folder (model/image_encoders.py)"),
     "gradio": ("6.0", "Blocks.launch(theme=..., footer_links=...) in app/server.py"),
     "gradio-client": ("2.0", "the client of gradio 6"),
-    "peft": ("0.20", "transformers 5's MIN_PEFT_VERSION (LoRA in synthesis/mame_train.py)"),
+    "peft": ("0.20", "transformers 5's MIN_PEFT_VERSION (LoRA in synthesis/mame_module.py)"),
     "accelerate": ("1.1", "transformers 5's ACCELERATE_MIN_VERSION"),
     "safetensors": ("0.8", "what diffusers 0.40 requires"),
 }

@@ -9,7 +9,7 @@ import pytest
 from pydicom.pixels import apply_voi_lut
 
 from modise.data.imageio import dicom_values, read_dicom, stored_max
-from modise.synthesis.mame_prepare import prepare_image
+from modise.synthesis.mame_image import prepare_image
 from tests.data_fixtures import write_dicom
 
 RAMP = np.tile(np.linspace(0, 4095, 64).round().astype(np.uint16), (96, 1))  # 12-bit, 96x64, left to right

@@ -62,17 +62,17 @@ def test_recipe_is_saved_in_the_run_config_and_the_effective_batch_printed(tmp_p
 
 def test_fixed_loss_runs_inside_fit_on_the_training_device(tmp_path, sample_images, monkeypatch):
     """Issue 12: the fixed-noise loss ran the whole VAE on the CPU before Lightning moved the model."""
-    from modise.synthesis import mame_train
+    from modise.synthesis import mame_callbacks
 
     seen = []
-    real = mame_train.fixed_loss
+    real = mame_callbacks.fixed_loss
 
     def spy(module, *args, **kwargs):
         trainer = module.trainer
         seen.append(trainer is not None and next(module.parameters()).device == trainer.strategy.root_device)
         return real(module, *args, **kwargs)
 
-    monkeypatch.setattr(mame_train, "fixed_loss", spy)
+    monkeypatch.setattr(mame_callbacks, "fixed_loss", spy)
     data = _folder(tmp_path / "d", sample_images)
     res = CliRunner().invoke(app, ["mame", "train", *TINY, "--max-steps", "1", "--val-every", "0", "--data", str(data),
                                    "--out", str(tmp_path / "run"), "--json"])
@@ -84,8 +84,9 @@ def test_fixed_loss_runs_inside_fit_on_the_training_device(tmp_path, sample_imag
 @pytest.mark.parametrize("inpainting,lora", [(False, 0), (False, 4), (True, 4)], ids=["full", "lora", "inpaint-lora"])
 def test_loss_creates_no_cpu_tensor_when_the_model_is_elsewhere(tmp_path, sample_images, inpainting, lora):
     """The model on PyTorch's meta device: any tensor made on the CPU inside the loss raises."""
-    from modise.model.sd_parts import build_scheduler
-    from modise.synthesis.mame_train import MameModule, PromptImageFolder, fixed_loss_tensor
+    from modise.model.stable_diffusion import build_scheduler
+    from modise.synthesis.mame_dataset import PromptImageFolder
+    from modise.synthesis.mame_module import MameModule, fixed_loss_tensor
     from modise.synthesis.pipelines import build_random_pipeline
 
     pipe = build_random_pipeline("tiny", inpainting=inpainting)

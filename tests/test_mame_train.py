@@ -92,7 +92,7 @@ def test_lora_trains_adapters_only_and_saves_a_plain_pipeline(tmp_path, sample_i
     from safetensors.torch import load_file
 
     from modise.synthesis import generate_images, inpaint_lesion, load_inpaint, load_text2img
-    from modise.synthesis.mame_train import MameModule
+    from modise.synthesis.mame_module import MameModule
     from modise.synthesis.pipelines import build_random_pipeline
 
     pipe = build_random_pipeline("tiny", inpainting=inpainting)

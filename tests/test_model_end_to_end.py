@@ -142,7 +142,7 @@ def test_checkpoint_has_only_trainables_and_round_trips(model, tmp_path):
 
 def test_diffusers_parts_saved_to_a_folder_load_by_path(tmp_path):
     from modise.model.loading import load_sd_parts
-    from modise.model.sd_parts import build_random_text_encoder, build_random_unet, build_random_vae
+    from modise.model.stable_diffusion import build_random_text_encoder, build_random_unet, build_random_vae
 
     vae, unet, text = build_random_vae("tiny"), build_random_unet("tiny"), build_random_text_encoder("tiny")
     vae.save_pretrained(tmp_path / "sd" / "vae")

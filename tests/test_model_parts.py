@@ -98,3 +98,11 @@ def test_text_head_max_over_synonyms_and_void_last():
     assert logits[0, 0, 0] == pytest.approx(1.0)  # matched through the synonym
     assert logits[0, 0, 1] == pytest.approx(0.0)
     assert logits[0, 0, 2] == pytest.approx(0.0)  # void: the projected "" embedding (e3)
+
+
+def test_clip_bundle_kind_is_explicit():
+    from modise.model.image_encoders import CLIP_KINDS, build_clip_bundle
+
+    with pytest.raises(ModiseError, match="Unknown image/text encoder kind 'linear'; use one of clip, biomedclip"):
+        build_clip_bundle("linear", None, "tiny", random_weights=True)
+    assert CLIP_KINDS == ("clip", "biomedclip")

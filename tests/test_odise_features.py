@@ -8,7 +8,7 @@ import torch
 from modise.model import build_model, load_preset
 from modise.model.diffusion_features import window_boxes, window_side
 from modise.model.feature_projection import BottleneckBlock, FeatureProjection
-from modise.model.sd_parts import SD15_VAE
+from modise.model.stable_diffusion import SD15_VAE
 
 SD15_TAP_CHANNELS = [512, 512, 2560, 1920, 960, 640, 512, 512]
 TAP_STRIDES = [4, 8, 64, 32, 16, 8, 8, 4]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from modise.data.panoptic import Category, PanopticFolderWriter, read_id_png
 from modise.errors import ModiseError
+from modise.model.config import PRESETS
 from modise.model.inference import panoptic_inference, postprocess, to_output_size
 from modise.pipeline import ModisePipeline, PanopticResult, inference_settings, resized_shape
 
@@ -168,7 +169,7 @@ def phantom_data(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("preset", ["m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_full_trains_and_tests_at_1024_tiny_stays_small(preset, phantom_data):
     """ODISE: 1024 LSJ crops, test shortest edge 1024, max 2560 (configs/common/data/coco_panoptic_semseg.py:46-71)."""
     from modise.engine.training.checks import check_train_config

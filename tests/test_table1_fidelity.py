@@ -33,7 +33,7 @@ def test_every_clip_tower_on_openai_weights_runs_quick_gelu(size):
     open_clip builds ViT-L-14-336 with GELU for the 'openai' tag. Every tower modise builds for such an id
     must be QuickGELU, and no other tower may be."""
     from modise.model.image_encoders import tower_activation, uses_quick_gelu
-    from modise.model.parts import _ClipBundles
+    from modise.model.build_parts import _ClipBundles
 
     seen = 0
     for preset in PRESETS:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import SAMPLE_DIR
-from modise.engine.training.augment import LSJ, PAD_VALUE, IntensityJitter, build_train_transform, resize_sample
+from modise.engine.training.train_transforms import LSJ, PAD_VALUE, IntensityJitter, build_train_transform, resize_sample
 from modise.engine.training.schedule import warmup_step_decay
 
 

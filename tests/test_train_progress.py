@@ -31,7 +31,7 @@ def _fit(callbacks: list, **kw) -> L.Trainer:
 
 
 def test_step_progress_bar_counts_steps_on_public_lightning_api(capsys):
-    from modise.engine.training.progress import StepProgressBar
+    from modise.engine.training.lightning_console import StepProgressBar
 
     bar = StepProgressBar("fitting")
     trainer = _fit([bar], max_epochs=-1)

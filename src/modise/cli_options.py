@@ -21,6 +21,8 @@ import typer
 import typer.core
 import typer.main
 
+from modise.model.presets import preset_names
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
@@ -254,8 +256,8 @@ RandomWeights = Annotated[bool, typer.Option(
     "--random-weights", help="Seeded random weights instead of pretrained ones (offline, no download).")]
 Overwrite = Annotated[bool, typer.Option(
     "--overwrite", help="Replace the contents of a non-empty --out that modise wrote (else it is refused).")]
-PRESETS_TEXT = "m2f-swinl, m2f-sd, odise, odise-biomedclip, odise-mame, m-odise"
-Preset = Annotated[str, typer.Option("--preset", metavar="<name|yaml>", help=f"Table-1 variant ({PRESETS_TEXT}) or a preset YAML.")]
+Preset = Annotated[str, typer.Option("--preset", metavar="<name|yaml>",
+                                     help=f"A preset ({', '.join(preset_names())}) or a preset YAML.")]
 # A modise training run (train's --out) to segment with; a diffusers pipeline (hub id or folder) to sample with.
 RUN_HELP = "Training run folder (train's --out, or its model/ folder)."
 MODEL_METAVAR = "<hub-id|folder>"

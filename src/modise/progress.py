@@ -14,7 +14,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO, TypeVar
 
 T = TypeVar("T")
@@ -135,7 +135,14 @@ class Progress:
         self.close()
 
 
-def track(items: Sequence[T], description: str, enabled: bool = True, unit: str = "item",
+def stderr_console() -> Any:
+    """A rich console on stderr (stdout is for results) for warnings and skipped items."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def track(items: Sequence[T], description: str, enabled: bool = True, unit: str = "image",
           transient: bool = True) -> Iterator[T]:
     """Iterate over ``items`` with :class:`Progress` on stderr (nothing for one item or when disabled)."""
     if not enabled or len(items) < 2:
@@ -145,6 +152,21 @@ def track(items: Sequence[T], description: str, enabled: bool = True, unit: str 
         for item in items:
             yield item
             bar.advance()
+
+
+@contextlib.contextmanager
+def denoising_progress(total: int, description: str, enabled: bool = True) -> Iterator[Callable[..., Any]]:
+    """Yield a ``callback_on_step_end`` for diffusers pipelines; the progress counts denoising steps."""
+    if not enabled:
+        yield lambda pipe, step, timestep, kwargs: kwargs
+        return
+    with Progress(description, total, "denoising step") as bar:
+
+        def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            bar.advance()
+            return kwargs
+
+        yield on_step_end
 
 
 @contextlib.contextmanager

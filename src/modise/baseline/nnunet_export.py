@@ -125,7 +125,7 @@ def export_nnunet(
     labels, folds). Everything is checked and staged first: on any error nothing is left behind."""
     from modise.data.dataset import load_folds
     from modise.data.imageio import read_image
-    from modise.data.writer import progress as track
+    from modise.progress import track
     from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
 
     data, raw = Path(data), Path(raw)

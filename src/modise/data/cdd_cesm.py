@@ -99,7 +99,8 @@ def prepare_cdd_cesm(
     """Convert a CDD-CESM release folder; returns the prepare report. ``workers``: processes reading the
     images (None: all cores); the output is the same for any number."""
     from modise.data.parallel import convert_items
-    from modise.data.writer import PanopticWriter, progress
+    from modise.data.writer import PanopticWriter
+    from modise.progress import track
     from modise.outputs import check_output_dir, output_dir
 
     root = Path(root)
@@ -122,7 +123,7 @@ def prepare_cdd_cesm(
         w = PanopticWriter(stage, CATEGORIES, source="cdd-cesm", strict=strict, quiet=quiet)
         ctx = dict(include_normal=include_normal, max_size=max_size, xlsx=xlsx.name, csv=csv.name, cat_of=cat_of)
         items = ((path, mod, labels.get(clean_name(path.name).upper()), regions.get(clean_name(path.name).upper(), []))
-                 for path, mod in progress(files, "CDD-CESM", enabled=not quiet))
+                 for path, mod in track(files, "CDD-CESM", enabled=not quiet))
         convert_items(_cdd_item, ctx, items, w, workers,
                       on_note=lambda kind, v: seen.add(v) if kind == "seen" else excluded_normal.append(v))
         _skip_rows_without_files(w, labels, label_problems, regions, seen, mods, xlsx.name, csv.name)

@@ -122,7 +122,8 @@ def prepare_folder(
     processes reading the images (None: all cores); the output is the same for any number.
     """
     from modise.data.parallel import convert_items
-    from modise.data.writer import PanopticWriter, progress
+    from modise.data.writer import PanopticWriter
+    from modise.progress import track
     from modise.outputs import check_output_dir, output_dir
 
     images, masks = Path(images), Path(masks)
@@ -150,7 +151,7 @@ def prepare_folder(
     with output_dir(out, overwrite, [images, masks]) as stage:
         w = PanopticWriter(stage, cats, source="folder", strict=strict, quiet=quiet)
         ctx = dict(class_dirs=class_dirs, masks=masks, min_area=min_area, max_size=max_size, patient_regex=patient_regex)
-        convert_items(_folder_item, ctx, progress(files, "images", enabled=not quiet), w, workers,
+        convert_items(_folder_item, ctx, track(files, "images", enabled=not quiet), w, workers,
                       on_note=lambda _, how: sources.__setitem__(how, sources[how] + 1))
         rule = (f"DICOM PatientID, else the file name's match of --patient-regex '{patient_regex or DEFAULT_PATIENT_REGEX}'"
                 + ("" if patient_regex else " (default: the first _-separated part holding a digit)") + ", else the file name")

@@ -3,7 +3,7 @@
 DICOM goes through the modality LUT (rescale), the VOI LUT or window, and MONOCHROME1
 inversion, so that in every returned image dense tissue is bright; :func:`dicom_values`
 gives those values unscaled, for readers that scale them their own way (MAM-E's vendor
-saturation in ``synthesis.mame_prepare``). JPEG 2000 and
+saturation in ``synthesis.mame_image``). JPEG 2000 and
 other compressed transfer syntaxes decode through pylibjpeg.
 """
 

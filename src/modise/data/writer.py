@@ -11,9 +11,9 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -21,22 +21,9 @@ from modise.data.folds import patient_folds
 from modise.data.panoptic import FOLDS_JSON, IMAGES_DIR, Category, PanopticFolderWriter, bbox_xywh
 from modise.errors import ModiseError
 from modise.outputs import write_json_atomic
+from modise.progress import stderr_console
 
 REPORT_JSON = "prepare_report.json"
-T = TypeVar("T")
-
-
-def stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def progress(items: Sequence[T], description: str, enabled: bool = True, unit: str = "image") -> Iterator[T]:
-    """Iterate with progress on stderr: a bar in a terminal, plain lines in a log (:mod:`modise.progress`)."""
-    from modise.progress import track
-
-    yield from track(items, description, enabled, unit)
 
 
 class PanopticWriter:

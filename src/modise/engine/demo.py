@@ -78,7 +78,7 @@ def run_demo(out: str | Path, minutes: float | None = None, seed: int = 0, overw
             say(f"training stopped early at step {metrics['train']['global_step']} of {cfg.max_steps}: "
                 f"--minutes {minutes:g} ran out (the numbers are not those of the full run)")
         say("4/4 writing the report (figures, overlays)")
-        write_report(stage, run, metrics, minutes=minutes, seconds=time.time() - t_start, progress=progress)
+        write_demo_report(stage, run, metrics, minutes=minutes, seconds=time.time() - t_start, progress=progress)
     metrics["demo"] = {"seconds": round(time.time() - t_start, 1), "out": str(out), "report": str(Path(out) / "report.md")}
     return metrics
 
@@ -179,7 +179,7 @@ def _overlays(stage: Path, run: Path, n: int = 4) -> list[str]:
     return names
 
 
-def write_report(stage: Path, run: Path, metrics: dict[str, Any], *, minutes: float | None, seconds: float, progress: bool = True) -> None:
+def write_demo_report(stage: Path, run: Path, metrics: dict[str, Any], *, minutes: float | None, seconds: float, progress: bool = True) -> None:
     (stage / "figures").mkdir(exist_ok=True)
     from modise.viz.figures import threshold_sweep_figure
 

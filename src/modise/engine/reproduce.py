@@ -71,7 +71,7 @@ def reproduce(
     progress: bool = True,
     nnunet_trainer: str = "nnUNetTrainer",
 ) -> dict[str, Any]:
-    """Train and evaluate ``presets`` (default: the six of Table 1) x ``folds`` folds of ``base.data``
+    """Train and evaluate ``presets`` (default: every preset, in their order: the six of Table 1) x ``folds`` folds of ``base.data``
     into ``out``, every fold with ``base``'s settings; return the table with the CLIP ensemble
     (``write_report``'s result, the one without it under ``without_clip_ensemble``; empty on ranks other than 0).
 
@@ -79,22 +79,23 @@ def reproduce(
     and ``fold`` are set per run). ``overwrite``: train every fold again (only folders this command made
     are replaced). A preset named ``nnunet`` is the external nnU-Net baseline
     (:mod:`modise.baseline.nnunet_run`), trained with nnU-Net's ``nnunet_trainer`` on the same folds."""
-    from modise.engine.evaluation.report import TABLE1_ORDER, write_report
+    from modise.engine.evaluation.report import write_report
     from modise.engine.training.checks import check_train_config
     from modise.engine.training.config import HARDWARE
     from modise.engine.training.cv import train_folds
+    from modise.model.presets import preset_names
     from modise.runs import is_global_zero
 
     from modise.baseline.nnunet_run import VARIANT as NNUNET, require_nnunet
 
     data = base.data
-    presets = list(dict.fromkeys(presets or TABLE1_ORDER))
+    presets = list(dict.fromkeys(presets or preset_names()))
     dirs = [variant_dir(p) for p in presets]
     if len(set(dirs)) != len(dirs) or {TABLE_DIR, TABLE_NO_ENSEMBLE_DIR} & set(dirs):
         raise ModiseError(f"--presets {', '.join(presets)}: two presets would share a folder (or one is named "
                           f"'{TABLE_DIR}' or '{TABLE_NO_ENSEMBLE_DIR}').")
     models = [p for p in presets if p != NNUNET]
-    base = base.model_copy(update={"preset": (models or TABLE1_ORDER)[0]})
+    base = base.model_copy(update={"preset": (models or preset_names())[0]})
     if NNUNET in presets:
         require_nnunet()
     for p in models or [base.preset]:  # a bad value (data, folds, options) fails now, before reproduce.json records it, not after hours of training

@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Folder: <preset>/fold<k>/ runs, table1/ (Table 1, Fig. S1 sweep, CSVs) "
                                                      "and table1-no-ensemble/ (the same without the CLIP ensemble)."),
         presets: Optional[list[str]] = typer.Option(
-            None, "--presets", metavar="<preset,..>", show_default="the six Table-1 presets, in the paper's order",
+            None, "--presets", metavar="<preset,..>", show_default="every preset, in the paper's order",
             help="Presets to run, a comma list or repeatable; nnunet adds the external nnU-Net baseline (pip install -e '.[nnunet]')."),
         folds: int = typer.Option(5, "--folds", min=1, help="Folds 0..K-1 of folds.json, each held out once."),
         size: Size = ModelSize.full,

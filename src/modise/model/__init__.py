@@ -1,7 +1,7 @@
 """M-ODISE: frozen diffusion features + implicit captioner + Mask2Former + text class head.
 
 Public API: :func:`build_model`, :func:`load_preset`, :class:`MODISE` (see ``modise_model``);
-a new feature extractor is a :class:`modise.model.backbone.Backbone` built in ``parts.build_backbone``.
+a new feature extractor is a :class:`modise.model.backbone.Backbone` built in ``build_parts.build_backbone``.
 Names resolve lazily so that importing ``modise.model.cli`` (for ``modise --help``) does not
 pull in torch.
 """
@@ -11,12 +11,13 @@ from typing import Any
 
 _EXPORTS = {
     "Backbone": "modise.model.backbone",
-    "DEFAULT_CATEGORIES": "modise.model.parts",
+    "DEFAULT_CATEGORIES": "modise.model.build_parts",
     "build_from_config": "modise.model.build",
     "build_model": "modise.model.build",
     "PRESETS": "modise.model.config",
     "ModelConfig": "modise.model.config",
     "load_preset": "modise.model.config",
+    "preset_names": "modise.model.presets",
     "MODISE": "modise.model.modise_model",
 }
 __all__ = sorted(_EXPORTS)

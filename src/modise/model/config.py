@@ -3,7 +3,8 @@
 A preset file (``modise/presets/<name>.yaml``) names the parts (``parts:``) and the
 per-size dimensions (``full:`` / ``tiny:``); :func:`load_preset` deep-merges
 ``parts`` <- ``<size>`` <- user ``overrides`` and validates the result, refusing
-unknown keys with one clear sentence.
+unknown keys with one clear sentence. The folder is the list of presets: every
+``*.yaml`` in it is one (:mod:`modise.model.presets`), placed by its ``order:`` (Table 1's rows).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modise.errors import ModiseError
+from modise.model.presets import preset_names, preset_path, read_yaml
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
-PRESETS = ("m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise")
 SIZES = ("full", "tiny")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PRESETS":  # the presets folder, read on each use (modise.model.presets.preset_names)
+        return preset_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Strict(BaseModel):
@@ -151,29 +157,6 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ModiseError(f"{path}: invalid YAML ({e}).") from None
-    if not isinstance(data, dict):
-        raise ModiseError(f"{path}: expected a mapping at the top level.")
-    return data
-
-
-def preset_path(name: str) -> Path:
-    """The YAML file of a named preset, or ``name`` itself if it is a YAML file path."""
-    p = Path(name)
-    if p.suffix in (".yaml", ".yml") and p.is_file():
-        return p
-    path = PRESETS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ModiseError(f"Unknown preset '{name}'; choose one of {', '.join(PRESETS)} or pass a preset YAML file.")
-    return path
-
-
 def validate_config(data: dict[str, Any], source: str = "config") -> ModelConfig:
     """Validate a plain dict, turning pydantic's report into one sentence."""
     try:
@@ -188,10 +171,10 @@ def load_preset(name: str = "m-odise", size: str = "tiny", overrides: dict[str, 
     if size not in SIZES:
         raise ModiseError(f"Unknown size '{size}'; choose 'full' or 'tiny'.")
     path = preset_path(name)
-    data = _read_yaml(path)
-    unknown = set(data) - {"description", "parts", *SIZES}
+    data = read_yaml(path)
+    unknown = set(data) - {"description", "order", "parts", *SIZES}
     if unknown:
-        raise ModiseError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected description, parts, full, tiny.")
+        raise ModiseError(f"{path}: unknown top-level key(s) {sorted(unknown)}; expected description, order, parts, full, tiny.")
     merged = _deep_merge(data.get("parts") or {}, data.get(size) or {})
     merged = _deep_merge(merged, {"preset": data.get("parts", {}).get("preset", Path(name).stem), "size": size})
     merged = _deep_merge(merged, overrides or {})

@@ -16,11 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modise.errors import ModiseError
 from modise.model.loading import freeze, pretrained_or_missing, seeded
 
 TEXT_DIR = Path(__file__).resolve().parents[1] / "presets" / "text"
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_KINDS = ("clip", "biomedclip")
 
 
 @dataclass
@@ -72,7 +74,9 @@ def tower_activation(tower: nn.Module) -> str:
 
 
 def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights: bool, seed: int = 0) -> ClipBundle:
-    """Build a frozen open_clip model of ``kind`` (clip|biomedclip) at ``size`` (full|tiny)."""
+    """Build a frozen open_clip model of ``kind`` (:data:`CLIP_KINDS`) at ``size`` (full|tiny)."""
+    if kind not in CLIP_KINDS:
+        raise ModiseError(f"Unknown image/text encoder kind '{kind}'; use one of {', '.join(CLIP_KINDS)}.")
     import open_clip
     from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
 
@@ -83,7 +87,7 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
                 text = dict(context_length=77, vocab_size=49408, width=32, heads=2, layers=2)
                 model = open_clip.CLIP(embed_dim=32, vision_cfg=vision, text_cfg=text, quick_gelu=uses_quick_gelu(model_id))
                 tok = SimpleTokenizer(context_length=77)
-            else:
+            else:  # biomedclip
                 model = open_clip.CustomTextCLIP(32, vision, _tiny_bert_text_cfg(TEXT_DIR / "tiny-bert", 64))
                 tok = HFTokenizer(str(TEXT_DIR / "tiny-bert"), context_length=64)
         return ClipBundle(freeze(model), tok, 64)
@@ -96,7 +100,7 @@ def build_clip_bundle(kind: str, model_id: str | None, size: str, random_weights
                 model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=uses_quick_gelu(model_id),
                                                device=torch.get_default_device())
                 tok = SimpleTokenizer(context_length=77)
-            else:
+            else:  # biomedclip
                 vision = dict(timm_model_name="vit_base_patch16_224", timm_model_pretrained=False, timm_pool="",
                               timm_proj="linear", image_size=224)
                 model = open_clip.CustomTextCLIP(512, vision, _tiny_bert_text_cfg(TEXT_DIR / "pubmedbert-base", 256))

@@ -45,14 +45,14 @@ def freeze(module: nn.Module) -> nn.Module:
 
 def load_sd_parts(model_id: str, size: str, random_weights: bool, seed: int = 0):
     """(vae, unet, text_encoder) of a diffusers SD-1.x model id or folder, or random ``size`` parts."""
-    from modise.model import sd_parts
+    from modise.model import stable_diffusion
 
     if random_weights or size == "tiny":
         with seeded(seed):
             return (
-                sd_parts.build_random_vae(size, seed=seed),
-                sd_parts.build_random_unet(size, seed=seed + 1),
-                sd_parts.build_random_text_encoder(size, seed=seed + 2),
+                stable_diffusion.build_random_vae(size, seed=seed),
+                stable_diffusion.build_random_unet(size, seed=seed + 1),
+                stable_diffusion.build_random_text_encoder(size, seed=seed + 2),
             )
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel

@@ -32,7 +32,7 @@ def _cast_inputs_to_own_dtype(module: nn.Module, args: tuple) -> tuple:
 
 class MODISE(nn.Module):
     """Panoptic segmenter on frozen diffusion (or Swin) features; parts are passed by keyword
-    (:func:`modise.model.parts.build_parts` builds them for a config, :func:`build_model` for a preset).
+    (:func:`modise.model.build_parts.build_parts` builds them for a config, :func:`build_model` for a preset).
 
     ``backbone(images, captioner)`` -> 4 maps -> ``mask_generator`` -> masks + queries -> ``class_head``.
     ``forward(images [B,3,H,W] in [0,1], H, W multiples of 32)`` returns
@@ -223,8 +223,8 @@ class MODISE(nn.Module):
 
     @classmethod
     def from_config(cls, config: ModelConfig, categories: list[Category] | None = None) -> "MODISE":
-        """Build every part for ``config`` (:func:`modise.model.parts.build_parts`), in training mode."""
-        from modise.model.parts import DEFAULT_CATEGORIES, build_parts
+        """Build every part for ``config`` (:func:`modise.model.build_parts.build_parts`), in training mode."""
+        from modise.model.build_parts import DEFAULT_CATEGORIES, build_parts
 
         categories = list(categories or DEFAULT_CATEGORIES)
         return cls(config, categories, **build_parts(config, categories)).train()

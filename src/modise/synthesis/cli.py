@@ -41,9 +41,9 @@ def _choice(default: Optional[str], name: str, names: tuple[str, ...], help: str
 
 
 def _warn(msg: str) -> None:
-    from rich.console import Console
+    from modise.progress import stderr_console
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+    stderr_console().print(f"[yellow]warning:[/] {msg}")
 
 
 def _report(summary: dict, as_json: bool, text: str) -> None:
@@ -96,7 +96,7 @@ def generate(
     from modise.synthesis.metadata import write_metadata_jsonl
     from modise.synthesis.generate import generate_images, guidance_sweep as sweep
     from modise.synthesis.pipelines import load_text2img, native_resolution
-    from modise.synthesis.progress import step_progress
+    from modise.progress import denoising_progress
 
     check_output_dir(out, overwrite, [model])  # fail before loading a model
     check_disk_room(out, 1 if guidance_sweep else n, (resolution or 512) ** 2)  # 8-bit grey PNGs at most
@@ -113,13 +113,13 @@ def generate(
                 prompts = [text]
             else:
                 prompts = [build_prompt(vendor, view, d, area, density_first) for d in DENSITIES]
-            with step_progress(len(prompts) * len(guidances) * steps, "guidance sweep") as cb:
+            with denoising_progress(len(prompts) * len(guidances) * steps, "guidance sweep") as cb:
                 grid, cells = sweep(pipe, prompts, guidances, seed, steps, laterality, side, cb)
             grid.save(stage / "guidance_sweep.png")
             records = [dict(c, file_name="guidance_sweep.png", **common, **_concepts(c["prompt"])) for c in cells]
             files = ["guidance_sweep.png"]
         else:
-            with step_progress(n * steps, "generating") as cb:
+            with denoising_progress(n * steps, "generating") as cb:
                 images = generate_images(pipe, text, n, seed, steps, guidance, laterality, side, cb)
             records, files = [], []
             for i, im in enumerate(images):
@@ -210,10 +210,10 @@ def inpaint(
     mode = mode or ("crop" if crop else "whole")
     stats = _run_box_stats(model, mode)
     text = prompt or INPAINT_PROMPT
-    from modise.synthesis.progress import step_progress
+    from modise.progress import denoising_progress
 
     records, files = [], []
-    with output_dir(out, overwrite, [image, mask, model]) as stage, step_progress(n * steps, "inpainting") as cb:
+    with output_dir(out, overwrite, [image, mask, model]) as stage, denoising_progress(n * steps, "inpainting") as cb:
         for i in range(n):
             result, region = inpaint_lesion(
                 pipe, grey, lesion, auto_box=auto_box, seed=seed + i, steps=steps, guidance=guidance,
@@ -256,9 +256,9 @@ def augment(
     """Inpaint lesions into healthy mammograms and write a panoptic training dataset."""
     size = size_value(size)
     from modise.outputs import check_output_dir, output_dir
-    from modise.synthesis.augment import augment_dataset, list_healthy
+    from modise.synthesis.lesion_augment import augment_dataset, list_healthy
     from modise.synthesis.pipelines import load_inpaint
-    from modise.synthesis.progress import step_progress
+    from modise.progress import denoising_progress
 
     check_output_dir(out, overwrite, [healthy, data, model])
     files = list_healthy(healthy)
@@ -266,7 +266,7 @@ def augment(
         raise ModiseError(f"{data / 'panoptic.json'}: not found; --data must be a canonical panoptic dataset.")
     names = [c.strip() for item in classes or [] for c in item.split(",") if c.strip()] or None
     pipe = load_inpaint(model, size=size, random_weights=random_weights, seed=seed)
-    with output_dir(out, overwrite, [healthy, data, model]) as stage, step_progress(n * steps, "augmenting") as cb:
+    with output_dir(out, overwrite, [healthy, data, model]) as stage, denoising_progress(n * steps, "augmenting") as cb:
         result = augment_dataset(
             pipe, files, n, stage, data, names, seed, steps, guidance, crop, sigma, callback=cb, warn=_warn, mode=mode,
             stats=_run_box_stats(model, mode or ("crop" if crop else "whole")),

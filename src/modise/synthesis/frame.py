@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modise.synthesis.mame_prepare import to_frame
+from modise.synthesis.mame_image import to_frame
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ def _inpaint_whole(grey: np.ndarray, mask: np.ndarray | None, stats: Any, latera
                    feather: float | None, run: dict) -> tuple[np.ndarray, np.ndarray]:
     """MAM-E's way: the whole image as the model's frame, the result resampled into the mask."""
     from modise.synthesis.frame import Frame
-    from modise.synthesis.mame_prepare import faces_right
+    from modise.synthesis.mame_image import faces_right
     from modise.synthesis.pipelines import native_resolution
 
     if not isinstance(stats, MameBoxStats):

@@ -16,7 +16,7 @@ from modise.cli_options import (
 )
 from modise.cli_options import Workers as PrepareWorkers  # processes, not DataLoader workers
 from modise.errors import ModiseError
-from modise.synthesis.mame_prepare import FINDINGS
+from modise.synthesis.mame_rows import FINDINGS
 from modise.synthesis.prompts import VENDORS
 
 mame_app = ModiseTyper(help="Train your own MAM-E: prepare mammograms with prompts, fine-tune SD.", no_args_is_help=True)
@@ -37,15 +37,15 @@ class RecipeChoice(str, Enum):
 
 
 def _say(msg: str) -> None:
-    from rich.console import Console
+    from modise.progress import stderr_console
 
-    Console(stderr=True).print(f"[dim]mame train:[/] {msg}", highlight=False, soft_wrap=True)
+    stderr_console().print(f"[dim]mame train:[/] {msg}")
 
 
 def _warn(msg: str) -> None:
-    from rich.console import Console
+    from modise.progress import stderr_console
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+    stderr_console().print(f"[yellow]warning:[/] {msg}")
 
 
 @mame_app.command("prepare")
@@ -68,7 +68,7 @@ def prepare(
 ) -> None:
     """Write 512x512 left-facing 8-bit PNGs + metadata.jsonl prompts for MAM-E training."""
     from modise.outputs import output_dir
-    from modise.synthesis.mame_prepare import prepare_folder, prepare_panoptic
+    from modise.synthesis.mame_prepare import prepare_mame_folder, prepare_panoptic
 
     if (root is None) == (data is None):
         raise ModiseError("Give exactly one of --root (images + CSV) or --data (panoptic dataset).")
@@ -84,7 +84,7 @@ def prepare(
         else:
             if not root.is_dir():
                 raise ModiseError(f"Folder '{root}' not found.")
-            records = prepare_folder(root, csv, stage, inpainting, vendor, frame, warn=warn, findings=findings,
+            records = prepare_mame_folder(root, csv, stage, inpainting, vendor, frame, warn=warn, findings=findings,
                                      all_vendors=all_vendors, workers=workers)
         summary = {"out": str(out), "images": len(records), "inpainting": inpainting or data is not None}
         if data is None:

@@ -24,7 +24,7 @@ def default_device() -> str:
 
 def sd_tokenizer():
     """The offline CLIP tokenizer (SD's 77-token limit); pipelines only read it."""
-    from modise.model.sd_parts import offline_clip_tokenizer
+    from modise.model.stable_diffusion import offline_clip_tokenizer
 
     return offline_clip_tokenizer()
 
@@ -33,7 +33,7 @@ def dpm_scheduler(config: Any = None):
     """DPMSolverMultistepScheduler on SD's schedule (or on a loaded pipeline's scheduler config)."""
     from diffusers import DPMSolverMultistepScheduler
 
-    from modise.model.sd_parts import build_scheduler
+    from modise.model.stable_diffusion import build_scheduler
 
     # steps_offset=1 is what SD 1.5 ships; diffusers warns on the 0 default.
     return DPMSolverMultistepScheduler.from_config(config or build_scheduler("dpm").config, steps_offset=1)
@@ -43,14 +43,14 @@ def build_random_pipeline(size: str = "tiny", inpainting: bool = False, seed: in
     """An SD-1.5-shaped pipeline (``size`` full|tiny) with random weights, built offline."""
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
-    from modise.model import sd_parts
+    from modise.model import stable_diffusion
 
     cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
     return cls(
-        vae=sd_parts.build_random_vae(size, seed=seed),
-        text_encoder=sd_parts.build_random_text_encoder(size, seed=seed),
+        vae=stable_diffusion.build_random_vae(size, seed=seed),
+        text_encoder=stable_diffusion.build_random_text_encoder(size, seed=seed),
         tokenizer=sd_tokenizer(),
-        unet=sd_parts.build_random_unet(size, inpainting=inpainting, seed=seed),
+        unet=stable_diffusion.build_random_unet(size, inpainting=inpainting, seed=seed),
         scheduler=dpm_scheduler(),
         safety_checker=None,
         feature_extractor=None,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from modise.data.panoptic import IMAGES_DIR, INSTANCES_JSON
-from modise.data.writer import stderr_console
+from modise.progress import stderr_console
 from modise.errors import ModiseError, UsageError
 from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
 from modise.viz.figures import threshold_sweep_figure

@@ -31,7 +31,6 @@ from modise.errors import ModiseError
 from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
 
 COLUMNS = (("RQ_t", "rq"), ("SQ_t", "sq"), ("PQ_t", "pq"), ("AP_t", "ap"), ("Dice", "dice"))
-TABLE1_ORDER = ("m2f-swinl", "m2f-sd", "odise", "odise-biomedclip", "odise-mame", "m-odise")  # the paper's rows
 RULES = ("mean-best", "fold-best")
 SETTINGS_JSON = "reproduce.json"  # marks a `modise reproduce` folder (written by engine/reproduce.py)
 EXTERNAL_MARK = " †"  # after an external baseline's name in the tables
@@ -133,9 +132,11 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None, int]
 
 
 def table1_order(names: Sequence[str]) -> list[str]:
-    """The paper's row order for its six presets, any other variant after them as given."""
+    """The presets' order (:func:`modise.model.presets.preset_names`: the paper's rows), any other variant after them as given."""
+    from modise.model.presets import preset_names
+
     names = list(names)
-    rank = {name: i for i, name in enumerate(TABLE1_ORDER)}
+    rank = {name: i for i, name in enumerate(preset_names())}
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
 
 

@@ -21,7 +21,7 @@ def evaluate_dataset(pipeline: Any, root: str | Path, image_ids: Sequence[int], 
     ``pipeline``: a :class:`~modise.pipeline.ModisePipeline` (called with grey [H, W] arrays, returns
     :class:`~modise.pipeline.PanopticResult` s; has ``categories``)."""
     from modise.data.dataset import PanopticDataset
-    from modise.data.writer import progress as track
+    from modise.progress import track
 
     ds = PanopticDataset(root, image_ids=list(image_ids))
     cats = pipeline.categories

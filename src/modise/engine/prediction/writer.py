@@ -80,7 +80,7 @@ def predict_files(
     ``shard``: the indices (into the discovered inputs) this process predicts, without merging
     (:func:`modise.engine.prediction.distributed.predict_distributed` does)."""
     from modise.data.imageio import read_image
-    from modise.data.writer import progress as track
+    from modise.progress import track
     from modise.outputs import check_output_dir
     from modise.pipeline import ModisePipeline
 

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from modise.errors import ModiseError
 
-from .augment import build_train_transform
+from .train_transforms import build_train_transform
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,9 +35,9 @@ def _strategy(cfg: TrainConfig):
 def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, progress: bool = True):
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    from .progress import StepProgressBar
+    from .lightning_console import StepProgressBar
+    from .run_logs import run_loggers
 
     ckpt = ModelCheckpoint(
         dirpath=out / CKPT_DIR, filename="step{step:07d}", auto_insert_metric_name=False,
@@ -59,7 +58,7 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
         gradient_clip_val=cfg.grad_clip if cfg.grad_clip > 0 else None,
         gradient_clip_algorithm="norm",
         # one logs/ folder: a resumed run appends to its curve (no version_N split)
-        logger=[TensorBoardLogger(out, name="logs", version=""), _AppendingCSVLogger(out, name="logs", version="")],
+        logger=run_loggers(out),
         callbacks=cbs,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -68,36 +67,6 @@ def build_trainer(cfg: TrainConfig, out: Path, callbacks: list | None = None, pr
         log_every_n_steps=1,
         default_root_dir=out,
     )
-
-
-def _csv_header(path: Path) -> list[str]:
-    import csv
-
-    try:
-        with open(path, newline="") as f:
-            return next(csv.reader(f), [])
-    except OSError:
-        return []
-
-
-def _AppendingCSVLogger(*args: Any, **kwargs: Any):
-    """Lightning's CSVLogger, but appending to an existing ``metrics.csv`` instead of deleting it."""
-    from lightning.pytorch.loggers import CSVLogger
-    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-
-    class Writer(ExperimentWriter):
-        def _check_log_dir_exists(self) -> None:
-            self.metrics_keys = _csv_header(Path(self.metrics_file_path))
-
-    class Logger(CSVLogger):
-        @property
-        def experiment(self):
-            if self._experiment is None:
-                os.makedirs(self.root_dir, exist_ok=True)
-                self._experiment = Writer(log_dir=self.log_dir)
-            return self._experiment
-
-    return Logger(*args, **kwargs)
 
 
 def _checkpoint_on_exception(out: Path, max_steps: int):
@@ -126,7 +95,7 @@ def train(
     last step is saved to ``RUN/checkpoints/last.ckpt`` and the message says to pass ``--resume``.
     """
     from .checks import check_resume, check_train_config
-    from .progress import quiet_lightning
+    from .lightning_console import quiet_lightning
 
     from .datamodule import split_fold
     from .recipe import recipe_line, recipe_record, scale_to_batch, trainer_world_size

@@ -23,7 +23,7 @@ DEFAULT_CATEGORIES = [
 
 
 def _empty_prompt_embeds(text_encoder) -> torch.Tensor:
-    from modise.model.sd_parts import offline_clip_tokenizer
+    from modise.model.stable_diffusion import offline_clip_tokenizer
 
     tok = offline_clip_tokenizer()
     n = int(text_encoder.config.max_position_embeddings)  # 77 for SD-1.x
@@ -70,7 +70,7 @@ def build_backbone(config: ModelConfig, bundle: _ClipBundles) -> tuple[Backbone,
     from modise.model.feature_projection import FeatureProjection
     from modise.model.image_encoders import ImageEncoder
     from modise.model.implicit_captioner import ImplicitCaptioner
-    from modise.model.sd_parts import build_scheduler
+    from modise.model.stable_diffusion import build_scheduler
 
     vae, unet, text_encoder = load_sd_parts(d.model_id, size=c.size, random_weights=rnd, seed=c.seed)
     extractor = DiffusionFeatureExtractor(vae, unet, _empty_prompt_embeds(text_encoder), noise_seed=c.noise_seed,
