@@ -86,7 +86,7 @@ def assert_corrupt_dicom_named(summary: dict, inp: Path) -> None:
 
 
 def test_workers_2_writes_the_reference(setup, reference, tmp_path):
-    from modise.engine.prediction.writer import predict_files
+    from modise.engine.prediction.predict import predict_files
 
     model_dir, inp = setup
     summary = predict_files(model_dir, [inp], tmp_path / "out", workers=2, progress=False, device="cpu")  # batch 1: as the reference
@@ -100,7 +100,7 @@ def test_full_heatmaps_are_the_full_size_semantic_maps(setup, tmp_path):
     from PIL import Image
 
     from modise.data.imageio import read_image
-    from modise.engine.prediction.writer import predict_files
+    from modise.engine.prediction.predict import predict_files
     from modise.pipeline import ModisePipeline
 
     model_dir, inp = setup
@@ -117,7 +117,7 @@ def test_full_heatmaps_are_the_full_size_semantic_maps(setup, tmp_path):
 def test_killed_run_resumes_to_the_reference(setup, reference, tmp_path):
     model_dir, inp = setup
     out = tmp_path / "out"
-    code = (f"from modise.engine.prediction.writer import predict_files; "
+    code = (f"from modise.engine.prediction.predict import predict_files; "
             f"predict_files({str(model_dir)!r}, [{str(inp)!r}], {str(out)!r}, progress=False, device='cpu')")
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)

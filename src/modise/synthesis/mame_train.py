@@ -449,7 +449,7 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from modise.engine.training.interrupt import SaveOnException
-    from modise.engine.training.precision import resolve_precision
+    from modise.precision import resolve_precision
     from modise.engine.training.progress import StepProgressBar
     from modise.engine.training.train import CKPT_DIR, LAST_CKPT
 
