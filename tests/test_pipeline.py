@@ -134,6 +134,20 @@ def test_chunked_postprocess_equals_the_three_inferences_on_all_masks(chunk):
     assert none["panoptic_seg"][1] == [] and none["panoptic_seg"][0].shape == (61, 75)  # every query void
 
 
+def test_panoptic_with_more_queries_than_a_byte_holds():
+    """Over 256 kept queries the running argmax ids leave uint8 for int32: the same map as Mask2Former's."""
+    g = torch.Generator().manual_seed(5)
+    q, k = 300, len(CATS)
+    cls = torch.randn(q, k + 1, generator=g) * 3
+    cls[:, k] = -9.0  # no query void: all 300 kept
+    masks = torch.randn(q, 8, 10, generator=g) * 4
+    sizes = ((32, 40), (30, 37), (45, 52))
+    out = postprocess(cls, masks, *sizes, CATS, _settings(0.0, 0.0, 5))
+    pan, segs = panoptic_inference(cls, to_output_size(masks, *sizes), CATS, 0.0, 0.0)
+    assert len(segs) > 0 and torch.equal(out["panoptic_seg"][0], pan)
+    assert [(s["id"], s["label"]) for s in out["panoptic_seg"][1]] == [(s["id"], s["label"]) for s in segs]
+
+
 @pytest.fixture(scope="module")
 def pipe():
     from modise.model import build_model

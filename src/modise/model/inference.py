@@ -151,7 +151,8 @@ class _PanopticAccumulator:
         better = torch.gt(weighted, self.best, out=self.better)  # strict: ties keep the first query, as argmax does
         torch.maximum(self.best, weighted, out=self.best)
         # ids = where(better, q, ids) = max(ids, better * q): every id so far is below q
-        torch.maximum(self.ids, self.id_scratch.copy_(better).mul_(q), out=self.ids)
+        flags = better.view(torch.uint8) if self.ids.dtype == torch.uint8 else self.id_scratch.copy_(better)
+        torch.maximum(self.ids, torch.mul(flags, q, out=self.id_scratch), out=self.ids)
         # confident = where(better, confident, self.confident), on the bool maps' bytes
         mine, new, b = self.confident.view(torch.uint8), confident.view(torch.uint8), better.view(torch.uint8)
         mine.bitwise_xor_(torch.bitwise_xor(mine, new, out=self.scratch).bitwise_and_(b))
