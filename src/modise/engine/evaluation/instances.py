@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from modise.data.coco_records import encode_rle
 from modise.data.panoptic import INSTANCES_JSON  # noqa: F401  (re-exported: the evaluation package names it)
 from modise.errors import ModiseError
 
@@ -37,8 +38,7 @@ def _rle(rec: dict[str, Any], shape: tuple[int, int], where: str) -> dict[str, A
         m = np.asarray(rec["mask"])
         if m.shape != shape:
             raise ModiseError(f"{where}: an instance mask is {m.shape[0]}x{m.shape[1]} but the image is {shape[0]}x{shape[1]}.")
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-        return rle
+        return encode_rle(m)
     seg = rec.get("segmentation")
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise ModiseError(f"{where}: an instance has no RLE 'segmentation' ({{'size': [h, w], 'counts': ...}}); polygons are not supported.")
@@ -99,7 +99,7 @@ def match_instances(
         sc = np.array([s for s, _ in dets], dtype=np.float64)
         keep = np.argsort(-sc, kind="mergesort")[:MAX_DETS]
         d_rles = [_rle(dets[i][1], shape, where) for i in keep]
-        g_rles = [mask_utils.encode(np.asfortranarray((gt_index == j + 1).astype(np.uint8))) for j in np.flatnonzero(gt_cat == c)]
+        g_rles = [encode_rle(gt_index == j + 1) for j in np.flatnonzero(gt_cat == c)]
         if g_rles:
             ious = np.asarray(mask_utils.iou(d_rles, g_rles, [0] * len(g_rles)), dtype=np.float64).reshape(len(d_rles), len(g_rles))
         else:
