@@ -31,7 +31,7 @@ def make_folders(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Pa
     some with the wrong class, plus false positives, scores in [0, 1]. Instances: every
     predicted segment plus a grown duplicate of it (overlapping), as instances.json."""
     from modise.data.panoptic import write_id_png
-    from modise.engine.evaluation.instances import encode_mask
+    from modise.data.coco_records import encode_rle
 
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:size, :size]
@@ -74,7 +74,7 @@ def make_folders(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Pa
         for s in psegs:
             m = pred == s["id"]
             for mask, score in ((m, s["score"]), (m | np.roll(m, size // 40, 0), round(s["score"] * 0.9, 3))):
-                instances.append({"image_id": i + 1, "category_id": s["category_id"], "score": score, "segmentation": encode_mask(mask)})
+                instances.append({"image_id": i + 1, "category_id": s["category_id"], "score": score, "segmentation": encode_rle(mask)})
         for d, ids, segs in (("gt", gt, gsegs), ("pred", pred, psegs)):
             name = f"case{i:04d}.png"
             write_id_png(root / d / "panoptic" / name, ids)

@@ -39,7 +39,7 @@ def test_find_runs_and_their_thresholds(tmp_path):
         assert state.default_thresholds(str(a)) == (0.5, 0.6)
         assert state.default_thresholds(str(b)) == DEFAULT_THRESHOLDS  # no config.yaml: Mask2Former's defaults
         with pytest.raises(ModiseError, match="Unknown run"):
-            state.predictor(str(tmp_path / "elsewhere"))
+            state.segmentation_pipeline(str(tmp_path / "elsewhere"))
     finally:
         state.cleanup()
     assert not state.tmp_dir.exists()
@@ -52,7 +52,7 @@ def test_no_model_is_a_sentence(tmp_path):
     try:
         assert state.run_choices == []
         with pytest.raises(ModiseError, match="--run RUN, --runs-dir DIR or --random-weights"):
-            state.predictor(None)
+            state.segmentation_pipeline(None)
     finally:
         state.cleanup()
 

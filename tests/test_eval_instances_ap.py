@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 
 from modise.data.panoptic import Category, write_id_png
 from modise.engine.evaluation import PanopticEvaluator, evaluate_folders
-from modise.engine.evaluation.instances import INSTANCES_JSON, encode_mask, instance_records
+from modise.data.coco_records import Instances, encode_rle, instance_records
+from modise.engine.evaluation.instances import INSTANCES_JSON
 from modise.errors import ModiseError
 
 # 3 is stuff (not in the instance GT), 7 a thing never in the GT
@@ -81,7 +82,7 @@ def pycocotools_ap(items, t: float) -> float:
                 anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": s["category_id"], "segmentation": rle,
                              "area": float(mask_utils.area(rle)), "bbox": list(mask_utils.toBbox(rle)), "iscrowd": 0})
         for d in inst:
-            dets.append({"image_id": image_id, "category_id": d["category_id"], "score": d["score"], "segmentation": encode_mask(d["mask"])})
+            dets.append({"image_id": image_id, "category_id": d["category_id"], "score": d["score"], "segmentation": encode_rle(d["mask"])})
     with contextlib.redirect_stdout(io.StringIO()):
         cgt = COCO()
         cgt.dataset = {"images": images, "annotations": anns, "categories": [{"id": c} for c in sorted(things)]}
@@ -110,7 +111,7 @@ def _evaluator(items, as_rle: bool = False, **kw) -> PanopticEvaluator:
     ev = PanopticEvaluator(CATS, **kw)
     for image_id, gt, segs, inst in items:
         pred, psegs = _panoptic_of(inst, gt.shape)
-        recs = [{"category_id": d["category_id"], "score": d["score"], "segmentation": encode_mask(d["mask"])} for d in inst] if as_rle else inst
+        recs = [{"category_id": d["category_id"], "score": d["score"], "segmentation": encode_rle(d["mask"])} for d in inst] if as_rle else inst
         ev.add(image_id, gt, segs, pred, psegs, instances=recs)
     return ev
 
@@ -178,15 +179,15 @@ def test_without_instances_falls_back_and_mixing_is_refused():
         PanopticEvaluator(CATS, ap_source="boxes")
     bad = PanopticEvaluator(CATS)
     with pytest.raises(ModiseError, match="is 3x3 but the image is 40x36"):
-        bad.add(1, g0, s0, *_panoptic_of(in0, g0.shape), instances=[{"category_id": 1, "score": 0.5, "segmentation": encode_mask(np.ones((3, 3), bool))}])
+        bad.add(1, g0, s0, *_panoptic_of(in0, g0.shape), instances=[{"category_id": 1, "score": 0.5, "segmentation": encode_rle(np.ones((3, 3), bool))}])
 
 
 def test_instance_records_from_a_model_result():
     masks = torch.zeros(3, 8, 8, dtype=torch.bool)
     masks[0, :4], masks[1, 2:6], masks[2, 6:] = True, True, True  # 0 and 1 overlap
-    res = {"instances": {"masks": masks, "labels": torch.tensor([1, 0, 1]), "scores": torch.tensor([0.9, 0.5, 0.2])}}
+    inst = Instances(labels=np.array([1, 0, 1]), scores=np.array([0.9, 0.5, 0.2], np.float32), masks=masks.numpy())
     cats = [Category(4, "benign"), Category(9, "malignant")]
-    recs = instance_records(res, cats, image_id=12)
+    recs = instance_records(inst, cats, image_id=12)
     assert [r["category_id"] for r in recs] == [9, 4, 9] and recs[0]["image_id"] == 12
     assert recs[1]["score"] == pytest.approx(0.5) and isinstance(recs[0]["segmentation"]["counts"], str)
     from pycocotools import mask as mask_utils
@@ -205,7 +206,7 @@ def _write_folder(root: Path, items, pred: bool, with_instances: bool = True) ->
         write_id_png(root / "panoptic" / name, ids)
         images.append({"id": image_id, "file_name": name, "height": gt.shape[0], "width": gt.shape[1]})
         anns.append({"image_id": image_id, "file_name": name, "segments_info": s})
-        recs += [{"image_id": image_id, "category_id": d["category_id"], "score": d["score"], "segmentation": encode_mask(d["mask"])} for d in inst]
+        recs += [{"image_id": image_id, "category_id": d["category_id"], "score": d["score"], "segmentation": encode_rle(d["mask"])} for d in inst]
     (root / "panoptic.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": [c.to_json() for c in CATS]}))
     if pred and with_instances:
         (root / INSTANCES_JSON).write_text(json.dumps(recs))

@@ -125,3 +125,14 @@ def test_each_module_imports_alone():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC), "PATH": ""}, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+PIPELINE_MAY_IMPORT: set[str] = set()  # the run layout (where a run keeps its model) is modise.runs, below both
+
+
+def test_model_and_pipeline_import_nothing_from_engine():
+    """The model and its pipeline sit below the engine (training, evaluation, prediction use them)."""
+    bad = sorted(f"{m} imports {t}" for m, ts in _graph().items()
+                 if m == "modise.pipeline" or m == "modise.model" or m.startswith("modise.model.")
+                 for t in ts if t.startswith("modise.engine") and t not in PIPELINE_MAY_IMPORT)
+    assert bad == []

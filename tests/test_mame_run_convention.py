@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from modise.cli import app
-from modise.engine.training.precision import resolve_precision
+from modise.precision import resolve_precision
 from modise.synthesis.mame_config import MameTrainConfig
 from tests.test_mame_train import _folder
 

@@ -90,7 +90,8 @@ def test_masks_land_in_place_after_padding_and_resizing():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    res = m.inference(x, image_sizes=[(h, w)], output_sizes=[(2 * h, 2 * w)], object_mask_threshold=0.3)[0]
+    res = m.inference(x, image_sizes=[(h, w)], output_sizes=[(2 * h, 2 * w)],
+                      settings=m.config.inference.replace(object_mask_threshold=0.3))[0]
     sem = res["sem_seg"]
     assert sem.shape == (1, 2 * h, 2 * w)
     inside, outside = sem[0, 45:95, 65:135].mean(), torch.cat([sem[0, :30].flatten(), sem[0, 110:].flatten()]).mean()

@@ -137,7 +137,7 @@ def test_tiny_presets_overfit_two_lesion_classes(preset):
 
     losses = [step() for _ in range(40)]
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
-    res = m.inference(x, object_mask_threshold=0.5)
+    res = m.inference(x, settings=m.config.inference.replace(object_mask_threshold=0.5))
     for r, want in zip(res, (1, 2)):
         segs = r["panoptic_seg"][1]
         assert segs and max(segs, key=lambda s: s["score"])["category_id"] == want

@@ -24,7 +24,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_batch_sizes_write_the_same_predictions(model_dir, tmp_path, sample_images):
-    from modise.engine.prediction.writer import predict_files
+    from modise.engine.prediction.predict import predict_files
 
     inp = tmp_path / "in"
     inp.mkdir()
@@ -54,12 +54,12 @@ def test_batch_sizes_write_the_same_predictions(model_dir, tmp_path, sample_imag
 
 
 def test_a_failing_write_is_raised_not_lost(model_dir, tmp_path, sample_images, monkeypatch):
-    from modise.engine.prediction import records, writer
+    from modise.engine.prediction import predict, records
 
     def broken(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr(records, "write_heatmaps", broken)
     with pytest.raises(OSError, match="disk full"):
-        writer.predict_files(model_dir, [sample_images[0]], tmp_path / "out", progress=False, device="cpu")
+        predict.predict_files(model_dir, [sample_images[0]], tmp_path / "out", progress=False, device="cpu")
     assert not (tmp_path / "out" / "panoptic.json").exists()

@@ -73,21 +73,19 @@ def test_dicom_seg_rejects_wrong_shape(tmp_path, sample_images):
 
 
 def test_figure2_overlay_panels():
-    import torch
-
+    from modise.data.coco_records import Instances
+    from modise.model.config import InferenceConfig
+    from modise.pipeline import PanopticResult
     from modise.viz.overlays import figure2
 
     px = np.random.default_rng(0).random((100, 80)).astype(np.float32)
     ids = np.zeros((100, 80), np.int64)
     ids[10:40, 10:40] = 3
-    masks = torch.from_numpy(ids == 3)[None]
-    sem = torch.zeros(2, 100, 80)
+    masks = (ids == 3)[None]
+    sem = np.zeros((2, 100, 80), np.float32)
     sem[0][masks[0]] = 0.9
-    res = {
-        "panoptic_seg": (torch.from_numpy(ids), [{"id": 3, "category_id": 1, "score": 0.9, "isthing": 1}]),
-        "instances": {"masks": masks, "labels": torch.tensor([0]), "scores": torch.tensor([0.9])},
-        "sem_seg": sem,
-    }
+    res = PanopticResult(ids, [{"id": 3, "category_id": 1, "score": 0.9, "isthing": 1}],
+                         Instances(labels=np.array([0]), scores=np.array([0.9]), masks=masks), sem, InferenceConfig())
     fig = np.asarray(figure2(px, res, CATS, max_side=100, gt=(ids, [{"id": 3, "category_id": 1}])))
     assert fig.shape == (100 + 16 + 16, 80 * 5 + 16, 3)  # title row, panels, legend row
     panoptic = fig[16:, 2 * 84 : 2 * 84 + 80]

@@ -25,7 +25,7 @@ def test_predict_dicom_jpeg_and_broken(trained, tmp_path, sample_dir, sample_ima
     from PIL import Image
 
     from modise.data.panoptic import read_id_png
-    from modise.engine.prediction.writer import predict_files
+    from modise.engine.prediction.predict import predict_files
 
     inp = tmp_path / "in"
     inp.mkdir()
@@ -65,7 +65,7 @@ def test_predict_dicom_jpeg_and_broken(trained, tmp_path, sample_dir, sample_ima
 
 def test_evaluate_accepts_predict_output(trained, tmp_path):
     from modise.engine.evaluation import evaluate_folders
-    from modise.engine.prediction.writer import predict_files
+    from modise.engine.prediction.predict import predict_files
 
     data = trained / "data"
     predict_files(trained / "run", [data / "images"], tmp_path / "pred", progress=False, overlays=False)

@@ -86,7 +86,7 @@ def assert_corrupt_dicom_named(summary: dict, inp: Path) -> None:
 
 
 def test_workers_2_writes_the_reference(setup, reference, tmp_path):
-    from modise.engine.prediction.writer import predict_files
+    from modise.engine.prediction.predict import predict_files
 
     model_dir, inp = setup
     summary = predict_files(model_dir, [inp], tmp_path / "out", workers=2, progress=False, device="cpu")  # batch 1: as the reference
@@ -100,7 +100,7 @@ def test_full_heatmaps_are_the_full_size_semantic_maps(setup, tmp_path):
     from PIL import Image
 
     from modise.data.imageio import read_image
-    from modise.engine.prediction.writer import predict_files
+    from modise.engine.prediction.predict import predict_files
     from modise.pipeline import ModisePipeline
 
     model_dir, inp = setup
@@ -117,7 +117,7 @@ def test_full_heatmaps_are_the_full_size_semantic_maps(setup, tmp_path):
 def test_killed_run_resumes_to_the_reference(setup, reference, tmp_path):
     model_dir, inp = setup
     out = tmp_path / "out"
-    code = (f"from modise.engine.prediction.writer import predict_files; "
+    code = (f"from modise.engine.prediction.predict import predict_files; "
             f"predict_files({str(model_dir)!r}, [{str(inp)!r}], {str(out)!r}, progress=False, device='cpu')")
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env)
@@ -162,3 +162,29 @@ def test_devices_2_gloo_processes_write_what_one_process_writes(setup, tmp_path)
         assert_corrupt_dicom_named(summary, inp)
     assert_same_predictions(outs["2"], outs[None])
     assert (outs["2"] / "instances.json").read_bytes() == (outs[None] / "instances.json").read_bytes()
+
+
+def test_two_nodes_write_what_one_process_writes(setup, tmp_path):
+    """``--devices 1 --num-nodes 2``: two processes started as a cluster starts them on two nodes
+    (same command, NODE_RANK 0 and 1, MASTER_ADDR/PORT of node 0; here both on this machine, sharing
+    --out as nodes share a filesystem); both exit 0, rank 0 merges, the files are one process's."""
+    import socket
+
+    model_dir, inp = setup
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    base = [sys.executable, "-m", "modise", "predict", "--checkpoint", str(model_dir), "--input", str(inp), "--device", "cpu"]
+    one = subprocess.run([*base, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=900)
+    assert one.returncode == 3, one.stderr
+    cmd = [*base, "--out", str(tmp_path / "two"), "--devices", "1", "--num-nodes", "2"]
+    nodes = [subprocess.Popen(cmd, env={**env, "NODE_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in (0, 1)]
+    results = [(p.wait(timeout=900), *p.communicate()) for p in nodes]
+    assert results[0][0] == 3, results[0][2]  # rank 0 reports the corrupt DICOM, as one process does
+    assert results[1][0] == 0, results[1][2]  # the other node has nothing to report
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["done"] == 5
+    assert_corrupt_dicom_named(summary, inp)
+    assert_same_predictions(tmp_path / "two", tmp_path / "one")

@@ -4,11 +4,13 @@ paint a class in the same RGB; one sweep figure for evaluate and the demo."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 
+from modise.data.coco_records import Instances
 from modise.data.panoptic import Category, PanopticFolderWriter
 from modise.engine.evaluation import evaluate_folders
+from modise.model.config import InferenceConfig
+from modise.pipeline import PanopticResult
 from modise.viz.overlays import figure2
 from modise.viz.palette import CLASS_COLOURS, class_colour
 
@@ -39,11 +41,8 @@ def test_evaluate_and_predict_overlays_share_class_colours(tmp_path):
         w.finish()
     evaluate_folders(tmp_path / "gt", tmp_path / "pred", tmp_path / "E", overlays=1)
     ev = np.asarray(Image.open(tmp_path / "E" / "overlays" / "a.png").convert("RGB"))
-    res = {
-        "panoptic_seg": (torch.from_numpy(ids), segs),
-        "instances": {"masks": torch.from_numpy(ids == 5)[None], "labels": torch.tensor([1]), "scores": torch.tensor([0.9])},
-        "sem_seg": torch.zeros(2, 48, 48),
-    }
+    res = PanopticResult(ids, segs, Instances(labels=np.array([1]), scores=np.array([0.9]), masks=(ids == 5)[None]),
+                         np.zeros((2, 48, 48), np.float32), InferenceConfig())
     pr = np.asarray(figure2(np.full((48, 48), 0.5, np.float32), res, CATS))
     mal, ben = class_colour(CATS, 2), class_colour(CATS, 1)
     # the lesion's outline is drawn in its class colour in both; benign only shows in the legend text

@@ -5,7 +5,7 @@ the window settings of the backbone, the thresholds) plus components (the :class
 model and its categories), loaded and saved as one folder::
 
     pipe = ModisePipeline.from_pretrained("runs/m-odise")          # a run or its model/ folder
-    results = pipe([pixels], object_mask_threshold=0.5)            # grey [H, W] arrays in [0, 1]
+    results = pipe([pixels], object_mask_threshold=0.5)            # grey [H, W] arrays in [0, 1]; per-call settings
     results[0].write(PanopticFolderWriter(out, pipe.categories), {"id": 1, "file_name": "a.png", ...})
 
 ``__call__`` runs, per image: 1. resize the shortest edge to the inference size (ODISE's test
@@ -18,7 +18,7 @@ validation, ``serve`` and the demo all go through it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,63 +26,40 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from modise.data.panoptic import Category, PanopticFolderWriter
+from modise.data.coco_records import Instances, instance_records
+from modise.data.panoptic import Category, PanopticFolderWriter, panoptic_record
 from modise.errors import ModiseError
-
-# Settings one call may change; the rest of ``InferenceConfig`` is fixed when the pipeline is loaded.
-CALL_SETTINGS = ("image_size", "max_size", "object_mask_threshold", "overlap_threshold")
-MAX_SIZE_RATIO = 2.5  # ODISE tests at shortest edge 1024, longest at most 2560 (coco_panoptic_semseg.py:66)
-
+from modise.model.config import InferenceConfig
 
 @dataclass
 class PanopticResult:
     """One image's prediction at its original size (CPU arrays).
 
     ``ids`` [H, W] int64 segment ids (0 = background); ``segments_info`` [{id, category_id, score, area,
-    isthing}]; ``instances``: ``masks`` [N, H, W] bool (may overlap), ``labels`` [N] indices into the
-    categories, ``scores`` [N] (Mask2Former's top-k, what AP is computed on); ``sem_seg`` [K, H, W]
-    per-class probability; ``settings``: the inference settings that produced it. A compact result
-    (``compact=True`` in the call, what ``modise predict`` writes) has ``sem_seg`` and the instance
-    ``masks`` at the inference resolution and the full-size instance masks as COCO RLE in ``instances["rles"]``.
+    isthing}]; ``instances``: Mask2Former's top-k (:class:`~modise.data.coco_records.Instances`, what AP
+    is computed on); ``sem_seg`` [K, H, W] per-class probability; ``settings``: the inference settings
+    that produced it. A compact result (``compact=True`` in the call, what ``modise predict`` writes) has
+    ``sem_seg`` and the instance ``masks`` at the inference resolution and the full-size instance masks
+    as COCO RLE in ``instances.rles``.
     """
 
     ids: np.ndarray
     segments_info: list[dict[str, Any]]
-    instances: dict[str, np.ndarray]
+    instances: Instances
     sem_seg: np.ndarray
-    settings: dict[str, Any] = field(default_factory=dict)
+    settings: InferenceConfig
 
     @classmethod
-    def from_model_result(cls, result: dict[str, Any], settings: dict[str, Any]) -> "PanopticResult":
+    def from_model_result(cls, result: dict[str, Any], settings: InferenceConfig) -> "PanopticResult":
         """The model's result dict (tensors) -> a result on the CPU, empty segments dropped."""
-        from modise.data.panoptic import panoptic_record
-
         ids, segments = panoptic_record(result)
-        inst = {k: v if k == "rles" else v.detach().cpu().numpy() for k, v in result["instances"].items()}
-        return cls(ids, segments, inst, result["sem_seg"].detach().float().cpu().numpy(), dict(settings))
-
-    def __getitem__(self, key: str) -> Any:
-        """The model's result dict view (``panoptic_seg``, ``sem_seg``, ``instances`` as tensors) that
-        :func:`modise.viz.overlays.figure2` and :func:`~modise.engine.evaluation.instances.instance_records` read."""
-        if key == "panoptic_seg":
-            return self.ids, self.segments_info
-        if key == "sem_seg":
-            return torch.from_numpy(self.sem_seg)
-        if key == "instances":
-            return {k: v if k == "rles" else torch.from_numpy(v) for k, v in self.instances.items()}
-        raise KeyError(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        inst = result["instances"]
+        instances = Instances(*(inst[k].detach().cpu().numpy() for k in ("labels", "scores", "masks")), rles=inst.get("rles"))
+        return cls(ids, segments, instances, result["sem_seg"].detach().float().cpu().numpy(), settings)
 
     def instance_records(self, categories: Sequence[Category]) -> list[dict[str, Any]]:
         """COCO result records (``category_id``, ``score``, RLE ``segmentation``) of the instances."""
-        from modise.engine.evaluation.instances import instance_records
-
-        return instance_records(self, categories)
+        return instance_records(self.instances, categories)
 
     def write(self, writer: PanopticFolderWriter, image: dict[str, Any], *, png_name: str | None = None,
               instances: bool = True) -> dict[str, Any]:
@@ -91,22 +68,6 @@ class PanopticResult:
         h, w = self.ids.shape
         recs = self.instance_records(writer.categories) if instances else None
         return writer.add({**image, "height": h, "width": w}, self.ids, self.segments_info, png_name=png_name, instances=recs)
-
-
-def inference_settings(config: Any, **overrides: Any) -> dict[str, Any]:
-    """A ModelConfig's per-call settings (``CALL_SETTINGS``): the test shortest edge (``inference.image_size``,
-    else ``input_size``), its cap, the thresholds; ``overrides`` (not None) win."""
-    unknown = set(overrides) - set(CALL_SETTINGS)
-    if unknown:
-        raise ModiseError(f"Unknown inference setting(s) {sorted(unknown)}; a call takes {', '.join(CALL_SETTINGS)}.")
-    ic = config.inference
-    s = {"image_size": ic.image_size or config.input_size, "max_size": ic.max_size,
-         "object_mask_threshold": ic.object_mask_threshold, "overlap_threshold": ic.overlap_threshold}
-    s.update({k: v for k, v in overrides.items() if v is not None})
-    s["max_size"] = int(s["max_size"] or round(MAX_SIZE_RATIO * s["image_size"]))
-    if s["image_size"] < 32 or s["max_size"] < s["image_size"]:
-        raise ModiseError(f"Inference image_size {s['image_size']} / max_size {s['max_size']}: need 32 <= image_size <= max_size.")
-    return s
 
 
 def resized_shape(h: int, w: int, short: int, max_size: int) -> tuple[int, int]:
@@ -138,9 +99,10 @@ class ModisePipeline:
     def categories(self) -> list[Category]:
         return list(self.model.categories)
 
-    def settings(self, **overrides: Any) -> dict[str, Any]:
-        """The resolved per-call settings (``CALL_SETTINGS``); ``None`` overrides are ignored."""
-        return inference_settings(self.config, **overrides)
+    def settings(self, **overrides: Any) -> InferenceConfig:
+        """The settings one call runs with: ``config.inference`` with ``overrides`` (``None`` keeps)
+        replaced and its sizes resolved (:meth:`~modise.model.config.ModelConfig.inference_settings`)."""
+        return self.config.inference_settings(**overrides)
 
     # ------------------------------------------------------------------ save / load
     @classmethod
@@ -165,19 +127,9 @@ class ModisePipeline:
 
     def set_inference(self, **overrides: Any) -> None:
         """Change ``model.config.inference`` (what :meth:`save_pretrained` writes); ``None`` values keep."""
-        from pydantic import ValidationError
-
-        from modise.model.config import InferenceConfig
-
-        over = {k: v for k, v in overrides.items() if v is not None}
-        if not over:
-            return
-        try:
-            inference = InferenceConfig.model_validate({**self.config.inference.model_dump(), **over})
-        except ValidationError as e:
-            errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-            raise ModiseError(f"Invalid inference setting(s): {errs}.") from None
-        self.model.config = self.config.model_copy(update={"inference": inference})
+        inference = self.config.inference.replace(**overrides)
+        if inference is not self.config.inference:
+            self.model.config = self.config.model_copy(update={"inference": inference})
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the model folder (config.yaml with the inference settings, categories.json, weights)."""
@@ -187,26 +139,24 @@ class ModisePipeline:
     @torch.no_grad()
     def __call__(self, images: Sequence[np.ndarray], *, compact: bool = False, **overrides: Any) -> list[PanopticResult]:
         """images: grey float [H, W] arrays in [0, 1] (any sizes) -> one :class:`PanopticResult` each,
-        at its original size. ``overrides``: ``CALL_SETTINGS`` for this call only; ``compact``: heatmaps and
-        drawn instance masks at the inference resolution, full-size instances as RLE (see :class:`PanopticResult`)."""
+        at its original size. ``overrides``: :class:`~modise.model.config.InferenceConfig` fields for this
+        call only; ``compact``: heatmaps and drawn instance masks at the inference resolution, full-size
+        instances as RLE (see :class:`PanopticResult`)."""
         s = self.settings(**overrides)
         # 1. resize: shortest edge to image_size, longest at most max_size (ODISE coco_panoptic_semseg.py:66)
-        resized = [_resize(px, s["image_size"], s["max_size"]) for px in images]
-        # 2. pad to a multiple of the model's size_divisibility (Mask2Former 32, ODISE 64); images are batched only with images of
-        #    the same padded size, so a result never depends on the rest of its batch
+        resized = [_resize(px, s.image_size, s.max_size) for px in images]
+        # 2. padded (by the model) to a multiple of its size_divisibility (Mask2Former 32, ODISE 64); images are
+        #    batched only with images of the same padded size, so a result never depends on the rest of its batch
         groups: dict[tuple[int, int], list[int]] = {}
         for i, t in enumerate(resized):
-            groups.setdefault(_padded(t.shape[-2:], self.config.size_divisibility), []).append(i)
+            groups.setdefault(self.model.padded_size(t.shape[-2:]), []).append(i)
         results: list[PanopticResult | None] = [None] * len(resized)
-        for (ph, pw), idx in groups.items():
-            x = torch.stack([F.pad(resized[i], (0, pw - resized[i].shape[-1], 0, ph - resized[i].shape[-2])) for i in idx])
-            x = x.expand(-1, 3, -1, -1).to(self.device)
+        for idx in groups.values():
+            x = torch.cat([self.model.pad(resized[i][None]) for i in idx]).expand(-1, 3, -1, -1).to(self.device)
             # 3.-5. features + mask decoding (the model's forward); masks cropped of padding and resized to the
             #       original size, then semantic / panoptic / instance inference (modise.model.inference)
-            outs = self.model.inference(
-                x, image_sizes=[tuple(resized[i].shape[-2:]) for i in idx], output_sizes=[tuple(images[i].shape[:2]) for i in idx],
-                object_mask_threshold=s["object_mask_threshold"], overlap_threshold=s["overlap_threshold"], compact=compact,
-            )
+            outs = self.model.inference(x, image_sizes=[tuple(resized[i].shape[-2:]) for i in idx],
+                                        output_sizes=[tuple(images[i].shape[:2]) for i in idx], settings=s, compact=compact)
             for i, out in zip(idx, outs):
                 results[i] = PanopticResult.from_model_result(out, s)
         return results  # type: ignore[return-value]
@@ -222,7 +172,3 @@ def _resize(px: np.ndarray, short: int, max_size: int) -> torch.Tensor:
     if (h, w) != (h0, w0):
         t = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=h < h0).clamp(0, 1)
     return t[0]
-
-
-def _padded(size: Sequence[int], divisibility: int) -> tuple[int, int]:
-    return tuple(-(-int(v) // divisibility) * divisibility for v in size)  # type: ignore[return-value]

@@ -57,7 +57,7 @@ def generate(
         raise ModiseError(f"Count must be between 1 and {MAX_COUNT}, not {count}.")
     if progress is not None:
         progress(0.0, desc="loading MAM-E")
-    pipe = state.pipeline("text2img")
+    pipe = state.mame_pipeline("text2img")
     callback = step_callback(progress, count * steps, "denoising")
     with state.lock:
         images = generate_images(pipe, prompt, n=count, seed=seed, steps=steps, guidance=float(guidance),

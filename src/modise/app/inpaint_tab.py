@@ -78,7 +78,7 @@ def inpaint(
         raise ModiseError("Draw the lesion region with the brush, or tick 'automatic box'.")
     if progress is not None:
         progress(0.0, desc="loading MAM-E inpainting")
-    pipe = state.pipeline("inpaint")
+    pipe = state.mame_pipeline("inpaint")
     steps = int(steps)
     with state.lock:
         result, used = inpaint_lesion(pipe, grey, mask=mask, auto_box=bool(auto_box), seed=int(seed), steps=steps,

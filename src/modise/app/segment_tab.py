@@ -76,11 +76,11 @@ def segment_file(
     im = load_upload(state, path)
     name = Path(path).stem
     step(0.15, desc="loading the model")
-    pipe = state.predictor(run)
+    pipe = state.segmentation_pipeline(run)
     step(0.35, desc="segmenting")
     with state.lock:  # one model run at a time per server (the other tabs share the lock)
         result = pipe([im.pixels], object_mask_threshold=float(object_mask_threshold), overlap_threshold=float(overlap_threshold))[0]
-    used = (result.settings["object_mask_threshold"], result.settings["overlap_threshold"])
+    used = (result.settings.object_mask_threshold, result.settings.overlap_threshold)
     step(0.8, desc="writing results")
     cats = pipe.categories
     ids = result.ids

@@ -95,8 +95,8 @@ class AppState:
     def __init__(self, settings: AppSettings, tmp_root: str | Path | None = None) -> None:
         self.settings = settings
         self.lock = threading.RLock()
-        self._predictors: dict[str, Any] = {}
-        self._pipes: dict[str, Any] = {}
+        self._segmenters: dict[str, Any] = {}
+        self._mame_pipes: dict[str, Any] = {}
         self.run_paths: dict[str, Path] = {}
         from modise.runs import require_complete_run
 
@@ -181,14 +181,14 @@ class AppState:
         except (ModiseError, OSError, ValueError, TypeError, AttributeError, yaml.YAMLError):
             return DEFAULT_THRESHOLDS
 
-    def predictor(self, run: str | None):
+    def segmentation_pipeline(self, run: str | None):
         """The :class:`~modise.pipeline.ModisePipeline` for a run choice (built once)."""
         if not run:
             raise ModiseError("No segmentation model: start the app with --run RUN, --runs-dir DIR or --random-weights.")
         with self.lock:
-            if run not in self._predictors:
-                self._predictors[run] = self._load_predictor(run)
-            return self._predictors[run]
+            if run not in self._segmenters:
+                self._segmenters[run] = self._load_segmentation_pipeline(run)
+            return self._segmenters[run]
 
     def warm_up(self) -> threading.Thread | None:
         """Load the first run's model in the background, so the first click does not wait for it."""
@@ -197,7 +197,7 @@ class AppState:
 
         def load() -> None:
             try:
-                self.predictor(self.run_choices[0])
+                self.segmentation_pipeline(self.run_choices[0])
             except Exception as e:  # noqa: BLE001  the Segment tab reports it again, in the page
                 import sys
 
@@ -207,7 +207,7 @@ class AppState:
         t.start()
         return t
 
-    def _load_predictor(self, run: str):
+    def _load_segmentation_pipeline(self, run: str):
         from modise.pipeline import ModisePipeline
 
         if run == RANDOM_RUN and self.settings.random_weights:
@@ -238,14 +238,14 @@ class AppState:
         model = s.inpaint_model if kind == "inpaint" else s.text2img_model
         return f"MAM-E {kind}: {model or (MAME_INPAINT if kind == 'inpaint' else MAME_TEXT2IMG)}"
 
-    def pipeline(self, kind: str):
+    def mame_pipeline(self, kind: str):
         """MAM-E ``"text2img"`` or ``"inpaint"`` pipeline, loaded once (random weights offline)."""
         from modise.synthesis import load_inpaint, load_text2img
 
         with self.lock:
-            if kind not in self._pipes:
+            if kind not in self._mame_pipes:
                 s = self.settings
                 load = load_inpaint if kind == "inpaint" else load_text2img
                 model = s.inpaint_model if kind == "inpaint" else s.text2img_model
-                self._pipes[kind] = load(model, size=s.size, random_weights=s.random_weights, seed=s.seed, device=s.device)
-            return self._pipes[kind]
+                self._mame_pipes[kind] = load(model, size=s.size, random_weights=s.random_weights, seed=s.seed, device=s.device)
+            return self._mame_pipes[kind]

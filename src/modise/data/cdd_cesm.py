@@ -99,7 +99,7 @@ def prepare_cdd_cesm(
     """Convert a CDD-CESM release folder; returns the prepare report. ``workers``: processes reading the
     images (None: all cores); the output is the same for any number."""
     from modise.data.parallel import convert_items
-    from modise.data.writer import PanopticWriter
+    from modise.data.writer import DatasetWriter
     from modise.progress import track
     from modise.outputs import check_output_dir, output_dir
 
@@ -120,7 +120,7 @@ def prepare_cdd_cesm(
     excluded_normal: list[str] = []
     seen: set[str] = set()
     with output_dir(out, overwrite, [root]) as stage:
-        w = PanopticWriter(stage, CATEGORIES, source="cdd-cesm", strict=strict, quiet=quiet)
+        w = DatasetWriter(stage, CATEGORIES, source="cdd-cesm", strict=strict, quiet=quiet)
         ctx = dict(include_normal=include_normal, max_size=max_size, xlsx=xlsx.name, csv=csv.name, cat_of=cat_of)
         items = ((path, mod, labels.get(clean_name(path.name).upper()), regions.get(clean_name(path.name).upper(), []))
                  for path, mod in track(files, "CDD-CESM", enabled=not quiet))

@@ -122,7 +122,7 @@ def prepare_folder(
     processes reading the images (None: all cores); the output is the same for any number.
     """
     from modise.data.parallel import convert_items
-    from modise.data.writer import PanopticWriter
+    from modise.data.writer import DatasetWriter
     from modise.progress import track
     from modise.outputs import check_output_dir, output_dir
 
@@ -149,7 +149,7 @@ def prepare_folder(
         raise ModiseError(f"No images (PNG/JPEG/TIFF/DICOM) in '{images}'.")
     sources: dict[str, int] = {"dicom": 0, "regex": 0, "name": 0}
     with output_dir(out, overwrite, [images, masks]) as stage:
-        w = PanopticWriter(stage, cats, source="folder", strict=strict, quiet=quiet)
+        w = DatasetWriter(stage, cats, source="folder", strict=strict, quiet=quiet)
         ctx = dict(class_dirs=class_dirs, masks=masks, min_area=min_area, max_size=max_size, patient_regex=patient_regex)
         convert_items(_folder_item, ctx, track(files, "images", enabled=not quiet), w, workers,
                       on_note=lambda _, how: sources.__setitem__(how, sources[how] + 1))

@@ -1,6 +1,6 @@
 """Converters on all cores with the output of one: items are processed in worker processes, and what
 each did to the dataset (``add`` an image, ``skip`` an item, ``warn``, count something) is recorded
-there and replayed here, in input order, on the one :class:`~modise.data.writer.PanopticWriter`, so
+there and replayed here, in input order, on the one :class:`~modise.data.writer.DatasetWriter`, so
 ids, file names, messages and folds are the same for any number of workers.
 """
 

@@ -169,7 +169,7 @@ def prepare_synthetic(
     out: str | Path, n: int = 40, seed: int = 0, size: int = 256, overwrite: bool = False, k: int = 5, quiet: bool = False
 ) -> dict[str, Any]:
     """Write ``n`` phantoms (patients with a CC and an MLO view each) in the canonical layout; return the report."""
-    from modise.data.writer import PanopticWriter
+    from modise.data.writer import DatasetWriter
     from modise.progress import track
     from modise.errors import ModiseError
     from modise.outputs import output_dir
@@ -180,7 +180,7 @@ def prepare_synthetic(
         raise ModiseError(f"--size must be at least 64 pixels, got {size}.")
     rng = np.random.default_rng(seed)
     with output_dir(out, overwrite) as stage:
-        writer = PanopticWriter(stage, CATEGORIES, source="synthetic", quiet=quiet)
+        writer = DatasetWriter(stage, CATEGORIES, source="synthetic", quiet=quiet)
         for i in track(range(n), "phantoms", enabled=not quiet):
             patient, view = i // 2, ("CC", "MLO")[i % 2]
             if view == "CC":

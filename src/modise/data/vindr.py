@@ -99,7 +99,7 @@ def prepare_vindr(
 
     from modise.data.parallel import convert_items
     from modise.data.pseudomask import RECIPES
-    from modise.data.writer import PanopticWriter
+    from modise.data.writer import DatasetWriter
     from modise.progress import track
     from modise.outputs import check_output_dir, output_dir
 
@@ -128,7 +128,7 @@ def prepare_vindr(
         groups.setdefault((row["study_id"].strip(), row["image_id"].strip()), []).append((i, row))
     counts = {"rows_without_birads": 0, "rows_other_grade": 0, "images_without_chosen_finding": 0}
     with output_dir(out, overwrite, [root]) as stage:
-        w = PanopticWriter(stage, cats, source="vindr", strict=strict, quiet=quiet)
+        w = DatasetWriter(stage, cats, source="vindr", strict=strict, quiet=quiet)
         ctx = dict(cat_of=cat_of, csv=csv, images_dir=images_dir, include_normal=include_normal, max_size=max_size,
                    sigma=sigma, pseudo_mask=pseudo_mask)
         convert_items(_vindr_item, ctx, track(list(groups.items()), "VinDr-Mammo", enabled=not quiet), w, workers,

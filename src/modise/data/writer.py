@@ -1,6 +1,6 @@
 """Write a dataset in the canonical layout: images/, panoptic/, panoptic.json, folds.json, prepare_report.json.
 
-Converters call :meth:`PanopticWriter.add` for each good image and :meth:`PanopticWriter.skip`
+Converters call :meth:`DatasetWriter.add` for each good image and :meth:`DatasetWriter.skip`
 for each bad item (file, row, reason); the writer prints skips on the console, raises on the
 first one under ``strict``, and writes everything into the staging folder that
 :func:`modise.outputs.output_dir` moves into place.
@@ -26,7 +26,7 @@ from modise.progress import stderr_console
 REPORT_JSON = "prepare_report.json"
 
 
-class PanopticWriter:
+class DatasetWriter:
     """Stage one dataset; ``add`` images with their instance masks, ``skip`` bad items, ``finish``."""
 
     def __init__(

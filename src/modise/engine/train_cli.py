@@ -1,19 +1,17 @@
-"""``modise train | cv | predict | demo`` (heavy imports stay inside the command bodies)."""
+"""``modise train | cv | demo`` (heavy imports stay inside the command bodies)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from modise.cli_options import (
-    RUN_HELP, Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Device, Devices, GradAccum, GradClip, ImageSize,
-    IntensityJitter, Lr, MaxSteps, ModelSize, NumNodes, NumWorkers, Overrides, Overwrite, Precision, PrecisionOpt, Preset,
-    RandomWeights, ReferenceBatch, Resume, Seed, Size, Strategy, WarmupSteps, Workers, auto_device, fold_value,
-    positive_float, size_value,
+    Accelerator, AcceleratorOpt, BatchSize, CheckpointEvery, Devices, GradAccum, GradClip, ImageSize, IntensityJitter,
+    Lr, MaxSteps, ModelSize, NumNodes, NumWorkers, Overrides, Overwrite, Precision, PrecisionOpt, Preset,
+    RandomWeights, ReferenceBatch, Seed, Size, Strategy, WarmupSteps, fold_value, positive_float, size_value,
 )
 from modise.engine.demo import DEMO_STEPS
 
@@ -61,19 +59,8 @@ def _echo(result: dict, as_json: bool) -> None:
         typer.echo(json.dumps(result, default=str))
 
 
-def _device_count(devices: Optional[str]) -> int:
-    """predict's --devices as a process count: a count, the length of an index list, or (auto, -1) every GPU."""
-    if devices is None:
-        return 1
-    if devices in ("auto", "-1"):
-        import torch
-
-        return max(1, torch.cuda.device_count())
-    return len(devices.split(",")) if "," in devices else int(devices)
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``cv``, ``predict`` and ``demo`` to the ``modise`` app."""
+    """Add ``train``, ``cv`` and ``demo`` to the ``modise`` app."""
 
     @app.command("train")
     def train_cmd(
@@ -164,53 +151,6 @@ def register(app: typer.Typer) -> None:
         if report:
             typer.echo(json.dumps(report, indent=2, default=str) if as_json else f"report written to {out / 'report'}")
 
-    @app.command("predict")
-    def predict_cmd(
-        checkpoint: Path = typer.Option(..., "--run", "--checkpoint", help=RUN_HELP),
-        input: Optional[list[Path]] = typer.Option(None, "--input", help="Image files or folders (PNG, JPEG, TIFF, DICOM); repeatable."),
-        data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; with --fold, predict that fold's images."),
-        fold: Optional[int] = typer.Option(None, "--fold", min=0, metavar="<K>", help="Fold K (0..K-1) of DATA/folds.json to predict (needs --data)."),
-        out: Path = typer.Option(..., "--out", help="Output folder (panoptic.json, instances.json, panoptic/, heatmaps/, overlays/, dicom_seg/)."),
-        dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Write a DICOM SEG per DICOM input."),
-        batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
-        object_mask_threshold: Optional[float] = typer.Option(
-            None, "--score-threshold", min=0.0, max=1.0, show_default="the run's", help="Keep segments scoring above this, 0-1."),
-        no_overlays: bool = typer.Option(False, "--no-overlays", help="Skip the overlay PNGs."),
-        device: Device = "auto",
-        full_heatmaps: bool = typer.Option(False, "--full-heatmaps", show_default="the inference resolution",
-                                           help="Heatmaps at the image's size."),
-        workers: Workers = None,
-        resume: Resume = False,
-        devices: Devices = None,
-        num_nodes: NumNodes = 1,
-        overwrite: Overwrite = False,
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    ) -> None:
-        """Predict lesions; writes COCO panoptic (with scores), heatmaps, overlays and DICOM SEG.
-
-        Exit code 3 when some inputs failed (each named on stderr and in summary.json; the rest are written)."""
-        from modise.checks import check_device
-        from modise.engine.prediction.writer import predict_files
-        from modise.runs import require_complete_run
-
-        device = check_device(device)
-        require_complete_run(checkpoint)
-        kw = dict(dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite, overlays=not no_overlays, device=auto_device(device),
-                  object_mask_threshold=object_mask_threshold, data=data, fold=fold, workers=workers or 1, resume=resume,
-                  full_heatmaps=full_heatmaps)
-        if devices is not None or num_nodes > 1:
-            from modise.engine.prediction.distributed import predict_distributed
-
-            summary = predict_distributed(checkpoint, input, out, devices=_device_count(devices), num_nodes=num_nodes, **kw)
-        else:
-            summary = predict_files(checkpoint, input, out, **kw)
-        if as_json:
-            typer.echo(json.dumps(summary, indent=2))
-        else:
-            typer.echo(f"{summary['images']} images, {summary['segments']} segments -> {summary['out']}"
-                       + (f" ({len(summary['errors'])} problems, see summary.json)" if summary["errors"] else ""))
-        _exit_on_failed_inputs(summary)
-
     @app.command("demo")
     def demo_cmd(
         out: Path = typer.Option(Path("modise-demo"), "--out", help="Demo folder (data/, run/, report.md/.html)."),
@@ -233,14 +173,3 @@ def register(app: typer.Typer) -> None:
             from modise.engine.demo import print_summary
 
             print_summary(metrics)
-
-
-def _exit_on_failed_inputs(summary: dict) -> None:
-    """Name every failed input on stderr and exit 3 (PartialFailure), so scripts notice."""
-    errors = summary.get("errors") or []
-    if not errors:
-        return
-    for e in errors:
-        where, what = str(e.get("input")), str(e.get("error"))
-        print(f"error: {what if where in what else f'{where}: {what}'}", file=sys.stderr)  # the file named once
-    raise typer.Exit(3)

@@ -33,11 +33,9 @@ def register(app: typer.Typer) -> None:
         from modise.model import build_model
         from modise.model.benchmark import inspect_model
 
-        from modise.pipeline import inference_settings
-
         model = build_model(preset, size_value(size), random_weights=random_weights)
         report = inspect_model(model)
-        report["inference"].update(inference_settings(model.config))  # the sizes used, not "None: the default"
+        report["inference"] = model.config.inference_settings().model_dump()  # the sizes used, not "None: the default"
         if as_json:
             typer.echo(json.dumps(report, indent=2))
             return
@@ -61,7 +59,7 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
 
         from modise.checks import check_device, check_side
-        from modise.engine.training.precision import resolve_precision
+        from modise.precision import resolve_precision
         from modise.model import build_model
         from modise.model.benchmark import benchmark_model, resolve_device
 

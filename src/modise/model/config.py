@@ -18,6 +18,7 @@ from modise.errors import ModiseError
 from modise.model.presets import preset_names, preset_path, read_yaml
 
 SIZES = ("full", "tiny")
+MAX_SIZE_RATIO = 2.5  # ODISE tests at shortest edge 1024, longest at most 2560 (coco_panoptic_semseg.py:66)
 
 
 def __getattr__(name: str) -> Any:
@@ -103,6 +104,34 @@ class InferenceConfig(_Strict):
     ensemble_beta: float = 0.7  # ... for classes not seen in training
     ensemble_prompt_template: str = "a photo of a {}."  # PoolingCLIPHead's prompt="photo" (for bare category names)
 
+    def replace(self, **overrides: Any) -> "InferenceConfig":
+        """A validated copy with ``overrides`` (``None`` values keep) replaced; a clear error for an
+        unknown name or a bad value."""
+        over = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(over) - set(type(self).model_fields)
+        if unknown:
+            raise ModiseError(f"Unknown inference setting(s) {sorted(unknown)}; the settings are "
+                              f"{', '.join(type(self).model_fields)}.")
+        if not over:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(), **over})
+        except ValidationError as e:
+            raise ModiseError(f"Invalid inference setting(s): {_errors(e)}.") from None
+
+    def resolved(self, input_size: int) -> "InferenceConfig":
+        """The sizes filled in: ``image_size`` (else the training ``input_size``) and ``max_size`` (else
+        ``MAX_SIZE_RATIO`` x image_size); what one call runs with and records."""
+        image_size = self.image_size or input_size
+        max_size = int(self.max_size or round(MAX_SIZE_RATIO * image_size))
+        if image_size < 32 or max_size < image_size:
+            raise ModiseError(f"Inference image_size {image_size} / max_size {max_size}: need 32 <= image_size <= max_size.")
+        return self.model_copy(update={"image_size": image_size, "max_size": max_size})
+
+    def record(self) -> dict[str, Any]:
+        """The settings that shape the written result (``panoptic.json``'s ``info``)."""
+        return self.model_dump(include={"image_size", "max_size", "object_mask_threshold", "overlap_threshold"})
+
 
 class OptimizerConfig(_Strict):
     """Per-parameter optimiser groups and warm-up (AdamW's lr / weight decay come from the training run).
@@ -149,6 +178,10 @@ class ModelConfig(_Strict):
     inference: InferenceConfig = InferenceConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
 
+    def inference_settings(self, **overrides: Any) -> InferenceConfig:
+        """``inference`` with ``overrides`` replaced and its sizes resolved against ``input_size``."""
+        return self.inference.replace(**overrides).resolved(self.input_size)
+
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
@@ -162,8 +195,12 @@ def validate_config(data: dict[str, Any], source: str = "config") -> ModelConfig
     try:
         return ModelConfig.model_validate(data)
     except ValidationError as e:
-        errs = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-        raise ModiseError(f"{source}: invalid model configuration ({errs}).") from None
+        raise ModiseError(f"{source}: invalid model configuration ({_errors(e)}).") from None
+
+
+def _errors(e: ValidationError) -> str:
+    """pydantic's report as one line: ``field.path: message; ...``."""
+    return "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
 
 
 def load_preset(name: str = "m-odise", size: str = "tiny", overrides: dict[str, Any] | None = None) -> ModelConfig:

@@ -13,7 +13,7 @@ from torch import nn
 from modise.data.panoptic import Category
 from modise.errors import ModiseError
 from modise.model.backbone import Backbone
-from modise.model.config import ModelConfig
+from modise.model.config import InferenceConfig, ModelConfig
 from modise.model.criterion import SetCriterion
 from modise.model.implicit_captioner import ImplicitCaptioner
 from modise.model.inference import postprocess
@@ -114,13 +114,17 @@ class MODISE(nn.Module):
         out["aux_outputs"] = [{"pred_logits": l, "pred_masks": m} for l, m in zip(logits[:-1], masks[:-1])]
         return out
 
+    def padded_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(H, W) rounded up to a multiple of ``config.size_divisibility``: the size :meth:`pad` gives."""
+        d = self.config.size_divisibility
+        return -(-int(size[0]) // d) * d, -(-int(size[1]) // d) * d
+
     def pad(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None):
-        """Zero-pad images [B,3,H,W] (and the targets' masks [N,H,W]) at the bottom/right to a multiple of
+        """Zero-pad images [B,C,H,W] (and the targets' masks [N,H,W]) at the bottom/right to a multiple of
         ``config.size_divisibility``, as detectron2's ``ImageList.from_tensors`` and Mask2Former's
         ``prepare_targets`` do (maskformer_model.py:264-278). Returns ``images`` or ``(images, targets)``."""
-        d = self.config.size_divisibility
         h, w = images.shape[-2:]
-        ph, pw = -(-h // d) * d, -(-w // d) * d
+        ph, pw = self.padded_size((h, w))
         if (ph, pw) != (h, w):
             images = F.pad(images, (0, pw - w, 0, ph - h))
             if targets is not None:
@@ -134,14 +138,16 @@ class MODISE(nn.Module):
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def inference(self, images: torch.Tensor, image_sizes: list[tuple[int, int]] | None = None,
-                  output_sizes: list[tuple[int, int]] | None = None, object_mask_threshold: float | None = None,
-                  overlap_threshold: float | None = None, compact: bool = False) -> list[dict]:
+                  output_sizes: list[tuple[int, int]] | None = None, settings: InferenceConfig | None = None,
+                  compact: bool = False) -> list[dict]:
         """Any-size images [B,3,H,W] in [0,1] -> per image sem_seg / panoptic_seg / instances (see README);
-        ``compact``: :func:`~modise.model.inference.postprocess`'s low-memory form (what ``predict`` writes)."""
+        ``settings``: the inference settings (default ``config.inference``; a per-call copy is
+        ``config.inference.replace(...)``); ``compact``: :func:`~modise.model.inference.postprocess`'s
+        low-memory form (what ``predict`` writes)."""
         b, _, h, w = images.shape
         image_sizes = [tuple(s) for s in (image_sizes or [(h, w)] * b)]
         output_sizes = [tuple(s) for s in (output_sizes or image_sizes)]
-        ic = self.config.inference
+        ic = settings or self.config.inference
         if ic.clip_ensemble and "clip_ensemble" not in self.extras:
             raise ModiseError(f"inference.clip_ensemble needs a CLIP-style class head or captioner; preset "
                               f"'{self.config.preset}' has neither, so set inference.clip_ensemble: false.")
@@ -160,11 +166,9 @@ class MODISE(nn.Module):
                                                         ic.ensemble_alpha, ic.ensemble_beta)
         finally:
             self.train(was_training)
-        omt = ic.object_mask_threshold if object_mask_threshold is None else object_mask_threshold
-        ovt = ic.overlap_threshold if overlap_threshold is None else overlap_threshold
         return [
             postprocess(out["pred_logits"][i], out["pred_masks"][i], (ph, pw), image_sizes[i], output_sizes[i],
-                        self.categories, omt, ovt, ic.instances_per_image, compact=compact)
+                        self.categories, ic, compact=compact)
             for i in range(b)
         ]
 

@@ -43,7 +43,7 @@ class MameTrainConfig(BaseModel):
     accelerator: str = "auto"  # Lightning's: auto, cpu, gpu, cuda, mps
     devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
-    precision: str = "auto"  # bf16-mixed on a bf16 GPU, 32-true on the CPU (engine.training.precision)
+    precision: str = "auto"  # bf16-mixed on a bf16 GPU, 32-true on the CPU (modise.precision)
     checkpoint_every: int = Field(500, ge=1)
     val_every: int = Field(500, ge=0)  # validation strip every N steps, 0 = never
     val_steps: int = Field(20, ge=1)  # sampling steps of the validation images

@@ -158,7 +158,7 @@ def _trainer(cfg: MameTrainConfig, module: MameModule, dataset: PromptImageFolde
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from modise.engine.training.interrupt import SaveOnException
-    from modise.engine.training.precision import resolve_precision
+    from modise.precision import resolve_precision
     from modise.engine.training.lightning_console import StepProgressBar
     from modise.engine.training.run_logs import run_loggers
     from modise.runs import CKPT_DIR, LAST_CKPT

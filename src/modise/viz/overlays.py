@@ -12,6 +12,7 @@ image | ground truth | prediction) share the views, the palette and the panel la
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -19,6 +20,9 @@ from PIL import Image, ImageDraw
 from modise.data.panoptic import Category
 
 from .palette import UNKNOWN_COLOUR, class_colour
+
+if TYPE_CHECKING:
+    from modise.pipeline import PanopticResult
 
 PANEL_GAP, TITLE_H, LEGEND_H = 4, 16, 16
 LABEL_GAP = 6  # px between a label's class name and its score (the default font's space is ~2 px)
@@ -141,19 +145,15 @@ def resize(arr: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
     return np.asarray(Image.fromarray(a.astype(np.float32)).resize(size[::-1], resample))
 
 
-def figure2(pixels: np.ndarray, result: dict, categories: Sequence[Category], max_side: int = 512, gt: tuple | None = None) -> Image.Image:
+def figure2(pixels: np.ndarray, result: PanopticResult, categories: Sequence[Category], max_side: int = 512,
+            gt: tuple | None = None) -> Image.Image:
     """Side-by-side [image | (ground truth) | panoptic | instance | heatmap] panel with titles.
 
-    ``result``: a model result (``panoptic_seg``, ``instances``, ``sem_seg`` [K, H, W]);
-    ``gt``: (segment ids [H, W], segments) drawn as a ground-truth panel."""
-    ids, segments = result["panoptic_seg"]
-    ids = np.asarray(ids.cpu() if hasattr(ids, "cpu") else ids)
-    inst = result.get("instances", {})
-    masks = np.asarray(inst["masks"].cpu()) if "masks" in inst else np.zeros((0, *ids.shape), bool)
-    labels = inst["labels"].tolist() if "labels" in inst else []
-    scores = inst["scores"].tolist() if "scores" in inst else []
-    sem = result["sem_seg"]
-    sem = np.asarray(sem.float().cpu() if hasattr(sem, "cpu") else sem)
+    ``result``: a prediction (``ids``, ``segments_info``, ``instances``, ``sem_seg`` [K, h, w], which
+    may be at the inference resolution); ``gt``: (segment ids [H, W], segments) drawn as a ground-truth panel."""
+    ids, segments, inst = result.ids, result.segments_info, result.instances
+    masks, labels, scores = inst.masks, np.asarray(inst.labels).tolist(), np.asarray(inst.scores).tolist()
+    sem = result.sem_seg
     prob = sem.max(axis=0) if sem.shape[0] else np.zeros(ids.shape, np.float32)
     # Draw at display size (small images are enlarged up to 4x), so outlines and labels stay legible.
     size = display_scale(ids.shape, max_side)

@@ -5,7 +5,7 @@ validation of a model on a dataset (:mod:`.validate`) and the report over folds.
 overlays are drawn by :mod:`modise.viz`."""
 
 from .evaluator import AP_SOURCES, DEFAULT_THRESHOLDS, PanopticEvaluator, check_thresholds, parse_thresholds
-from .instances import INSTANCES_JSON, instance_records
+from .instances import INSTANCES_JSON
 from .matching import ImageResult, match_image
 
 __all__ = [
@@ -16,7 +16,6 @@ __all__ = [
     "PanopticEvaluator",
     "check_thresholds",
     "evaluate_folders",
-    "instance_records",
     "match_image",
     "parse_thresholds",
     "write_report",

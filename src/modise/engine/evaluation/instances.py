@@ -9,9 +9,9 @@ overlap) and score = class prob x mean mask prob inside the mask. ODISE turns it
 (configs/common/data/coco_panoptic_semseg.py:79-83), which stores the instances as COCO
 results (RLE ``segmentation``, ``score``, ``category_id``) and runs COCOeval on them. Here:
 
-* :func:`instance_records` turns a model result into those records (what ``modise predict``
-  writes to ``instances.json``, a COCO results list, and what ``PanopticEvaluator.add``
-  takes as ``instances``);
+* :func:`modise.data.coco_records.instance_records` turns a prediction's instances into those
+  records (what ``modise predict`` writes to ``instances.json``, a COCO results list, and what
+  ``PanopticEvaluator.add`` takes as ``instances``);
 * :func:`match_instances` makes COCOeval's per-image matches for every threshold from them,
   with COCOeval's IoU (``pycocotools.mask.iou`` on RLE, float64) against the GT segments.
 """
@@ -23,39 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from modise.data.coco_records import encode_rle
 from modise.data.panoptic import INSTANCES_JSON  # noqa: F401  (re-exported: the evaluation package names it)
 from modise.errors import ModiseError
 
 MAX_DETS = 100  # COCO maxDets[-1]; Mask2Former test_topk_per_image
-
-
-def encode_mask(mask: np.ndarray) -> dict[str, Any]:
-    """(H, W) bool -> COCO RLE with ``counts`` as text (JSON-ready), as detectron2 writes it."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, dtype=np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
-
-
-def instance_records(result: dict[str, Any], categories: Sequence[Any], image_id: Any = None) -> list[dict[str, Any]]:
-    """A model result's ``instances`` (``masks`` [N,H,W] bool, ``labels`` [N] indices into
-    ``categories``, ``scores`` [N]; or ``rles`` instead of the masks) -> COCO result records ``{category_id, score, segmentation}``
-    (+ ``image_id`` when given), in the model's order (descending score)."""
-    inst = result["instances"]
-    labels, scores = (_numpy(inst[k]) for k in ("labels", "scores"))
-    rles = inst["rles"] if "rles" in inst else (encode_mask(m > 0) for m in _numpy(inst["masks"]))  # a compact result: encoded
-    out = []
-    for rle, lab, sc in zip(rles, labels.tolist(), scores.tolist()):
-        rec: dict[str, Any] = {"category_id": int(categories[int(lab)].id), "score": float(sc), "segmentation": dict(rle)}
-        if image_id is not None:
-            rec = {"image_id": image_id, **rec}
-        out.append(rec)
-    return out
-
-
-def _numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def _rle(rec: dict[str, Any], shape: tuple[int, int], where: str) -> dict[str, Any]:
@@ -66,8 +38,7 @@ def _rle(rec: dict[str, Any], shape: tuple[int, int], where: str) -> dict[str, A
         m = np.asarray(rec["mask"])
         if m.shape != shape:
             raise ModiseError(f"{where}: an instance mask is {m.shape[0]}x{m.shape[1]} but the image is {shape[0]}x{shape[1]}.")
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-        return rle
+        return encode_rle(m)
     seg = rec.get("segmentation")
     if not isinstance(seg, dict) or "counts" not in seg or "size" not in seg:
         raise ModiseError(f"{where}: an instance has no RLE 'segmentation' ({{'size': [h, w], 'counts': ...}}); polygons are not supported.")
@@ -128,7 +99,7 @@ def match_instances(
         sc = np.array([s for s, _ in dets], dtype=np.float64)
         keep = np.argsort(-sc, kind="mergesort")[:MAX_DETS]
         d_rles = [_rle(dets[i][1], shape, where) for i in keep]
-        g_rles = [mask_utils.encode(np.asfortranarray((gt_index == j + 1).astype(np.uint8))) for j in np.flatnonzero(gt_cat == c)]
+        g_rles = [encode_rle(gt_index == j + 1) for j in np.flatnonzero(gt_cat == c)]
         if g_rles:
             ious = np.asarray(mask_utils.iou(d_rles, g_rles, [0] * len(g_rles)), dtype=np.float64).reshape(len(d_rles), len(g_rles))
         else:

@@ -15,9 +15,10 @@ from modise.errors import ModiseError
 
 
 def predict_distributed(checkpoint: str | Path, inputs: Sequence[str | Path] | None, out: str | Path, *, devices: int,
-                        num_nodes: int = 1, device: str | None = None, **kw: Any) -> dict[str, Any]:
-    """:func:`~modise.engine.prediction.writer.predict_files` on ``devices`` x ``num_nodes`` processes
-    (GPUs when ``device`` is not cpu and CUDA is there, else CPU processes talking gloo); returns the summary."""
+                        num_nodes: int = 1, device: str | None = None, **kw: Any) -> dict[str, Any] | None:
+    """:func:`~modise.engine.prediction.predict.predict_files` on ``devices`` x ``num_nodes`` processes
+    (GPUs when ``device`` is not cpu and CUDA is there, else CPU processes talking gloo); returns the summary
+    on global rank 0, ``None`` in the processes of other nodes."""
     import torch
     from lightning.fabric import Fabric
 
@@ -39,31 +40,27 @@ def _rank_main(fabric: Any, checkpoint: Any, inputs: Any, out: Any, kw: dict[str
     import torch.distributed as dist
     from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
-    from .inputs import discover_inputs
-    from .writer import fold_inputs, predict_files, prepare_out
+    from .inputs import collect_inputs
+    from .predict import predict_files, prepare_out
 
-    kw = dict(kw)
-    data, fold = kw.get("data"), kw.get("fold")
-    paths = discover_inputs([*(inputs or []), *fold_inputs(data, fold)])
+    items = collect_inputs(inputs, kw.get("data"), kw.get("fold"))
     if fabric.global_rank == 0:
         prepare_out(out, kw.get("overwrite", False), kw.get("resume", False), [checkpoint, *(inputs or [])])
     fabric.barrier()
-    share = list(UnrepeatedDistributedSampler(range(len(paths)), num_replicas=fabric.world_size, rank=fabric.global_rank,
+    share = list(UnrepeatedDistributedSampler(range(len(items)), num_replicas=fabric.world_size, rank=fabric.global_rank,
                                               shuffle=False))
-    part = predict_files(checkpoint, inputs, out, device=str(fabric.device), shard=share, progress=False, **kw)
+    part = predict_files(checkpoint, inputs, out, device=str(fabric.device), shard=[items[i] for i in share], progress=False, **kw)
     parts: list[Any] = [None] * fabric.world_size
     dist.all_gather_object(parts, part)
     if fabric.global_rank != 0:
         return None
     from modise.pipeline import ModisePipeline
 
-    from .inputs import unique_stems
-    from .writer import dataset_ids, finish_predictions
+    from .predict import finish_predictions, prediction_info
 
     pipe = ModisePipeline.from_pretrained(checkpoint, device="cpu", object_mask_threshold=kw.get("object_mask_threshold"))
-    info = {"description": "modise predictions", "checkpoint": str(checkpoint), **pipe.settings()}
     counts = {k: sum(p[k] for p in parts) for k in ("done", "skipped", "failed")}
     errors = [e for p in parts for e in p["errors"]]
-    order = {str(p): i for i, p in enumerate(paths)}
+    order = {str(it.path): i for i, it in enumerate(items)}
     errors.sort(key=lambda e: order.get(e["input"], len(order)))
-    return finish_predictions(Path(out), paths, unique_stems(paths), pipe.categories, info, dataset_ids(paths), counts, errors)
+    return finish_predictions(Path(out), items, pipe.categories, prediction_info(checkpoint, pipe), counts, errors)
