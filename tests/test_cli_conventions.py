@@ -195,3 +195,9 @@ def test_one_wording_per_kind_of_bad_value(tmp_path, monkeypatch, args, wording)
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and wording in res.output, res.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "modise", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "modise" in out.stdout.lower()

@@ -1,5 +1,5 @@
 """Device correctness: modise code makes no tensor on the default (CPU) device inside forward, loss,
-inference or the benchmark's timed paths (issue 12).
+inference or the benchmark's timed paths.
 
 A ``TorchFunctionMode`` watches every tensor factory (``torch.zeros``, ``randn``, ``arange``,
 ``as_tensor``, ...): one called from modise's own code without ``device=`` is a tensor that would be
@@ -53,7 +53,7 @@ def _targets(b: int, size: int):
 
 
 def _old_benchmark_timesteps(images: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(images.shape[0], dtype=torch.long)  # the bug of model/benchmark.py before issue 12
+    return torch.zeros(images.shape[0], dtype=torch.long)  # a tensor made on the default device inside a forward
 
 
 def test_the_trap_names_a_device_less_tensor():

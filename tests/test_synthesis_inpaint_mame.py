@@ -142,7 +142,7 @@ def test_bad_numbers_and_choices_stop_at_the_cli_edge(tmp_path, args, option):
 def test_box_statistics_travel_from_prepare_to_inpaint(tmp_path, sample_images):
     from modise.synthesis.boxes import load_box_stats, save_box_stats
     from modise.synthesis.pipelines import build_random_pipeline
-    from tests.test_mame_original import HEADER, _write_dicom
+    from tests.test_synthesis_mame_captions import HEADER, _write_dicom
 
     root = tmp_path / "vindr"
     for i, (y0, y1) in enumerate(((60, 90), (100, 150))):

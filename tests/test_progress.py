@@ -70,7 +70,7 @@ def test_mame_train_ctrl_c_exits_130_with_a_sentence_and_a_quiet_log(tmp_path, s
             [sys.executable, "-m", "modise", "mame", "train", "--size", "tiny", "--random-weights", "--resolution",
              "64", "--data", "d", "--out", "run", "--max-steps", "100000", "--checkpoint-every", "1", "--val-every", "0"],
             cwd=tmp_path, env=_env(), stdout=f, stderr=f,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_ux_run_lifecycle
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_runs
         ckpt, end = tmp_path / "run" / "checkpoints" / "last.ckpt", time.time() + 240
         while not ckpt.is_file() and proc.poll() is None and time.time() < end:
             time.sleep(0.2)

@@ -1,4 +1,4 @@
-"""``modise benchmark``: per-stage seconds from the real forward, ratio, memory, --train, --device (issue 12)."""
+"""``modise benchmark``: per-stage seconds from the real forward, ratio, memory, --train, --device."""
 
 from __future__ import annotations
 

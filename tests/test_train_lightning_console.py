@@ -1,4 +1,4 @@
-"""The training progress bar: optimiser steps on Lightning's public ProgressBar API (issue 13)."""
+"""The training progress bar: optimiser steps on Lightning's public ProgressBar API."""
 
 from __future__ import annotations
 

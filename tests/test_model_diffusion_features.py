@@ -1,4 +1,4 @@
-"""The diffusion feature path as ODISE builds it (issue 11 items 1, 2, 3, 5; issue 12 windows/precision)."""
+"""The diffusion feature path as ODISE builds it: taps, noise, windows, projections, frozen precision."""
 
 from __future__ import annotations
 

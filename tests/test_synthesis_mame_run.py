@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from modise.cli import app
 from modise.precision import resolve_precision
 from modise.synthesis.mame_config import MameTrainConfig
-from tests.test_mame_train import _folder
+from tests.test_synthesis_mame_train import _folder
 
 TINY = ["--size", "tiny", "--random-weights", "--resolution", "64", "--val-every", "0", "--json"]
 

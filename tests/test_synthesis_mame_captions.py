@@ -1,4 +1,4 @@
-"""MAM-E as its authors ran it (issue 14): per-vendor captions, one box per Mass, concept extrapolation."""
+"""MAM-E as its authors ran it: per-vendor captions, one box per Mass, concept extrapolation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from modise.cli import app
-from tests.test_mame_prepare import HEADER, _write_dicom
+from tests.test_synthesis_mame_prepare import HEADER, _write_dicom
 
 
 def test_training_captions_per_vendor_as_the_original():

@@ -1,5 +1,5 @@
 """Web app tabs without a server: Generate uses an edited prompt like --prompt, Inpaint opens DICOM,
-a taken port is one sentence (issue 15 items 5, 10)."""
+a taken port is one sentence."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def test_bad_workers_is_a_usage_error(tmp_path, workers):
 
 @pytest.mark.parametrize("inpainting", [False, True])
 def test_mame_prepare_workers_write_the_same_folder(tmp_path, inpainting):
-    from test_mame_prepare import _vindr
+    from test_synthesis_mame_prepare import _vindr
     from typer.testing import CliRunner
 
     from modise.cli import app

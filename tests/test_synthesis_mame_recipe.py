@@ -10,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from modise.cli import app
-from tests.test_mame_train import _folder
+from tests.test_synthesis_mame_train import _folder
 
 TINY = ["--size", "tiny", "--random-weights", "--resolution", "64"]
 
@@ -61,7 +61,7 @@ def test_recipe_is_saved_in_the_run_config_and_the_effective_batch_printed(tmp_p
 
 
 def test_fixed_loss_runs_inside_fit_on_the_training_device(tmp_path, sample_images, monkeypatch):
-    """Issue 12: the fixed-noise loss ran the whole VAE on the CPU before Lightning moved the model."""
+    """The fixed-noise loss runs the VAE on the training device, after Lightning moved the model there."""
     from modise.synthesis import mame_callbacks
 
     seen = []

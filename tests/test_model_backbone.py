@@ -1,4 +1,4 @@
-"""The typed backbone interface (issue 13): every backbone maps images (+ conditioning) to 4 maps,
+"""The typed backbone interface: every backbone maps images (+ conditioning) to 4 maps,
 keeps no state between calls, and is wired by keyword; ``modise inspect`` shows the settings."""
 
 from __future__ import annotations

@@ -198,7 +198,7 @@ def test_clip_preprocess_is_torchvision_resize_without_antialias_centre_crop_nor
 # ------------------------------------------------------------------ 10. m2f-swinl load report
 def test_m2f_swinl_load_says_the_expected_key_differences_in_one_line(tmp_path, capfd):
     from safetensors.torch import load_file, save_file
-    from test_m2f_swinl import _tiny_mask2former
+    from test_model_m2f_swinl import _tiny_mask2former
 
     from modise.model.swin_backbone import build_swin
 

@@ -1,5 +1,5 @@
-"""Each pytest-xdist worker caps its threads (issue 12: `pytest -n auto` timed out on 16 cores), and
-`modise --threads N` / MODISE_THREADS limits a command's threads (issue 15 item 10)."""
+"""Each pytest-xdist worker caps its threads (`pytest -n auto` on 16 cores would oversubscribe them), and
+`modise --threads N` / MODISE_THREADS limits a command's threads."""
 
 from __future__ import annotations
 

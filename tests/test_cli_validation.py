@@ -1,5 +1,4 @@
-"""Bad numbers and choices are refused at the CLI edge: one sentence, exit 2, nothing written
-(issue 15 item 6); --version; help texts complete and without stray " ." (item 10)."""
+"""Bad numbers and choices are refused at the CLI edge: one sentence, exit 2, nothing written; --version; help texts complete and without stray " ."."""
 
 from __future__ import annotations
 

@@ -67,3 +67,12 @@ def test_reading_a_missing_panoptic_json_names_the_file(tmp_path):
 
     with pytest.raises(ModiseError, match="panoptic.json"):
         load_panoptic_json(tmp_path)
+
+
+def test_id_rgb_roundtrip(tmp_path):
+    from modise.data.panoptic import id2rgb, read_id_png, rgb2id, write_id_png
+
+    ids = np.array([[0, 1, 255], [256, 65536 + 7, 300000]])
+    assert np.array_equal(rgb2id(id2rgb(ids)), ids)
+    write_id_png(tmp_path / "a.png", ids)
+    assert np.array_equal(read_id_png(tmp_path / "a.png"), ids)

@@ -1,6 +1,6 @@
 """A training run says whether it is complete: Ctrl-C saves a checkpoint and says how to resume,
-`predict` refuses an unfinished run naming the fix, `--resume` of nothing is an error (issue 15
-item 7); the web app started with --run segments with that run and shows it (item 5)."""
+`predict` refuses an unfinished run naming the fix, `--resume` of nothing is an error;
+the web app started with --run segments with that run and shows it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""--overwrite never deletes what modise did not write; outputs get the umask's modes (issue 15 items 1, 4)."""
+"""--overwrite never deletes what modise did not write; outputs get the umask's modes."""
 
 from __future__ import annotations
 
@@ -110,3 +110,25 @@ def test_every_writer_refuses_an_out_holding_its_input(tmp_path, monkeypatch, co
     res = runner.invoke(app, [*WRITERS[command], "--overwrite"])
     assert res.exit_code != 0 and "Refusing to write" in str(res.exception), (res.output, res.exception)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_output_dir_refuses_non_empty_and_is_atomic(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("old")
+    (out / ".modise-output").touch()  # written by modise: --overwrite may replace it
+    with pytest.raises(ModiseError, match="--overwrite"):
+        with output_dir(out):
+            pass
+    with pytest.raises(RuntimeError):
+        with output_dir(out, overwrite=True) as stage:
+            (stage / "new.txt").write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert (out / "keep.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging debris
+    with output_dir(out, overwrite=True) as stage:
+        write_json_atomic(stage / "x.json", {"a": np.int64(3)})
+    assert json.loads((out / "x.json").read_text()) == {"a": 3}
+    assert not (out / "keep.txt").exists()

@@ -1,5 +1,5 @@
 """prepare folder: folds never split a patient (DICOM PatientID, else --patient-regex, default the first
-_-part with a digit), the rule is reported; mammograms given as masks are refused (issue 15 items 2, 10)."""
+_-part with a digit), the rule is reported; mammograms given as masks are refused."""
 
 from __future__ import annotations
 
