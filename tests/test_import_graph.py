@@ -136,3 +136,28 @@ def test_model_and_pipeline_import_nothing_from_engine():
                  if m == "modise.pipeline" or m == "modise.model" or m.startswith("modise.model.")
                  for t in ts if t.startswith("modise.engine") and t not in PIPELINE_MAY_IMPORT)
     assert bad == []
+
+
+# README "Architecture": floors, lowest first; a module imports only from its own floor or below
+FLOORS = [
+    ("modise.errors", "modise.outputs", "modise.progress", "modise.precision", "modise.runs", "modise.compat"),
+    ("modise.data",),
+    ("modise.model",),
+    ("modise.pipeline", "modise.checks"),
+    ("modise.engine", "modise.synthesis", "modise.baseline", "modise.viz", "modise.app"),
+    ("modise.cli", "modise.cli_options", "modise.__main__"),
+]
+
+
+def _floor(module: str) -> int:
+    if module.rpartition(".")[2].endswith("cli"):  # every part's *cli.py sits with the CLI
+        return len(FLOORS) - 1
+    placed = [(len(p), i) for i, prefixes in enumerate(FLOORS) for p in prefixes if module == p or module.startswith(p + ".")]
+    assert placed, f"{module} is on no floor of README's Architecture"
+    return max(placed)[1]
+
+
+def test_every_module_imports_only_its_floor_or_below():
+    up = sorted(f"{m} imports {t}" for m, ts in _graph().items() if m != "modise"
+                for t in ts if t != "modise" and _floor(t) > _floor(m))
+    assert up == []

@@ -18,7 +18,7 @@ from .config import TrainConfig, run_record
 
 
 def _precision(cfg: TrainConfig) -> str:
-    from .precision import resolve_precision
+    from modise.precision import resolve_precision
 
     return resolve_precision(cfg.precision, cfg.accelerator)
 
