@@ -31,6 +31,7 @@ from modise.data.panoptic import Category, PanopticFolderWriter, panoptic_record
 from modise.errors import ModiseError
 from modise.model.config import InferenceConfig
 
+
 @dataclass
 class PanopticResult:
     """One image's prediction at its original size (CPU arrays).
