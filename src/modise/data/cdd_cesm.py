@@ -99,7 +99,7 @@ def prepare_cdd_cesm(
     """Convert a CDD-CESM release folder; returns the prepare report. ``workers``: processes reading the
     images (None: all cores); the output is the same for any number."""
     from modise.data.parallel import convert_items
-    from modise.data.writer import DatasetWriter
+    from modise.data.writer import DatasetWriter, encode_image
     from modise.progress import track
     from modise.outputs import check_output_dir, output_dir
 
@@ -125,7 +125,7 @@ def prepare_cdd_cesm(
         items = ((path, mod, labels.get(clean_name(path.name).upper()), regions.get(clean_name(path.name).upper(), []))
                  for path, mod in track(files, "CDD-CESM", enabled=not quiet))
         convert_items(_cdd_item, ctx, items, w, workers,
-                      on_note=lambda kind, v: seen.add(v) if kind == "seen" else excluded_normal.append(v))
+                      on_note=lambda kind, v: seen.add(v) if kind == "seen" else excluded_normal.append(v), encode=encode_image)
         _skip_rows_without_files(w, labels, label_problems, regions, seen, mods, xlsx.name, csv.name)
         return w.finish(k=k, seed=seed, excluded_normal=len(excluded_normal), excluded_normal_files=excluded_normal,
                         modality=modality.lower())

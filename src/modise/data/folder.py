@@ -122,7 +122,7 @@ def prepare_folder(
     processes reading the images (None: all cores); the output is the same for any number.
     """
     from modise.data.parallel import convert_items
-    from modise.data.writer import DatasetWriter
+    from modise.data.writer import DatasetWriter, encode_image
     from modise.progress import track
     from modise.outputs import check_output_dir, output_dir
 
@@ -152,7 +152,7 @@ def prepare_folder(
         w = DatasetWriter(stage, cats, source="folder", strict=strict, quiet=quiet)
         ctx = dict(class_dirs=class_dirs, masks=masks, min_area=min_area, max_size=max_size, patient_regex=patient_regex)
         convert_items(_folder_item, ctx, track(files, "images", enabled=not quiet), w, workers,
-                      on_note=lambda _, how: sources.__setitem__(how, sources[how] + 1))
+                      on_note=lambda _, how: sources.__setitem__(how, sources[how] + 1), encode=encode_image)
         rule = (f"DICOM PatientID, else the file name's match of --patient-regex '{patient_regex or DEFAULT_PATIENT_REGEX}'"
                 + ("" if patient_regex else " (default: the first _-separated part holding a digit)") + ", else the file name")
         return w.finish(k=k, seed=seed, classes=classes, patient_ids={"rule": rule, "images_by_source": sources})

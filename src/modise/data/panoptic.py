@@ -57,17 +57,22 @@ def read_id_png(path: str | Path, compact: bool = False) -> np.ndarray:
     return rgb[..., 0].astype(np.int32) | (rgb[..., 1].astype(np.int32) << 8) | (rgb[..., 2].astype(np.int32) << 16)
 
 
-def write_id_png(path: str | Path, ids: np.ndarray) -> None:
-    """(H, W) int segment ids -> RGB-coded PNG, written atomically (temporary file + rename)."""
+def encode_id_png(ids: np.ndarray) -> bytes:
+    """(H, W) int segment ids -> the bytes of their RGB-coded PNG."""
     import io
 
     from PIL import Image
 
-    from modise.outputs import write_bytes_atomic
-
     buf = io.BytesIO()
     Image.fromarray(id2rgb(ids)).save(buf, format="PNG", optimize=False, compress_level=1)
-    write_bytes_atomic(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_id_png(path: str | Path, ids: np.ndarray) -> None:
+    """(H, W) int segment ids -> RGB-coded PNG, written atomically (temporary file + rename)."""
+    from modise.outputs import write_bytes_atomic
+
+    write_bytes_atomic(path, encode_id_png(ids))
 
 
 def bbox_xywh(mask: np.ndarray) -> list[int]:
@@ -205,6 +210,18 @@ class PanopticFolderWriter:
             s.setdefault("iscrowd", 0)
             infos.append(s)
         write_id_png(self.png_dir / png_name, ids)
+        return self._record(image, png_name, infos, instances)
+
+    def add_png(self, image: dict[str, Any], png: bytes, segments: Sequence[dict[str, Any]], *, png_name: str) -> dict[str, Any]:
+        """:meth:`add` for an id map already encoded (:func:`encode_id_png`) whose segments carry
+        ``area``, ``bbox`` and ``iscrowd``."""
+        from modise.outputs import write_bytes_atomic
+
+        write_bytes_atomic(self.png_dir / png_name, png)
+        return self._record(image, png_name, list(segments), None)
+
+    def _record(self, image: dict[str, Any], png_name: str, infos: list[dict[str, Any]],
+                instances: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
         ann = {"image_id": image["id"], "file_name": png_name, "segments_info": infos}
         self.images.append(image)
         self.annotations.append(ann)

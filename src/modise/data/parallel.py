@@ -24,13 +24,21 @@ def default_workers() -> int:
 
 
 class Recorder:
-    """Stands in for the writer inside an item's body: records ``add`` / ``skip`` / ``warn`` / ``note``."""
+    """Stands in for the writer inside an item's body: records ``add`` / ``skip`` / ``warn`` / ``note``.
 
-    def __init__(self) -> None:
+    ``encode``: a function that turns ``add``'s arguments into what the writer's ``add_encoded`` takes
+    (e.g. :func:`~modise.data.writer.encode_image`), so the encoding runs in the worker, not in the
+    one process that writes."""
+
+    def __init__(self, encode: Callable[..., Any] | None = None) -> None:
         self.events: list[Event] = []
+        self.encode = encode
 
     def add(self, *args: Any, **kwargs: Any) -> None:
-        self.events.append(("add", args, kwargs))
+        if self.encode is not None:
+            self.events.append(("add_encoded", (self.encode(*args, **kwargs),), {}))
+        else:
+            self.events.append(("add", args, kwargs))
 
     def skip(self, *args: Any, **kwargs: Any) -> None:
         self.events.append(("skip", args, kwargs))
@@ -43,8 +51,8 @@ class Recorder:
         self.events.append(("note", (kind, value), {}))
 
 
-def _record(body: Callable[[Any, Any, Recorder], None], ctx: Any, item: Any) -> list[Event]:
-    rec = Recorder()
+def _record(body: Callable[[Any, Any, Recorder], None], ctx: Any, encode: Callable[..., Any] | None, item: Any) -> list[Event]:
+    rec = Recorder(encode)
     body(ctx, item, rec)
     return rec.events
 
@@ -69,11 +77,13 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) ->
 
 
 def convert_items(body: Callable[[Any, Any, Recorder], None], ctx: Any, items: Iterable[Any], writer: Any,
-                  workers: int | None, on_note: Callable[[str, Any], None] | None = None) -> None:
+                  workers: int | None, on_note: Callable[[str, Any], None] | None = None,
+                  encode: Callable[..., Any] | None = None) -> None:
     """Run ``body(ctx, item, recorder)`` for every item (``workers`` processes; None: all cores) and replay
-    what it recorded on ``writer`` in input order. ``body`` and ``ctx`` must be picklable (module level)."""
+    what it recorded on ``writer`` in input order. ``body``, ``ctx`` and ``encode`` (see :class:`Recorder`)
+    must be picklable (module level)."""
     workers = default_workers() if workers is None else workers
-    for events in ordered_map(partial(_record, body, ctx), items, workers):
+    for events in ordered_map(partial(_record, body, ctx, encode), items, workers):
         for kind, args, kwargs in events:
             if kind == "note":
                 if on_note is not None:

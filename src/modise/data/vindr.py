@@ -99,7 +99,7 @@ def prepare_vindr(
 
     from modise.data.parallel import convert_items
     from modise.data.pseudomask import RECIPES
-    from modise.data.writer import DatasetWriter
+    from modise.data.writer import DatasetWriter, encode_image
     from modise.progress import track
     from modise.outputs import check_output_dir, output_dir
 
@@ -132,7 +132,7 @@ def prepare_vindr(
         ctx = dict(cat_of=cat_of, csv=csv, images_dir=images_dir, include_normal=include_normal, max_size=max_size,
                    sigma=sigma, pseudo_mask=pseudo_mask)
         convert_items(_vindr_item, ctx, track(list(groups.items()), "VinDr-Mammo", enabled=not quiet), w, workers,
-                      on_note=lambda key, _: counts.__setitem__(key, counts[key] + 1))
+                      on_note=lambda key, _: counts.__setitem__(key, counts[key] + 1), encode=encode_image)
         return w.finish(k=k, seed=seed, sigma=sigma, pseudo_mask=pseudo_mask, classes=names, **counts)
 
 

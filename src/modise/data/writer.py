@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,12 +19,81 @@ from typing import Any
 import numpy as np
 
 from modise.data.folds import patient_folds
-from modise.data.panoptic import FOLDS_JSON, IMAGES_DIR, Category, PanopticFolderWriter, bbox_xywh
+from modise.data.panoptic import FOLDS_JSON, IMAGES_DIR, Category, PanopticFolderWriter, bbox_xywh, encode_id_png
 from modise.errors import ModiseError
 from modise.outputs import write_json_atomic
 from modise.progress import stderr_console
 
 REPORT_JSON = "prepare_report.json"
+
+
+@dataclass
+class EncodedImage:
+    """One image of a dataset, encoded where it was read (in a converter's worker process, so that
+    the PNG encoding runs on every core): the image file (PNG bytes, or a file to copy byte for byte),
+    the RGB-coded panoptic PNG, its ``segments_info`` and its ``images`` record without id / file name."""
+
+    stem: str
+    suffix: str
+    image_png: bytes | None
+    copy_from: str | None
+    panoptic_png: bytes
+    segments: list[dict[str, Any]]
+    hidden: int  # segments hidden by overlapping ones (dropped, warned about)
+    record: dict[str, Any]
+
+
+def encode_image(
+    stem: str,
+    segments: Sequence[tuple[np.ndarray, int]],
+    *,
+    pixels: np.ndarray | None = None,
+    copy_from: str | Path | None = None,
+    height: int,
+    width: int,
+    patient_id: str,
+    laterality: str = "",
+    view: str = "",
+    modality: str = "",
+    source_file: str = "",
+    **extra: Any,
+) -> EncodedImage:
+    """One image and its segments, encoded for :meth:`DatasetWriter.add_encoded`.
+
+    ``pixels``: (H, W) uint8 written as PNG; or ``copy_from``: a JPEG/PNG copied byte
+    for byte. ``segments``: (H, W) bool masks with category ids; overlaps go to the
+    smaller segment (painted last) so a small lesion inside a large one survives.
+    """
+    import io
+
+    from PIL import Image
+
+    if (pixels is None) == (copy_from is None):
+        raise ValueError("give exactly one of pixels / copy_from")
+    image_png = None
+    if copy_from is not None:
+        suffix = Path(copy_from).suffix.lower()
+        suffix = ".jpg" if suffix == ".jpeg" else suffix
+    else:
+        suffix, buf = ".png", io.BytesIO()
+        Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buf, format="PNG", compress_level=1)
+        image_png = buf.getvalue()
+    ids = np.zeros((height, width), np.int32)
+    order = sorted(range(len(segments)), key=lambda i: -int(segments[i][0].sum()))
+    for seg_id, i in enumerate(order, start=1):
+        ids[segments[i][0]] = seg_id
+    infos, hidden = [], 0
+    for seg_id, i in enumerate(order, start=1):
+        m = ids == seg_id
+        area = int(m.sum())
+        if area == 0:
+            hidden += 1
+            continue
+        infos.append({"id": seg_id, "category_id": int(segments[i][1]), "area": area, "bbox": bbox_xywh(m), "iscrowd": 0})
+    record = {"height": int(height), "width": int(width), "patient_id": str(patient_id), "laterality": laterality,
+              "view": view, "modality": modality, "source": source_file, **extra}
+    return EncodedImage(stem, suffix, image_png, None if copy_from is None else str(copy_from), encode_id_png(ids), infos,
+                        hidden, record)
 
 
 class DatasetWriter:
@@ -74,73 +144,25 @@ class DatasetWriter:
         self._names.add(name)
         return name
 
-    def add(
-        self,
-        stem: str,
-        segments: Sequence[tuple[np.ndarray, int]],
-        *,
-        pixels: np.ndarray | None = None,
-        copy_from: str | Path | None = None,
-        height: int,
-        width: int,
-        patient_id: str,
-        laterality: str = "",
-        view: str = "",
-        modality: str = "",
-        source_file: str = "",
-        **extra: Any,
-    ) -> int:
-        """Write one image and its segments; returns the new image id.
+    def add(self, stem: str, segments: Sequence[tuple[np.ndarray, int]], **kwargs: Any) -> int:
+        """Write one image and its segments (see :func:`encode_image` for the arguments); returns the new image id."""
+        return self.add_encoded(encode_image(stem, segments, **kwargs))
 
-        ``pixels``: (H, W) uint8 written as PNG; or ``copy_from``: a JPEG/PNG copied byte
-        for byte. ``segments``: (H, W) bool masks with category ids; overlaps go to the
-        smaller segment (painted last) so a small lesion inside a large one survives.
-        """
-        if (pixels is None) == (copy_from is None):
-            raise ValueError("give exactly one of pixels / copy_from")
+    def add_encoded(self, enc: "EncodedImage") -> int:
+        """Write one image encoded by :func:`encode_image` (possibly in a worker process); returns its id."""
+        unknown = sorted({s["category_id"] for s in enc.segments} - self.cat_ids)
+        if unknown:
+            raise ValueError(f"unknown category id {unknown[0]}")
         image_id = len(self.images) + 1
-        if copy_from is not None:
-            suffix = Path(copy_from).suffix.lower()
-            suffix = ".jpg" if suffix == ".jpeg" else suffix
-            file_name = self.unique_name(stem, suffix)
-            shutil.copyfile(copy_from, self.stage / IMAGES_DIR / file_name)
+        file_name = self.unique_name(enc.stem, enc.suffix)
+        if enc.copy_from is not None:
+            shutil.copyfile(enc.copy_from, self.stage / IMAGES_DIR / file_name)
         else:
-            from PIL import Image
-
-            file_name = self.unique_name(stem, ".png")
-            Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(self.stage / IMAGES_DIR / file_name, compress_level=1)
-        ids = np.zeros((height, width), np.int32)
-        order = sorted(range(len(segments)), key=lambda i: -int(segments[i][0].sum()))
-        for seg_id, i in enumerate(order, start=1):
-            mask, cat = segments[i]
-            if cat not in self.cat_ids:
-                raise ValueError(f"unknown category id {cat}")
-            ids[mask] = seg_id
-        infos = []
-        for seg_id, i in enumerate(order, start=1):
-            m = ids == seg_id
-            area = int(m.sum())
-            if area == 0:
-                self.warn(f"{source_file or stem}: a segment is hidden by overlapping ones and was dropped.")
-                continue
-            infos.append({"id": seg_id, "category_id": int(segments[i][1]), "area": area, "bbox": bbox_xywh(m), "iscrowd": 0})
-        self.panoptic.add(
-            {
-                "id": image_id,
-                "file_name": file_name,
-                "height": int(height),
-                "width": int(width),
-                "patient_id": str(patient_id),
-                "laterality": laterality,
-                "view": view,
-                "modality": modality,
-                "source": source_file,
-                **extra,
-            },
-            ids,
-            infos,
-            png_name=Path(file_name).with_suffix(".png").name,
-        )
+            (self.stage / IMAGES_DIR / file_name).write_bytes(enc.image_png)
+        for _ in range(enc.hidden):
+            self.warn(f"{enc.record.get('source') or enc.stem}: a segment is hidden by overlapping ones and was dropped.")
+        self.panoptic.add_png({"id": image_id, "file_name": file_name, **enc.record}, enc.panoptic_png, enc.segments,
+                              png_name=Path(file_name).with_suffix(".png").name)
         return image_id
 
     def finish(self, k: int = 5, seed: int = 0, **report_extra: Any) -> dict[str, Any]:
