@@ -198,6 +198,6 @@ def train_tiny_run(root: Path, *, n: int, seed: int, k: int, fold: int) -> Path:
     prepare_synthetic(root / "data", n=n, seed=seed, size=128, k=k, quiet=True)
     cfg = TrainConfig(preset="m-odise", size="tiny", data=str(root / "data"), fold=fold, random_weights=True,
                       image_size=128, batch_size=2, max_steps=2, accelerator="cpu", devices=1,
-                      object_mask_threshold=0.0, overlap_threshold=0.0)
+                      model_overrides={"inference": {"object_mask_threshold": 0.0, "overlap_threshold": 0.0}})
     train(cfg, root / "run", progress=False)
     return root

@@ -235,7 +235,7 @@ def test_a_runs_thresholds_live_in_the_model_config_saved_with_its_weights(tmp_p
     prepare_synthetic(data, n=6, seed=0, size=96, k=3, quiet=True)
     base = dict(preset="m2f-sd", size="tiny", data=str(data), fold=0, random_weights=True, image_size=96, batch_size=2,
                 max_steps=1, checkpoint_every=1, accelerator="cpu", devices=1)
-    for kw, want in (({}, (0.8, 0.8)), ({"object_mask_threshold": 0.3}, (0.3, 0.8))):
+    for kw, want in (({}, (0.8, 0.8)), ({"model_overrides": {"inference": {"object_mask_threshold": 0.3}}}, (0.3, 0.8))):
         run = tmp_path / f"run{len(kw)}"
         train(TrainConfig(**base, **kw), run)
         saved = yaml.safe_load((run / "model" / "config.yaml").read_text())["inference"]
