@@ -52,6 +52,10 @@ def _rank_main(fabric: Any, checkpoint: Any, inputs: Any, out: Any, kw: dict[str
     part = predict_files(checkpoint, inputs, out, device=str(fabric.device), shard=[items[i] for i in share], progress=False, **kw)
     parts: list[Any] = [None] * fabric.world_size
     dist.all_gather_object(parts, part)
+    # every rank leaves the process group together: a process that exits while another still holds
+    # gloo's connections can abort in its C++ threads ("terminate called without an active exception")
+    dist.barrier()
+    dist.destroy_process_group()
     if fabric.global_rank != 0:
         return None
     from modise.pipeline import ModisePipeline
