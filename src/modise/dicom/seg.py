@@ -76,7 +76,7 @@ def build_seg(source: Any, ids: np.ndarray, findings: Sequence[Finding], categor
             segment_number=f.number, segment_label=f.label, segmented_property_category=cat_code,
             segmented_property_type=type_code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=alg, tracking_uid=f.tracking_uid, tracking_id=f.label))
-        planes[0, :, :, f.number - 1] = ids == f.segment_id
+        planes[0, f.box[0], f.box[1], f.number - 1] = f.mask_in_box(ids)
     for k, cat in enumerate(categories):
         number = len(findings) + k + 1
         cat_code, type_code = property_codes(cat)
@@ -85,9 +85,9 @@ def build_seg(source: Any, ids: np.ndarray, findings: Sequence[Finding], categor
             segmented_property_type=type_code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=alg, tracking_uid=derived_uid(fingerprint, sop, "class", cat.id),
             tracking_id=f"{cat.name[:54]} (all)"))
-        members = [f.segment_id for f in findings if f.category.id == cat.id]
-        if members:
-            planes[0, :, :, number - 1] = np.isin(ids, members)
+        for f in findings:  # the class: the union of its instances (panoptic segments do not overlap)
+            if f.category.id == cat.id:
+                planes[0, f.box[0], f.box[1], number - 1] |= f.mask_in_box(ids)
     series_uid, instance_uid = object_uids(fingerprint, source, "SEG")
     seg = hd.seg.Segmentation(
         source_images=[source],
