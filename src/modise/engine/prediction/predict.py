@@ -4,7 +4,8 @@ Layout of ``O``: ``panoptic.json`` + ``panoptic/*.png`` (what ``modise evaluate 
 reads), ``instances.json`` (the model's top-100 instances per image as a COCO results list:
 ``image_id``, ``category_id``, ``score``, RLE ``segmentation``; masks may overlap; what
 ``evaluate`` computes AP on, as detectron2 does for Mask2Former), ``heatmaps/<name>_<class>.png`` (per-class probability x255), ``overlays/<name>.png``
-(Fig. 2 views) and, with ``dicom_seg``, ``dicom_seg/<name>_seg.dcm`` per DICOM input.
+(Fig. 2 views) and, with ``dicom_seg``, ``dicom_seg/<name>_seg.dcm`` per DICOM input (with ``dicom_sr``
+also ``dicom_sr/<name>_sr.dcm``), their UIDs derived from the model fingerprint (:mod:`modise.dicom`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def predict_files(
     out: str | Path,
     *,
     dicom_seg: bool = False,
+    dicom_sr: bool = False,
     batch_size: int = 1,
     overwrite: bool = False,
     overlays: bool = True,
@@ -56,7 +58,8 @@ def predict_files(
     the records at the end. Heatmaps are at the inference resolution unless ``full_heatmaps``.
     ``data`` + ``fold``: predict the images of fold K of ``data/folds.json`` (added to ``inputs``).
     ``shard``: the items this process predicts (instead of ``inputs`` / ``data``), without merging
-    (:func:`modise.engine.prediction.distributed.predict_distributed` does)."""
+    (:func:`modise.engine.prediction.distributed.predict_distributed` does). ``dicom_sr`` (a TID 1500
+    report per DICOM input, referencing its SEG) implies ``dicom_seg``."""
     from modise.data.imageio import read_image
     from modise.progress import track
     from modise.outputs import check_output_dir
@@ -78,13 +81,15 @@ def predict_files(
     if shard is None:
         prepare_out(out, overwrite, resume, sources)
     cats = pipe.categories
+    dicom_seg = dicom_seg or dicom_sr
+    fingerprint = dicom_fingerprint(checkpoint, pipe) if dicom_seg else ""
     done_before = [it.name for it in items if resume and record_path(Path(out), it.name).is_file()]
     skip = set(done_before)
     errors: list[dict[str, str]] = []
     n_done = n_failed = 0
     stage = Path(out)
     for sub in ("records", *(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []),
-                *(["dicom_seg"] if dicom_seg else [])):
+                *(["dicom_seg"] if dicom_seg else []), *(["dicom_sr"] if dicom_sr else [])):
         (stage / sub).mkdir(parents=True, exist_ok=True)
     pending: list[tuple[InputItem, Any]] = []
     writes: deque[Future] = deque()
@@ -98,7 +103,8 @@ def predict_files(
                 _collect(writes.popleft(), errors)
             for (item, im), res in zip(pending, results):
                 job = ImageJob(stage, item.name, item.path, item.image_id, _compact_ids(res), im.pixels,
-                               im.dataset if im.is_dicom else None, cats, heatmaps, overlays, dicom_seg, instances)
+                               im.dataset if im.is_dicom else None, cats, heatmaps, overlays, dicom_seg, instances,
+                               dicom_sr, fingerprint)
                 writes.append(pool.submit(write_image, job))
             pending.clear()
 
@@ -141,6 +147,14 @@ def prepare_out(out: str | Path, overwrite: bool, resume: bool, sources: Sequenc
             remove_output_dir(out, sources)
     claim_output_dir(out, sources)
     clear_merged(out)
+
+
+def dicom_fingerprint(checkpoint: str | Path, pipe: Any) -> str:
+    """The model fingerprint the SEG/SR UIDs derive from: the run's model files and the inference settings
+    the images are predicted with (computed once per predict)."""
+    from modise.dicom.uids import model_fingerprint
+
+    return model_fingerprint(checkpoint, pipe.settings().record())
 
 
 def prediction_info(checkpoint: str | Path, pipe: Any) -> dict[str, Any]:
