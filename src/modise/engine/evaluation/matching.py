@@ -24,6 +24,7 @@ import numpy as np
 from modise.errors import ModiseError
 
 from .coco_ap import check_score, coco_greedy
+from .froc import DEFAULT_FROC_IOU, FrocImage
 
 MAX_DETS = 100  # COCO maxDets[-1]
 _LUT_MAX_ID = 1 << 22  # ids below this are mapped with a lookup table (fast path)
@@ -51,6 +52,12 @@ class ImageResult:
     inst_n_gt: np.ndarray | None = None  # (C,) GT segments of the classes instance AP uses
     inst_scores: dict[int, np.ndarray] | None = None
     inst_matched: dict[int, np.ndarray] | None = None
+    froc: FrocImage | None = None  # FROC matches (instances when given, else panoptic segments)
+
+
+def image_order_key(image_id: object) -> tuple:
+    """COCOeval's image order: ascending ids (integers before strings)."""
+    return (0, image_id, "") if isinstance(image_id, (int, np.integer)) else (1, 0, str(image_id))
 
 
 def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -129,13 +136,15 @@ def match_image(
     strict: bool = True,
     instances: Sequence[dict] | None = None,
     instance_classes: np.ndarray | None = None,
+    froc: tuple[float, str] | None = (DEFAULT_FROC_IOU, "iou"),
 ) -> ImageResult:
     """Match one image for all thresholds. ``gt_ids``/``pred_ids``: (H, W) int segment ids.
 
     ``strict``: a segment listed in ``segments_info`` without any pixel is an error
     (otherwise it is ignored). ``instances``: the image's instance predictions (COCO result
     records, masks may overlap, see :mod:`.instances`) for AP on instances; they are scored
-    for the classes ``instance_classes`` (C,) bool marks (default all)."""
+    for the classes ``instance_classes`` (C,) bool marks (default all), the lesion classes of FROC.
+    ``froc``: (IoU threshold, "iou" | "centroid") of the FROC matching (:mod:`.froc`), None: none."""
     where = where or f"image {image_id}"
     gt_ids = np.asarray(gt_ids)
     pred_ids = np.asarray(pred_ids)
@@ -184,17 +193,47 @@ def match_image(
             p_list = p_list[np.argsort(-p_score[p_list], kind="mergesort")][:MAX_DETS]
             res.det_scores[int(c)] = p_score[p_list]
             res.det_matched[int(c)] = coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
+    use = np.ones(n_cls, dtype=bool) if instance_classes is None else np.asarray(instance_classes, dtype=bool)
+    listing = np.argsort(g_order, kind="stable")  # ascending-id positions in listing order
+    lesions = listing[use[g_cat[listing]]]  # lesion GT (FROC), listing order
+    froc_dets = None
     if instances is not None:
         from .instances import match_instances
 
-        use = np.ones(n_cls, dtype=bool) if instance_classes is None else np.asarray(instance_classes, dtype=bool)
-        listing = np.argsort(g_order, kind="stable")  # ascending-id positions in listing order
         rank = np.empty(ng, dtype=np.int64)
         rank[listing] = np.arange(ng)
         gt_index = np.concatenate([[0], rank + 1])[g_idx].reshape(gt_ids.shape)
-        res.inst_n_gt, res.inst_scores, res.inst_matched = match_instances(
-            gt_index, g_cat[listing], instances, cat_index, use, thresholds, where)
+        res.inst_n_gt, res.inst_scores, res.inst_matched, froc_dets = match_instances(
+            gt_index, g_cat[listing], instances, cat_index, use, thresholds, where, froc)
+    elif froc is not None:  # FROC on the panoptic segments of lesion classes
+        froc_dets = _froc_panoptic(froc, lesions, g_cat, g_idx, p_idx, p_area, p_cat, p_score, p_order, iou64, use, gt_ids.shape)
+    if froc is not None:
+        res.froc = FrocImage(*froc_dets, n_gt=np.bincount(g_cat[lesions], minlength=n_cls).astype(np.int64),
+                             gt_cls=g_cat[lesions], gt_area=g_area[lesions].astype(np.int64))
     return res
+
+
+def _froc_panoptic(froc, lesions, g_cat, g_idx, p_idx, p_area, p_cat, p_score, p_order, iou64, use, shape):
+    """FROC matches of the predicted segments of lesion classes (listing order) against ``lesions``."""
+    from .froc import centroid_hits, froc_match
+
+    dets = np.flatnonzero(use[p_cat])
+    dets = dets[np.argsort(p_order[dets], kind="stable")]
+    iou = iou64[np.ix_(lesions, dets)].T  # (D, G)
+    t, rule = froc
+    if rule == "centroid":
+        w = shape[1]
+        pos = np.arange(p_idx.size)
+        area = np.maximum(p_area, 1)
+        cy = np.bincount(p_idx, weights=pos // w, minlength=p_area.size + 1)[1:] / area
+        cx = np.bincount(p_idx, weights=pos % w, minlength=p_area.size + 1)[1:] / area
+        cents = [None if p_area[d] == 0 else (int(np.round(cy[d])), int(np.round(cx[d]))) for d in dets]
+        column = np.zeros(g_cat.size + 1, np.int64)  # GT position + 1 -> lesion column + 1
+        column[lesions + 1] = np.arange(1, lesions.size + 1)
+        hit = centroid_hits(cents, column[g_idx].reshape(shape), lesions.size)
+    else:
+        hit = iou >= t
+    return (p_score[dets], p_cat[dets], *froc_match(p_score[dets], p_cat[dets], g_cat[lesions], hit, iou))
 
 
 def _drop_empty(idx, area, sid, cat, order, score):
