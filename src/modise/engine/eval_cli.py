@@ -10,7 +10,9 @@ from typing import Optional
 import typer
 
 from modise.cli_options import Overwrite, positive_float
-from modise.engine.evaluation.bootstrap import DEFAULT_REPLICATES
+
+
+BOOTSTRAP_REPLICATES = 1000  # evaluation.bootstrap.DEFAULT_REPLICATES (not imported: it pulls numpy in)
 
 
 class APSource(str, Enum):
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
                                        help="FROC: a detection hits a lesion at mask IoU >= this, in (0, 1] (--froc-hit iou)."),
         froc_hit: FrocHit = typer.Option(FrocHit.iou, "--froc-hit",
                                          help="FROC hit rule: iou (mask IoU >= --froc-iou) | centroid (detection centroid inside the lesion)."),
-        bootstrap: int = typer.Option(DEFAULT_REPLICATES, "--bootstrap", min=0, help="Patient-level bootstrap replicates of the 95 % CIs; 0 = off."),
+        bootstrap: int = typer.Option(BOOTSTRAP_REPLICATES, "--bootstrap", min=0, help="Patient-level bootstrap replicates of the 95 % CIs; 0 = off."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap's resampling (recorded in metrics.json)."),
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
