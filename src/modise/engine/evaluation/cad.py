@@ -48,7 +48,7 @@ def froc_block(stats: SetStats, point: dict[str, Any], reps: dict[str, np.ndarra
     out = {}
     for name in stats.froc_names:
         sens = point[f"froc:{name}"]
-        lesions = int(stats._froc[name][4][:, 0].sum())
+        lesions = stats.lesions(name)
         entry: dict[str, Any] = {"fps": list(FROC_FPS), "lesions": lesions,
                                  "sensitivity": None if sens is None else [float(v) for v in sens[FPS_INDEX]],
                                  "cpm": _num(point[f"cpm:{name}"])}

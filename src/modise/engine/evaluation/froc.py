@@ -111,16 +111,26 @@ def froc_curve(scores: np.ndarray, is_tp: np.ndarray, num_targets: float, num_im
     ``weights`` (D,) (a detection of weight k counts as k copies; 0 drops it).
 
     Returns (fps per image, sensitivity), both (K + 1,) in MONAI's order (ascending threshold)."""
-    scores = np.asarray(scores, dtype=np.float64)
+    u, group = score_groups(scores)
+    return grouped_froc_curve(group, u.size, is_tp, num_targets, num_images, weights)
+
+
+def score_groups(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct scores ascending (U,), each detection's index among them (D,)): computed once per set."""
+    u, group = np.unique(np.asarray(scores, dtype=np.float64), return_inverse=True)
+    return u, group.reshape(-1)
+
+
+def grouped_froc_curve(group: np.ndarray, n_groups: int, is_tp: np.ndarray, num_targets: float, num_images: float,
+                       weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`froc_curve` on detections already grouped by distinct score (:func:`score_groups`)."""
     is_tp = np.asarray(is_tp, dtype=bool)
-    w = np.ones(scores.size) if weights is None else np.asarray(weights, dtype=np.float64)
-    keep = w > 0
-    scores, is_tp, w = scores[keep], is_tp[keep], w[keep]
-    u = np.unique(scores)  # MONAI: sorted(set(fp_probs + tp_probs))
-    g = np.searchsorted(u, scores)
-    fp = np.bincount(g, weights=w * ~is_tp, minlength=u.size)
-    tp = np.bincount(g, weights=w * is_tp, minlength=u.size)
-    # counts with score >= u[k] for k >= 1 (MONAI skips the lowest score), then (0, 0)
+    w = np.ones(group.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    fp = np.bincount(group, weights=w * ~is_tp, minlength=n_groups)
+    tp = np.bincount(group, weights=w * is_tp, minlength=n_groups)
+    present = (fp + tp) > 0  # MONAI: sorted(set(fp_probs + tp_probs)) of the detections there are
+    fp, tp = fp[present], tp[present]
+    # counts with score >= each distinct score but the lowest (MONAI skips it), then (0, 0)
     fps = np.append(np.cumsum(fp[::-1])[::-1][1:], 0.0)
     tps = np.append(np.cumsum(tp[::-1])[::-1][1:], 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):

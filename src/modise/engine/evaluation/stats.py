@@ -23,7 +23,7 @@ import numpy as np
 
 from .coco_ap import REC_THRS, mean_ap
 from .dice import dice_per_class
-from .froc import ALL, FROC_FPS, FROC_GRID, IGNORED, TP, froc_at, froc_curve
+from .froc import ALL, FROC_FPS, FROC_GRID, IGNORED, TP, froc_at, grouped_froc_curve, score_groups
 from .matching import ImageResult, image_order_key
 from .panoptic_quality import class_mean, pq_per_class
 
@@ -131,15 +131,20 @@ class SetStats:
                     lb = size_bins[i] if size_bins is not None else np.zeros(f.gt_cls.size, np.int64)
                     n_t[i, 1:] = np.bincount(lb[lesion], minlength=3)[:3]
                     tbin.append(np.where(target[use] >= 0, lb[np.maximum(target[use], 0)] if lb.size else -1, -1))
-                self._froc[name] = (np.concatenate(sc), np.concatenate(tp), np.concatenate(img).astype(np.int64),
+                u, group = score_groups(np.concatenate(sc))  # sorted once, not per replicate
+                self._froc[name] = (group, u.size, np.concatenate(tp), np.concatenate(img).astype(np.int64),
                                     np.concatenate(tbin).astype(np.int64), n_t)
+
+    def lesions(self, name: str) -> int:
+        """GT lesions of ``name`` (a lesion class or "all") over the set."""
+        return int(self._froc[name][-1][:, 0].sum())
 
     def froc_curve(self, name: str, w: np.ndarray | None = None, size_bin: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """MONAI's FROC curve (fps per image, sensitivity) of ``name`` (a lesion class or "all") under image
         weights ``w`` (N,); ``size_bin``: lesions of that size only (TPs on other lesions ignored, every FP kept).
         None when there is no lesion."""
         w = np.ones(self.n_images) if w is None else np.asarray(w, dtype=np.float64)
-        scores, is_tp, img, tbin, n_t = self._froc[name]
+        group, n_groups, is_tp, img, tbin, n_t = self._froc[name]
         col = 0 if size_bin is None else 1 + size_bin
         targets = float(w @ n_t[:, col])
         if targets == 0:
@@ -147,7 +152,7 @@ class SetStats:
         dw = w[img]
         if size_bin is not None:
             dw = np.where(is_tp & (tbin != size_bin), 0.0, dw)
-        return froc_curve(scores, is_tp, targets, float(w.sum()), dw)
+        return grouped_froc_curve(group, n_groups, is_tp, targets, float(w.sum()), dw)
 
     def metrics(self, w: np.ndarray | None = None, size_bin: int | None = None) -> dict[str, float | np.ndarray | None]:
         """The set's metrics under image weights ``w`` (N,) (default 1): fractions "pq", "rq", "sq",
