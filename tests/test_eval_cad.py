@@ -176,3 +176,28 @@ def test_compare_identical_and_against_empty(sets):
     diff = json.loads((tmp / "C1" / "compare.json").read_text())["metrics"]
     for k in ("pq", "rq", "dice", "cpm"):
         assert diff[k]["diff"] > 0 and diff[k]["ci"][0] > 0 and diff[k]["p"] < 0.05, (k, diff[k])
+
+
+def test_compare_options_are_checked(sets):
+    tmp, gt, pred, _ = sets
+    r = runner.invoke(app, ["compare", "--gt", str(gt), "--pred-a", str(pred), "--out", str(tmp / "X")])
+    assert r.exit_code == 2 and "--pred-b" in r.output
+    r = runner.invoke(app, ["compare", str(pred), str(pred), "--out", str(tmp / "X")])
+    assert r.exit_code == 2 and "--data" in r.output and not (tmp / "X").exists()
+
+
+def test_compare_runs_predicts_out_of_fold(tmp_path_factory):
+    pytest.importorskip("modise.model")
+    from data_fixtures import train_tiny_run
+
+    root = train_tiny_run(tmp_path_factory.mktemp("cmp"), n=9, seed=4, k=3, fold=1)
+    out = root / "C"
+    r = runner.invoke(app, ["compare", str(root / "run"), str(root / "run"), "--data", str(root / "data"), "--out", str(out),
+                            "--bootstrap", "50", "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout.splitlines()[-1])
+    from modise.data.dataset import load_folds
+
+    assert res["n_images"] == len(load_folds(root / "data")[1])  # the held-out fold only
+    assert (out / "predictions" / "A" / "fold1" / "panoptic.json").is_file() and (out / "compare.md").is_file()
+    assert all(v["p"] == 1 for v in res["metrics"].values() if v["p"] is not None)  # the same model twice

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from modise.errors import ModiseError, UsageError
-from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
+from modise.outputs import check_output_dir, output_dir, write_bytes_atomic, write_json_atomic
 
 from .bootstrap import DEFAULT_REPLICATES, PAIRED_METHOD, paired_p, patient_index, percentile_ci, replicates
 from .cad import evaluator_stats
@@ -38,6 +38,14 @@ def _score(cats, pairs, keep: set, thresholds, ap_source: str, froc: tuple[float
     m = ev.compute()
     b = int(np.flatnonzero(np.isclose(ev.thresholds, m["best"]["threshold"]))[0])
     return ev, m, b, pairs
+
+
+def _name(pred: Path | list[Path]) -> str:
+    return (pred[0] if isinstance(pred, list) else pred).resolve().name
+
+
+def _paths(pred: Path | list[Path]) -> str | list[str]:
+    return [str(p) for p in pred] if isinstance(pred, list) else str(pred)
 
 
 def _num(v: Any, scale: float) -> float | None:
@@ -65,16 +73,34 @@ def compare_markdown(result: dict[str, Any]) -> str:
     return head + rows + foot
 
 
-def compare_folders(
-    gt: Path, pred_a: Path, pred_b: Path, out: Path, *, fold: int | None = None, bootstrap: int = DEFAULT_REPLICATES,
+def _predicted_pairs(gt: Path, preds: Path | list[Path], image_ids, ap_source: str):
+    """(categories, pairs, ids with a prediction) of one side; several folders (a CV run's folds) pooled."""
+    cats, pairs, done = None, {}, set()
+    for pred in preds if isinstance(preds, list) else [preds]:
+        cats, ps, _, _ = pair_images(gt, pred, image_ids, with_instances=ap_source == "instances")
+        for p in ps:
+            if p.pred_png is None:
+                pairs.setdefault(p.image_id, p)
+                continue
+            if p.image_id in done:
+                raise ModiseError(f"{pred}: image {p.image_id} ({p.file_name}) is predicted by two of the folders compared as one model.")
+            done.add(p.image_id)
+            pairs[p.image_id] = p
+    return cats, list(pairs.values()), done
+
+
+def paired_comparison(
+    gt: Path, pred_a: Path | list[Path], pred_b: Path | list[Path], *, fold: int | None = None, bootstrap: int = DEFAULT_REPLICATES,
     seed: int = 0, froc_iou: float = DEFAULT_FROC_IOU, froc_hit: str = "iou", thresholds: Sequence[float] | None = None,
-    ap_source: str = "instances", workers: int | None = None, overwrite: bool = False, names: tuple[str, str] | None = None,
+    ap_source: str = "instances", workers: int | None = None, names: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Paired comparison of two prediction folders against GT; writes ``out``/{compare.json, compare.md}.
+    """Paired comparison of two prediction folders against GT (compare.json's dict). A side may be a
+    list of folders (e.g. each fold's out-of-fold predictions), pooled.
 
     Returns compare.json's dict: ``metrics`` (pq, rq, sq, ap, dice, cpm: a, b, diff, ci, p), ``n_images``,
     ``n_patients``, ``method``, ``thresholds`` (each set's best-PQ t), ``names``, ``notes``."""
-    gt, pred_a, pred_b, out = Path(gt), Path(pred_a), Path(pred_b), Path(out)
+    gt = Path(gt)
+    pred_a, pred_b = ([Path(p) for p in x] if isinstance(x, (list, tuple)) else Path(x) for x in (pred_a, pred_b))
     if bootstrap < 1:
         raise UsageError("--bootstrap", f"a paired comparison needs replicates (1 or more), not {bootstrap}.")
     thr = check_thresholds(thresholds)
@@ -83,10 +109,7 @@ def compare_folders(
         from modise.data.dataset import fold_image_ids, load_folds
 
         image_ids = fold_image_ids(load_folds(gt), fold, gt)
-    sets = []
-    for pred in (pred_a, pred_b):
-        cats, pairs, _, _ = pair_images(gt, pred, image_ids, with_instances=ap_source == "instances")
-        sets.append((cats, pairs, {p.image_id for p in pairs if p.pred_png is not None}))
+    sets = [_predicted_pairs(gt, pred, image_ids, ap_source) for pred in (pred_a, pred_b)]
     both = sets[0][2] & sets[1][2]
     if not both:
         raise ModiseError(f"No image of '{gt}' has a prediction in both '{pred_a}' and '{pred_b}'.")
@@ -118,11 +141,25 @@ def compare_folders(
                                       "ci": percentile_ci(d), "p": paired_p(d)}
     result = {
         "metrics": metrics, "n_images": len(ids), "n_patients": n_pat, "method": PAIRED_METHOD.format(n=bootstrap),
-        "names": list(names or (pred_a.resolve().name, pred_b.resolve().name)), "a": str(pred_a), "b": str(pred_b),
+        "names": list(names or (_name(pred_a), _name(pred_b))), "a": _paths(pred_a), "b": _paths(pred_b),
         "thresholds": {"a": float(ev_a.thresholds[b_a]), "b": float(ev_b.thresholds[b_b])},
         "bootstrap": {"replicates": int(bootstrap), "seed": int(seed)}, "fold": fold, "notes": notes,
     }
-    with output_dir(out, overwrite, [gt, pred_a, pred_b]) as stage:
-        write_json_atomic(stage / "compare.json", result)
-        write_bytes_atomic(stage / "compare.md", compare_markdown(result).encode())
+    return result
+
+
+def write_comparison(stage: Path, result: dict[str, Any]) -> None:
+    """compare.json and compare.md into ``stage``."""
+    write_json_atomic(stage / "compare.json", result)
+    write_bytes_atomic(stage / "compare.md", compare_markdown(result).encode())
+
+
+def compare_folders(gt: Path, pred_a: Path | list[Path], pred_b: Path | list[Path], out: Path, *, overwrite: bool = False,
+                    **kw: Any) -> dict[str, Any]:
+    """:func:`paired_comparison` written to ``out``/{compare.json, compare.md} (``kw``: its options)."""
+    inputs = [Path(gt), *(pred_a if isinstance(pred_a, list) else [pred_a]), *(pred_b if isinstance(pred_b, list) else [pred_b])]
+    check_output_dir(out, overwrite, inputs)  # before any scoring
+    result = paired_comparison(gt, pred_a, pred_b, **kw)
+    with output_dir(out, overwrite, inputs) as stage:
+        write_comparison(stage, result)
     return result
