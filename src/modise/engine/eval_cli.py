@@ -111,17 +111,25 @@ def register(app: typer.Typer) -> None:
             help="as-run: each run's evaluation at its model's setting | on / off: with / without ODISE's CLIP ensemble "
                  "(training runs of models with a CLIP-style encoder record both).",
         ),
+        bootstrap: int = typer.Option(BOOTSTRAP_REPLICATES, "--bootstrap", min=0,
+                                      help="Patient-level bootstrap replicates of the pooled out-of-fold estimate and of each "
+                                           "variant against m-odise (folds with predictions/); 0 = neither."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap's resampling (recorded in report.json)."),
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print report.json on stdout."),
     ) -> None:
-        """Table 1 / Table 2: one row per variant, mean ± std over folds, best per column marked."""
+        """Table 1 / Table 2: one row per variant, mean ± std over folds, best per column marked; pooled CIs, paired tests."""
         from modise.engine.evaluation import write_report
         from modise.engine.evaluation.report import table_markdown
 
         ensemble = {"as-run": None, "on": True, "off": False}[clip_ensemble.value]
-        result = write_report(runs, out, overwrite=overwrite, rule=at.value, clip_ensemble=ensemble)
+        result = write_report(runs, out, overwrite=overwrite, rule=at.value, clip_ensemble=ensemble, bootstrap=bootstrap, seed=seed)
         if as_json:
             typer.echo(json.dumps(result))
         else:
             typer.echo(table_markdown(result["variants"]), nl=False)
+            if result.get("pooled"):
+                from modise.engine.evaluation.pooled import pooled_markdown
+
+                typer.echo(pooled_markdown(result["pooled"]), nl=False)
             typer.echo(f"written to {out}")

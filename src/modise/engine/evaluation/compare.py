@@ -73,7 +73,7 @@ def compare_markdown(result: dict[str, Any]) -> str:
     return head + rows + foot
 
 
-def _predicted_pairs(gt: Path, preds: Path | list[Path], image_ids, ap_source: str):
+def predicted_pairs(gt: Path, preds: Path | list[Path], image_ids, ap_source: str):
     """(categories, pairs, ids with a prediction) of one side; several folders (a CV run's folds) pooled."""
     cats, pairs, done = None, {}, set()
     for pred in preds if isinstance(preds, list) else [preds]:
@@ -109,7 +109,7 @@ def paired_comparison(
         from modise.data.dataset import fold_image_ids, load_folds
 
         image_ids = fold_image_ids(load_folds(gt), fold, gt)
-    sets = [_predicted_pairs(gt, pred, image_ids, ap_source) for pred in (pred_a, pred_b)]
+    sets = [predicted_pairs(gt, pred, image_ids, ap_source) for pred in (pred_a, pred_b)]
     both = sets[0][2] & sets[1][2]
     if not both:
         raise ModiseError(f"No image of '{gt}' has a prediction in both '{pred_a}' and '{pred_b}'.")
