@@ -201,3 +201,15 @@ def test_compare_runs_predicts_out_of_fold(tmp_path_factory):
     assert res["n_images"] == len(load_folds(root / "data")[1])  # the held-out fold only
     assert (out / "predictions" / "A" / "fold1" / "panoptic.json").is_file() and (out / "compare.md").is_file()
     assert all(v["p"] == 1 for v in res["metrics"].values() if v["p"] is not None)  # the same model twice
+
+
+@pytest.mark.parametrize("t_index", [1, 12])  # t = 0.1 (assignment) and 0.65 (unique pairs)
+def test_pq_by_size_adds_up_to_the_set(t_index):
+    from modise.engine.evaluation.cad import evaluator_stats
+
+    ev, images = _ev(_images(30, seed=2))
+    s = evaluator_stats(ev, t_index, "instances", [0.9] * 30)
+    counts = s.pq_by_size.sum(axis=0)  # over size bins
+    assert np.array_equal(counts[0], ev.tp[t_index]) and np.array_equal(counts[1], ev.fp[t_index])
+    assert np.array_equal(counts[2], ev.fn[t_index]) and np.allclose(counts[3], ev.iou_sum[t_index], atol=1e-9)
+    assert (s.pq_by_size[:, 0].sum(axis=1) > 0).sum() >= 2  # lesions of at least two sizes matched

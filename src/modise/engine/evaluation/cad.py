@@ -14,7 +14,8 @@ import numpy as np
 from .bootstrap import CI_LEVEL, patient_index, percentile_ci, replicates
 from .froc import ALL, FROC_FPS, FROC_GRID
 from .matching import image_order_key
-from .stats import FPS_INDEX, SetStats, lesion_size_bins
+from .panoptic_quality import class_mean, pq_per_class
+from .stats import FPS_INDEX, SetStats, lesion_size_bins, pq_counts_by_size
 
 ATTRIBUTES = ("breast_density", "view", "laterality", "manufacturer", "modality")  # breakdown keys of panoptic.json images
 SCALARS = ("pq", "rq", "sq", "ap", "dice")
@@ -38,7 +39,8 @@ def evaluator_stats(ev: Any, t_index: int, source: str, spacing: Sequence[float 
     bins = lesion_size_bins(results, spacing or [None] * len(results)) if results and results[0].froc is not None else None
     stats = SetStats(results, [c.name for c in ev.categories], t_index, source, ev.instance_classes, lesion,
                      None if bins is None else bins[0])
-    stats.size_names, stats.size_how = (bins[1], bins[2]) if bins else ((), "")
+    stats.sizes = None if bins is None else bins[1]
+    stats.pq_by_size = None if bins is None else pq_counts_by_size(results, float(ev.thresholds[t_index]), bins[1], len(ev.categories))
     return stats
 
 
@@ -70,14 +72,26 @@ def _scalars(m: dict[str, Any], stats: SetStats) -> dict[str, Any]:
     return row
 
 
+def _pq_of_counts(counts: np.ndarray | None, b: int) -> dict[str, Any]:
+    """PQ/RQ/SQ (%) of size bin ``b`` from :func:`.stats.pq_counts_by_size`'s counts."""
+    if counts is None:
+        return {}
+    tp, fp, fn, iou = (counts[b, k][None] for k in range(4))
+    pq_c, rq_c, sq_c = pq_per_class(tp, fp, fn, iou)
+    occurs = (tp + fp + fn)[0] > 0
+    return {"segments": {"tp": int(tp.sum()), "fp": int(fp.sum()), "fn": int(fn.sum())},
+            **{k: _pct(float(class_mean(v, occurs)[0])) for k, v in (("pq", pq_c), ("rq", rq_c), ("sq", sq_c))}}
+
+
 def breakdowns(stats: SetStats, attributes: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
-    """``by``: FROC by lesion size; every metric by each image attribute present (point estimates)."""
+    """``by``: PQ/RQ/SQ and FROC by lesion size; every metric by each image attribute present (point estimates)."""
     by: dict[str, Any] = {}
     if stats.has_froc and stats.size_bins is not None:
-        sizes: dict[str, Any] = {"how": stats.size_how, "bins": {}}
-        for b, name in enumerate(stats.size_names):
+        sizes: dict[str, Any] = {"how": stats.sizes.how, "bins": {}}
+        for b, name in enumerate(stats.sizes.names):
             m = stats.metrics(size_bin=b)
             sizes["bins"][name] = {"lesions": int(sum(int((bins == b).sum()) for bins in stats.size_bins)),
+                                   **_pq_of_counts(stats.pq_by_size, b),
                                    "cpm": {k: _num(m[f"cpm:{k}"]) for k in stats.froc_names},
                                    "sensitivity": {k: None if m[f"froc:{k}"] is None else [float(v) for v in m[f"froc:{k}"][FPS_INDEX]]
                                                    for k in stats.froc_names}}

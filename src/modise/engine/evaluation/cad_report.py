@@ -60,10 +60,13 @@ def cad_markdown(metrics: dict[str, Any]) -> str:
     size = by.get("lesion_size")
     if size:
         names = list(next(iter(size["bins"].values()))["cpm"]) if size["bins"] else []
-        out.append(f"\n## FROC CPM by lesion size ({size['how']})\n\n| size | lesions | " + " | ".join(names) + " |\n"
-                   + "|---" * (len(names) + 2) + "|\n")
+        out.append(f"\n## By lesion size ({size['how']}; PQ family at t = {metrics['best']['threshold']:.2f}: a TP or FN in its "
+                   "GT segment's size, a FP in its own; FROC: TPs on lesions of that size, every FP)\n\n"
+                   "| size | lesions | RQ | SQ | PQ | " + " | ".join(f"CPM {n}" for n in names) + " |\n"
+                   + "|---" * (len(names) + 5) + "|\n")
         for b, row in size["bins"].items():
-            out.append(f"| {b} | {row['lesions']} | " + " | ".join(_f(row["cpm"][n], 3) for n in names) + " |\n")
+            out.append(f"| {b} | {row['lesions']} | {_f(row.get('rq'))} | {_f(row.get('sq'))} | {_f(row.get('pq'))} | "
+                       + " | ".join(_f(row["cpm"][n], 3) for n in names) + " |\n")
     for key, groups in by.items():
         if key == "lesion_size":
             continue

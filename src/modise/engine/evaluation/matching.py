@@ -53,6 +53,26 @@ class ImageResult:
     inst_scores: dict[int, np.ndarray] | None = None
     inst_matched: dict[int, np.ndarray] | None = None
     froc: FrocImage | None = None  # FROC matches (instances when given, else panoptic segments)
+    segments: "SegmentPairs | None" = None  # PQ's pairs and segment sizes (breakdown by lesion size)
+
+
+@dataclass
+class SegmentPairs:
+    """PQ's candidate pairs of one image, to split its counts by segment size afterwards.
+
+    ``pairs_hi`` (K, 2): (GT, predicted) segment positions of every same-class pair with IoU > 0 (for
+    t >= 0.5 those above t are the matches); ``pairs_lo`` (L, 2): the summed-IoU assignment's pairs
+    (for t < 0.5); ``iou_hi`` / ``iou_lo``: their float32 IoUs. Segment areas and class indices
+    in ascending-id positions."""
+
+    pairs_hi: np.ndarray
+    iou_hi: np.ndarray
+    pairs_lo: np.ndarray
+    iou_lo: np.ndarray
+    g_area: np.ndarray
+    g_cat: np.ndarray
+    p_area: np.ndarray
+    p_cat: np.ndarray
 
 
 def image_order_key(image_id: object) -> tuple:
@@ -179,13 +199,18 @@ def match_image(
         pred_area=np.bincount(p_cat, weights=p_area, minlength=n_cls).astype(np.int64),
     )
     coco_thr = np.minimum(thresholds, 1 - 1e-10)
+    pairs_hi: list[np.ndarray] = []
+    pairs_lo: list[np.ndarray] = []
     for c in np.union1d(g_cat, p_cat):
         gr = np.flatnonzero(g_cat == c)
         pc = np.flatnonzero(p_cat == c)
         if gr.size and pc.size:
             m32 = iou32[np.ix_(gr, pc)]
             res.inter[c] = int(inter[np.ix_(gr, pc)].sum())
-            _pq_sweep(m32, thr32, hi, tp[:, c], iou_sum[:, c])
+            lr, lc = _pq_sweep(m32, thr32, hi, tp[:, c], iou_sum[:, c])
+            hr, hc = np.nonzero(m32 > 0)
+            pairs_hi.append(np.stack([gr[hr], pc[hc]], 1))
+            pairs_lo.append(np.stack([gr[lr], pc[lc]], 1))
         if pc.size:
             # COCO: GT in listing order, detections by descending score (stable over listing order)
             g_list = gr[np.argsort(g_order[gr], kind="stable")]
@@ -193,6 +218,7 @@ def match_image(
             p_list = p_list[np.argsort(-p_score[p_list], kind="mergesort")][:MAX_DETS]
             res.det_scores[int(c)] = p_score[p_list]
             res.det_matched[int(c)] = coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
+    res.segments = _segment_pairs(pairs_hi, pairs_lo, iou32, g_area, g_cat, p_area, p_cat)
     use = np.ones(n_cls, dtype=bool) if instance_classes is None else np.asarray(instance_classes, dtype=bool)
     listing = np.argsort(g_order, kind="stable")  # ascending-id positions in listing order
     lesions = listing[use[g_cat[listing]]]  # lesion GT (FROC), listing order
@@ -236,6 +262,15 @@ def _froc_panoptic(froc, lesions, g_cat, g_idx, p_idx, p_area, p_cat, p_score, p
     return (p_score[dets], p_cat[dets], *froc_match(p_score[dets], p_cat[dets], g_cat[lesions], hit, iou))
 
 
+def _segment_pairs(pairs_hi, pairs_lo, iou32, g_area, g_cat, p_area, p_cat) -> "SegmentPairs":
+    def cat(pairs):
+        p = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+        return p, iou32[p[:, 0], p[:, 1]] if p.size else np.zeros(0, np.float32)
+
+    (hi, iou_hi), (lo, iou_lo) = cat(pairs_hi), cat(pairs_lo)
+    return SegmentPairs(hi, iou_hi, lo, iou_lo, g_area.astype(np.int64), g_cat, p_area.astype(np.int64), p_cat)
+
+
 def _drop_empty(idx, area, sid, cat, order, score):
     keep = area > 0
     if keep.all():
@@ -244,8 +279,10 @@ def _drop_empty(idx, area, sid, cat, order, score):
     return remap[idx], area[keep], sid[keep], cat[keep], order[keep], None if score is None else score[keep]
 
 
-def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.ndarray, iou_out: np.ndarray) -> None:
-    """Fill TP count and IoU sum per threshold for one class of one image (MONAI rule)."""
+def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.ndarray, iou_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill TP count and IoU sum per threshold for one class of one image (MONAI rule); return the
+    pairs (rows, cols of ``m32``) that thresholds below 0.5 choose among."""
+    rows = cols = np.zeros(0, np.int64)
     if hi.any():
         vals = m32[m32 > 0]
         sel = vals[None, :] > thr32[hi, None]
@@ -257,6 +294,7 @@ def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.nda
         if (nz.sum(0) <= 1).all() and (nz.sum(1) <= 1).all():
             # overlaps form a matching: every optimal assignment holds all of them (and
             # zero-IoU pairs never pass t > 0), so the solver is not needed
+            rows, cols = np.nonzero(nz)
             vals = m32[nz]
         else:
             from scipy.optimize import linear_sum_assignment
@@ -266,3 +304,4 @@ def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.nda
         sel = vals[None, :] > thr32[lo, None]
         tp_out[lo] = sel.sum(1)
         iou_out[lo] = (sel * vals[None, :].astype(np.float64)).sum(1)
+    return rows, cols

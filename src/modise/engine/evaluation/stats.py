@@ -50,20 +50,59 @@ def _weighted_precision(matched: np.ndarray, w: np.ndarray, n_gt: float) -> np.n
     return np.where(idx < nd, pr[np.minimum(idx, nd - 1)], 0.0)
 
 
-def lesion_size_bins(results: Sequence[ImageResult], spacing: Sequence[float | None]) -> tuple[list[np.ndarray], tuple[str, ...], str]:
-    """Each image's lesions (:class:`.froc.FrocImage` order) -> size bin 0/1/2, the bin names and how.
+class SizeBins:
+    """Segment size -> bin 0/1/2 (small / medium / large).
 
-    By equivalent diameter 2 sqrt(area / pi) x pixel spacing (mm) when every image with lesions
-    has its spacing; otherwise by terciles of the lesions' pixel areas over the set."""
-    areas = [np.zeros(0) if r.froc is None else r.froc.gt_area.astype(np.float64) for r in results]
-    known = all(s for a, s in zip(areas, spacing) if a.size)
-    if known:
-        bins = [np.digitize(2.0 * np.sqrt(a / np.pi) * (s or 1.0), SIZE_BINS_MM, right=True) for a, s in zip(areas, spacing)]
-        return bins, SIZE_NAMES_MM, "equivalent diameter 2*sqrt(area/pi) x pixel spacing"
-    flat = np.concatenate(areas) if areas else np.zeros(0)
-    cuts = np.quantile(flat, [1 / 3, 2 / 3]) if flat.size else np.zeros(2)
-    bins = [np.digitize(a, cuts, right=True) for a in areas]
-    return bins, SIZE_NAMES_TERCILE, "pixel-area terciles of the set's lesions (pixel spacing unknown)"
+    By equivalent diameter 2 sqrt(area / pi) x pixel spacing (mm): <= 10, 10-20, > 20 mm, when every
+    image with lesions has its spacing; otherwise by terciles of the set's lesion pixel areas."""
+
+    def __init__(self, results: Sequence[ImageResult], spacing: Sequence[float | None]) -> None:
+        areas = [np.zeros(0) if r.froc is None else r.froc.gt_area.astype(np.float64) for r in results]
+        self.spacing = list(spacing)
+        self.mm = all(s for a, s in zip(areas, spacing) if a.size)
+        if self.mm:
+            self.names, self.how = SIZE_NAMES_MM, "equivalent diameter 2*sqrt(area/pi) x pixel spacing"
+        else:
+            flat = np.concatenate(areas) if areas else np.zeros(0)
+            self.cuts = np.quantile(flat, [1 / 3, 2 / 3]) if flat.size else np.zeros(2)
+            self.names, self.how = SIZE_NAMES_TERCILE, "pixel-area terciles of the set's lesions (pixel spacing unknown)"
+
+    def __call__(self, areas: np.ndarray, image: int) -> np.ndarray:
+        """(K,) pixel areas of segments of image number ``image`` -> (K,) bins."""
+        areas = np.asarray(areas, dtype=np.float64)
+        if self.mm:
+            return np.digitize(2.0 * np.sqrt(areas / np.pi) * (self.spacing[image] or 1.0), SIZE_BINS_MM, right=True)
+        return np.digitize(areas, self.cuts, right=True)
+
+
+def lesion_size_bins(results: Sequence[ImageResult], spacing: Sequence[float | None]) -> tuple[list[np.ndarray], SizeBins]:
+    """Each image's FROC lesions (:class:`.froc.FrocImage` order) -> size bin, and the binning."""
+    sizes = SizeBins(results, spacing)
+    return [np.zeros(0, np.int64) if r.froc is None else sizes(r.froc.gt_area, i) for i, r in enumerate(results)], sizes
+
+
+def pq_counts_by_size(results: Sequence[ImageResult], threshold: float, sizes: SizeBins, n_cls: int) -> np.ndarray | None:
+    """(3 bins, 4, C) TP, FP, FN, IoU sum at ``threshold``: a TP and a FN count in the bin of their GT
+    segment's size, a FP in its predicted segment's; summed over bins they are the set's counts."""
+    if any(r.segments is None for r in results):
+        return None
+    out = np.zeros((3, 4, n_cls))
+    thr32 = np.float32(threshold)
+    for i, r in enumerate(results):
+        s = r.segments
+        pairs, iou = (s.pairs_hi, s.iou_hi) if threshold >= 0.5 else (s.pairs_lo, s.iou_lo)
+        keep = iou > thr32  # MONAI's float32 comparison, as the matching does
+        pairs, iou = pairs[keep], iou[keep].astype(np.float64)
+        gb, pb = sizes(s.g_area, i), sizes(s.p_area, i)
+        g_tp = np.zeros(s.g_area.size, bool)
+        p_tp = np.zeros(s.p_area.size, bool)
+        g_tp[pairs[:, 0]] = True
+        p_tp[pairs[:, 1]] = True
+        np.add.at(out, (gb[pairs[:, 0]], 0, s.g_cat[pairs[:, 0]]), 1)
+        np.add.at(out, (gb[pairs[:, 0]], 3, s.g_cat[pairs[:, 0]]), iou)
+        np.add.at(out, (pb[~p_tp], 1, s.p_cat[~p_tp]), 1)
+        np.add.at(out, (gb[~g_tp], 2, s.g_cat[~g_tp]), 1)
+    return out
 
 
 class SetStats:
