@@ -54,7 +54,7 @@ def froc_block(stats: SetStats, point: dict[str, Any], reps: dict[str, np.ndarra
         entry: dict[str, Any] = {"fps": list(FROC_FPS), "lesions": lesions,
                                  "sensitivity": None if sens is None else [float(v) for v in sens[FPS_INDEX]],
                                  "cpm": _num(point[f"cpm:{name}"])}
-        grid_ci = None
+        grid_ci, entry["ci"] = None, None  # no bootstrap: no interval
         if reps is not None:
             entry["ci"] = percentile_ci(reps[f"cpm:{name}"])
             grid_ci = percentile_ci(reps[f"froc:{name}"])

@@ -54,10 +54,9 @@ def _greedy(scores: np.ndarray, hit: np.ndarray, iou: np.ndarray) -> tuple[np.nd
     status = np.full(scores.size, FP, dtype=np.int8)
     target = np.full(scores.size, -1, dtype=np.int64)
     taken = np.zeros(hit.shape[1], dtype=bool)
-    for d in np.argsort(-scores, kind="mergesort"):
+    order = np.argsort(-scores, kind="mergesort")
+    for d in order[hit[order].any(axis=1)] if hit.size else ():  # a detection hitting nothing stays a FP
         h = hit[d]
-        if not h.any():
-            continue
         free = h & ~taken
         if free.any():
             g = int(np.argmax(np.where(free, iou[d], -np.inf)))
