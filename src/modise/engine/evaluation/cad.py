@@ -32,7 +32,7 @@ def _num(v: Any) -> float | None:
 
 def evaluator_stats(ev: Any, t_index: int, source: str, spacing: Sequence[float | None] | None = None) -> SetStats:
     """:class:`SetStats` of a :class:`~.evaluator.PanopticEvaluator`'s images at ``thresholds[t_index]``."""
-    results = sorted(ev._results, key=lambda r: image_order_key(r.image_id))
+    results = sorted(ev.results, key=lambda r: image_order_key(r.image_id))
     lesion = np.array([c.isthing == 1 for c in ev.categories])
     if not lesion.any():
         lesion[:] = True
@@ -115,7 +115,7 @@ def cad_metrics(ev: Any, t_index: int, source: str, bootstrap: int = 0, seed: in
 
     ``images``: image id -> its panoptic.json record (``patient_id``, ``pixel_spacing`` in mm, attributes)."""
     images = images or {}
-    ids = sorted((r.image_id for r in ev._results), key=image_order_key)
+    ids = sorted((r.image_id for r in ev.results), key=image_order_key)
     recs = [images.get(i, {}) for i in ids]
     spacing = [_spacing(r) for r in recs]
     stats = evaluator_stats(ev, t_index, source, spacing)

@@ -177,6 +177,11 @@ class PanopticEvaluator:
                 self._inst_dets.append((_sort_key(r.image_id), r.inst_scores, r.inst_matched))
 
     @property
+    def results(self) -> list[ImageResult]:
+        """Every image's result as added (the sufficient statistics of :mod:`.stats`)."""
+        return self._results
+
+    @property
     def num_images(self) -> int:
         return len(self._seen)
 

@@ -152,6 +152,8 @@ class SetStats:
         self.has_froc = all(r.froc is not None for r in results) and n > 0
         self.froc_names = [self.categories[k] for k in np.flatnonzero(instance_classes)] + [ALL]
         self.size_bins = size_bins
+        self.sizes: SizeBins | None = None  # set by the caller that binned the lesions (cad.evaluator_stats)
+        self.pq_by_size: np.ndarray | None = None  # (3, 4, C) pq_counts_by_size, likewise
         self._froc: dict[str, tuple] = {}
         if self.has_froc:
             for k in [*np.flatnonzero(instance_classes), None]:
