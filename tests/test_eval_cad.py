@@ -213,3 +213,15 @@ def test_pq_by_size_adds_up_to_the_set(t_index):
     assert np.array_equal(counts[0], ev.tp[t_index]) and np.array_equal(counts[1], ev.fp[t_index])
     assert np.array_equal(counts[2], ev.fn[t_index]) and np.allclose(counts[3], ev.iou_sum[t_index], atol=1e-9)
     assert (s.pq_by_size[:, 0].sum(axis=1) > 0).sum() >= 2  # lesions of at least two sizes matched
+
+
+def test_froc_options_on_the_command_line(sets):
+    tmp, gt, pred, _ = sets
+    r = runner.invoke(app, ["evaluate", "--gt", str(gt), "--pred", str(pred), "--out", str(tmp / "F"), "--froc-iou", "1.5"])
+    assert r.exit_code == 2 and "--froc-iou" in r.output and not (tmp / "F").exists()
+    r = runner.invoke(app, ["evaluate", "--gt", str(gt), "--pred", str(pred), "--out", str(tmp / "F"), "--froc-hit", "centroid",
+                            "--bootstrap", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout.splitlines()[-1])
+    assert m["froc_protocol"]["hit"] == "centroid" and "iou" not in m["froc_protocol"]
+    assert "ci" not in m and m["bootstrap"] == {"replicates": 0, "seed": 0} and m["froc"]["all"]["ci"] is None
