@@ -135,6 +135,7 @@ def make_cdd_cesm(root: Path) -> Path:
             "Type": ["DM", "CESM", "DM", "DM", "CESM", "CESM"],
             "View": ["CC", "CC", "MLO", "CC", "MLO", "CC"],
             "Pathology Classification/ Follow up": ["Malignant", "Malignant", "Benign", "Normal", "Benign", "Benign"],
+            "Breast density (ACR)": ["C", "C", "B", "A", "B", "D"],
         }
     ).to_excel(root / "Radiology manual annotations.xlsx", index=False)
     rows = [

@@ -26,6 +26,7 @@ def test_demo_short_run_writes_report(tmp_path):
     md = (out / "report.md").read_text()
     assert "synthetic phantom" in md and "random weights" in md and "modise cv" in md
     assert "| PQ |" in md
+    assert "![froc](figures/froc.png)" in md and (out / "figures" / "froc.png").is_file()  # FROC as CAD studies draw it
     page = (out / "report.html").read_text()
     assert "<strong>This run used synthetic phantom" in page and "**" not in page  # bold across lines
     assert "<p>(diffusion UNet" not in page and "<th>metric" in page  # a paragraph per paragraph, a real table

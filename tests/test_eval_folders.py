@@ -68,7 +68,8 @@ def test_evaluate_folders_matches_in_memory_and_writes_outputs(folders):
     assert m == json.loads(json.dumps(ev.compute()))
     saved = json.loads((tmp / "E" / "metrics.json").read_text())
     # no instances.json in PRED: AP falls back to the panoptic segments and says so
-    assert list(saved) == ["thresholds", "pq", "rq", "sq", "ap", "ap_source", "ap_source_note", "best", "dice", "per_class"]
+    assert list(saved) == ["thresholds", "pq", "rq", "sq", "ap", "ap_source", "ap_source_note", "best", "dice", "per_class",
+                           "bootstrap", "froc", "froc_protocol", "by"]  # the CAD-study keys (test_eval_cad.py)
     assert saved["ap_source"] == "panoptic" and len(saved["ap"]) == 18
     assert set(saved["best"]) == {"threshold", "pq", "rq", "sq", "ap", "ap_by_source"}
     assert len(saved["pq"]) == 18 and saved == m

@@ -58,6 +58,11 @@ def test_reproduce_two_presets_two_folds(tmp_path):
         assert r["ap_source"] == "instances"  # fold evaluation scores the model's instances
     md = (table / "report.md").read_text()
     assert "| variant | folds | t | RQ_t | SQ_t | PQ_t | AP_t | Dice |" in md and "AP on instances" in md
+    # issue 28: every fold kept its held-out predictions -> pooled out-of-fold estimate with CIs, each preset vs m-odise
+    pooled = json.loads((table / "report.json").read_text())["pooled"]
+    assert set(pooled["pooled"]) == {"m2f-sd", "m-odise"} and pooled["pooled"]["m-odise"]["images"] == 8
+    assert set(pooled["paired"]) == {"m2f-sd"} and set(pooled["paired"]["m2f-sd"]["metrics"]) >= {"pq", "ap", "dice", "cpm"}
+    assert "## Pooled out-of-fold estimate" in md and "## Against m-odise" in md
     assert md.index("| m2f-sd |") < md.index("| m-odise |")
     sweep = list(csv.reader((table / "sweep.csv").open()))
     assert sweep[0][:4] == ["variant", "t", "PQ_mean", "PQ_std"] and len(sweep) == 1 + 2 * 18

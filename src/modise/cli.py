@@ -43,11 +43,11 @@ def _register_all() -> None:
     from modise.app import cli as app_cli
     from modise.baseline import cli as baseline_cli
     from modise.data import cli as data_cli
-    from modise.engine import eval_cli, predict_cli, reproduce_cli, train_cli
+    from modise.engine import compare_cli, eval_cli, predict_cli, reproduce_cli, train_cli
     from modise.model import cli as model_cli
     from modise.synthesis import cli as synthesis_cli
 
-    for module in (data_cli, eval_cli, model_cli, train_cli, predict_cli, reproduce_cli, baseline_cli, synthesis_cli, app_cli):
+    for module in (data_cli, eval_cli, compare_cli, model_cli, train_cli, predict_cli, reproduce_cli, baseline_cli, synthesis_cli, app_cli):
         module.register(app)
 
 

@@ -36,7 +36,7 @@ def clean_name(name: Any) -> str:
 
 
 def read_labels(xlsx: Path, problems: list[tuple[int, str]] | None = None) -> dict[str, dict[str, Any]]:
-    """Image name -> {pathology, patient_id, row} from the annotations workbook.
+    """Image name -> {pathology, patient_id, row, breast_density} from the annotations workbook.
 
     ``row`` is the spreadsheet row (header = 1); rows without an image name go to ``problems``.
     """
@@ -52,6 +52,7 @@ def read_labels(xlsx: Path, problems: list[tuple[int, str]] | None = None) -> di
     if name_col is None or path_col is None:
         raise ModiseError(f"{xlsx}: needs the columns 'Image_name' and 'Pathology Classification/ Follow up'.")
     pid_col = next((c for c in df.columns if c.lower().replace(" ", "") == "patient_id"), None)
+    density_col = next((c for c in df.columns if c.lower().startswith("breast density")), None)  # "Breast density (ACR)"
     out: dict[str, dict[str, str]] = {}
     for i, (_, row) in enumerate(df.iterrows(), start=2):
         if not isinstance(row[name_col], str) or not row[name_col].strip():
@@ -61,7 +62,8 @@ def read_labels(xlsx: Path, problems: list[tuple[int, str]] | None = None) -> di
         name = clean_name(row[name_col]).upper()
         pathology = str(row[path_col]).strip().capitalize()
         pid = str(row[pid_col]).strip() if pid_col and isinstance(row[pid_col], str) else ""
-        out[name] = {"pathology": pathology, "patient_id": pid, "row": i}
+        density = str(row[density_col]).strip() if density_col and isinstance(row[density_col], str) else ""
+        out[name] = {"pathology": pathology, "patient_id": pid, "row": i, "breast_density": density}
     return out
 
 
@@ -207,6 +209,7 @@ def _cdd_item(ctx: dict[str, Any], item: tuple, w: Any) -> None:
         modality=mod,
         source_file=rel,
         pathology=pathology,
+        breast_density=label.get("breast_density", ""),
     )
     if scale != 1.0:
         from modise.data.imageio import read_image

@@ -30,6 +30,14 @@ def resize_plan(height: int, width: int, max_size: int | None) -> float:
     return max_size / float(max(height, width))
 
 
+def spacing_after_resize(spacing: "list[float] | None", scale: float) -> "list[float] | None":
+    """DICOM pixel spacing [row, col] (mm) of the image written at ``scale`` (None when unknown);
+    kept in panoptic.json so evaluation can size lesions in mm."""
+    if not spacing:
+        return None
+    return [round(float(v) / scale, 6) for v in spacing]
+
+
 def resize_pixels(pixels: np.ndarray, scale: float) -> np.ndarray:
     """(H, W) float [0,1] -> resized uint8 (area-averaged, no flip)."""
     from PIL import Image

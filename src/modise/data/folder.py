@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from modise.data.common import resize_mask, resize_pixels, resize_plan
+from modise.data.common import resize_mask, resize_pixels, resize_plan, spacing_after_resize
 from modise.data.imageio import DICOM_SUFFIXES, RASTER_SUFFIXES
 from modise.data.panoptic import Category
 from modise.errors import ModiseError
@@ -196,7 +196,9 @@ def _folder_item(ctx: dict[str, Any], path: Path, w: Any) -> None:
     pid, how = patient_id(path.stem, loaded.dataset, patient_regex)
     w.note("source", how)
     common = dict(height=oh, width=ow, patient_id=pid, laterality=loaded.meta.get("laterality", ""),
-                  view=loaded.meta.get("view", ""), modality="MG" if loaded.is_dicom else "", source_file=path.name)
+                  view=loaded.meta.get("view", ""), modality="MG" if loaded.is_dicom else "", source_file=path.name,
+                  **({"manufacturer": str(loaded.meta.get("manufacturer") or "").strip(),
+                      "pixel_spacing": spacing_after_resize(loaded.meta.get("pixel_spacing"), scale)} if loaded.is_dicom else {}))
     if scale == 1.0 and not loaded.is_dicom and path.suffix.lower() in (".png", ".jpg", ".jpeg"):
         w.add(path.stem, segments, copy_from=path, **common)
     else:

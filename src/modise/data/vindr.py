@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from modise.data.common import find_child, resize_mask, resize_pixels, resize_plan
+from modise.data.common import find_child, resize_mask, resize_pixels, resize_plan, spacing_after_resize
 from modise.data.panoptic import Category
 from modise.errors import ModiseError
 
@@ -209,6 +209,8 @@ def _vindr_item(ctx: dict[str, Any], item: tuple, w: Any) -> None:
         view=str(first.get("view_position", "") or loaded.meta.get("view", "")).strip(),
         modality="MG",
         source_file=rel,
+        manufacturer=str(loaded.meta.get("manufacturer", "") or "").strip(),
+        pixel_spacing=spacing_after_resize(loaded.meta.get("pixel_spacing"), scale),
         breast_birads=str(first.get("breast_birads", "")).strip(),
         breast_density=str(first.get("breast_density", "")).strip(),
         split=str(first.get("split", "")).strip(),

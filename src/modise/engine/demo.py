@@ -181,9 +181,16 @@ def _overlays(stage: Path, run: Path, n: int = 4) -> list[str]:
 
 def write_demo_report(stage: Path, run: Path, metrics: dict[str, Any], *, minutes: float | None, seconds: float, progress: bool = True) -> None:
     (stage / "figures").mkdir(exist_ok=True)
-    from modise.viz.figures import threshold_sweep_figure
+    from modise.viz.figures import froc_figure, threshold_sweep_figure
 
     threshold_sweep_figure(metrics, stage / "figures" / "sweep.png", title="Held-out phantoms: quality vs IoU threshold")
+    froc_md = ""
+    if metrics.get("froc"):  # lesion sensitivity against false positives per image, as CAD studies report it
+        froc_figure(metrics["froc"], stage / "figures" / "froc.png", title="Held-out phantoms: FROC")
+        cpm = metrics["froc"]["all"]["cpm"]
+        froc_md = ("\n## FROC (lesion sensitivity against mean false positives per image)\n\n"
+                   f"CPM (mean sensitivity at 1/8 .. 8 FPs per image, all lesions): {'n/a' if cpm is None else f'{cpm:.3f}'}.\n\n"
+                   "![froc](figures/froc.png)\n")
     points = _curve_figure(run, stage / "figures" / "training_curve.png")
     overlays = _overlays(stage, run)
     best = metrics["best"]
@@ -220,7 +227,7 @@ flow working offline; the numbers say nothing about performance on real mammogra
 ## PQ / RQ / SQ over IoU thresholds
 
 ![sweep](figures/sweep.png)
-
+{froc_md}
 ## Training curve
 
 ![training curve](figures/training_curve.png)

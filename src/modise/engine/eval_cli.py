@@ -9,7 +9,10 @@ from typing import Optional
 
 import typer
 
-from modise.cli_options import Overwrite
+from modise.cli_options import Overwrite, positive_float
+
+
+BOOTSTRAP_REPLICATES = 1000  # evaluation.bootstrap.DEFAULT_REPLICATES (not imported: it pulls numpy in)
 
 
 class APSource(str, Enum):
@@ -17,6 +20,13 @@ class APSource(str, Enum):
 
     instances = "instances"
     panoptic = "panoptic"
+
+
+class FrocHit(str, Enum):
+    """When a detection hits a lesion in FROC (froc.FROC_HITS)."""
+
+    iou = "iou"
+    centroid = "centroid"
 
 
 class EnsembleChoice(str, Enum):
@@ -54,10 +64,16 @@ def register(app: typer.Typer) -> None:
                  "Mask2Former/ODISE; falls back to panoptic when PRED has none) | panoptic: AP on the panoptic segments.",
         ),
         fold: Optional[int] = typer.Option(None, "--fold", min=0, metavar="<K>", help="Score only the GT images of fold K (0..K-1) of GT/folds.json."),
+        froc_iou: float = typer.Option(0.1, "--froc-iou", parser=positive_float,
+                                       help="FROC: a detection hits a lesion at mask IoU >= this, in (0, 1] (--froc-hit iou)."),
+        froc_hit: FrocHit = typer.Option(FrocHit.iou, "--froc-hit",
+                                         help="FROC hit rule: iou (mask IoU >= --froc-iou) | centroid (detection centroid inside the lesion)."),
+        bootstrap: int = typer.Option(BOOTSTRAP_REPLICATES, "--bootstrap", min=0, help="Patient-level bootstrap replicates of the 95 % CIs; 0 = off."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap's resampling (recorded in metrics.json)."),
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print metrics.json on stdout."),
     ) -> None:
-        """Score panoptic predictions: PQ/RQ/SQ over IoU thresholds, AP and Dice at the best one."""
+        """Score panoptic predictions: PQ/RQ/SQ over IoU thresholds, AP and Dice at the best one, FROC, CIs, breakdowns."""
         from modise.engine.evaluation import evaluate_folders, parse_thresholds
         from modise.engine.evaluation.folders import metrics_table_row
 
@@ -67,12 +83,19 @@ def register(app: typer.Typer) -> None:
             thr = parse_thresholds(thresholds)
         except ModiseError as e:
             raise UsageError("--thresholds", str(e)) from None
+        if froc_iou > 1:
+            raise UsageError("--froc-iou", f"must be in (0, 1], not {froc_iou}.")
         m = evaluate_folders(gt, pred, out, thresholds=thr, overlays=overlays, overwrite=overwrite,
-                             images_root=images, workers=workers, progress=not as_json, ap_source=ap_source.value, fold=fold)
+                             images_root=images, workers=workers, progress=not as_json, ap_source=ap_source.value, fold=fold,
+                             froc_iou=froc_iou, froc_hit=froc_hit.value, bootstrap=bootstrap, seed=seed)
         if as_json:
             typer.echo(json.dumps(m))
         else:
             typer.echo(metrics_table_row(m, pred.resolve().name), nl=False)
+            if "froc" in m:
+                f = m["froc"]["all"]
+                ci = f" (95 % CI {f['ci'][0]:.3f}-{f['ci'][1]:.3f})" if f.get("ci") and f["ci"][0] is not None else ""
+                typer.echo(f"FROC CPM (all lesions): {'n/a' if f['cpm'] is None else format(f['cpm'], '.3f')}{ci}")
             typer.echo(f"AP on {m['ap_source']}" + (f", fold {fold}" if fold is not None else "") + f"; written to {out}")
 
     @app.command("report")
@@ -88,17 +111,25 @@ def register(app: typer.Typer) -> None:
             help="as-run: each run's evaluation at its model's setting | on / off: with / without ODISE's CLIP ensemble "
                  "(training runs of models with a CLIP-style encoder record both).",
         ),
+        bootstrap: int = typer.Option(BOOTSTRAP_REPLICATES, "--bootstrap", min=0,
+                                      help="Patient-level bootstrap replicates of the pooled out-of-fold estimate and of each "
+                                           "variant against m-odise (folds with predictions/); 0 = neither."),
+        seed: int = typer.Option(0, "--seed", min=0, help="Seed of the bootstrap's resampling (recorded in report.json)."),
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print report.json on stdout."),
     ) -> None:
-        """Table 1 / Table 2: one row per variant, mean ± std over folds, best per column marked."""
+        """Table 1 / Table 2: one row per variant, mean ± std over folds, best per column marked; pooled CIs, paired tests."""
         from modise.engine.evaluation import write_report
         from modise.engine.evaluation.report import table_markdown
 
         ensemble = {"as-run": None, "on": True, "off": False}[clip_ensemble.value]
-        result = write_report(runs, out, overwrite=overwrite, rule=at.value, clip_ensemble=ensemble)
+        result = write_report(runs, out, overwrite=overwrite, rule=at.value, clip_ensemble=ensemble, bootstrap=bootstrap, seed=seed)
         if as_json:
             typer.echo(json.dumps(result))
         else:
             typer.echo(table_markdown(result["variants"]), nl=False)
+            if result.get("pooled"):
+                from modise.engine.evaluation.pooled import pooled_markdown
+
+                typer.echo(pooled_markdown(result["pooled"]), nl=False)
             typer.echo(f"written to {out}")

@@ -9,7 +9,8 @@ over folds at the best threshold, the paper's rows and columns), the Fig. S1 swe
 Layout of ``OUT``::
 
     reproduce.json          the settings every fold was trained with (checked on resume)
-    <preset>/fold<k>/       one training run per fold (config.yaml, model/, metrics.json, ...)
+    <preset>/fold<k>/       one training run per fold (config.yaml, model/, metrics.json, ...,
+                            predictions/: its held-out images, for the pooled estimate and paired tests)
     table1/                 report.md, report.csv, report.json, sweep.csv, sweep.png, pq_threshold.png:
                             with ODISE's CLIP ensemble wherever the model has a CLIP-style encoder
     table1-no-ensemble/     the same from the same folds, without it (the ensemble is inference-only)
@@ -70,6 +71,8 @@ def reproduce(
     overwrite: bool = False,
     progress: bool = True,
     nnunet_trainer: str = "nnUNetTrainer",
+    bootstrap: int = 1000,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Train and evaluate ``presets`` (default: every preset, in their order: the six of Table 1) x ``folds`` folds of ``base.data``
     into ``out``, every fold with ``base``'s settings; return the table with the CLIP ensemble
@@ -78,7 +81,10 @@ def reproduce(
     ``base``: the :class:`~modise.engine.training.config.TrainConfig` every run shares (its ``preset``
     and ``fold`` are set per run). ``overwrite``: train every fold again (only folders this command made
     are replaced). A preset named ``nnunet`` is the external nnU-Net baseline
-    (:mod:`modise.baseline.nnunet_run`), trained with nnU-Net's ``nnunet_trainer`` on the same folds."""
+    (:mod:`modise.baseline.nnunet_run`), trained with nnU-Net's ``nnunet_trainer`` on the same folds.
+    Each fold run also predicts its held-out images into ``fold<k>/predictions/``, so that the table gains
+    the pooled out-of-fold estimate with ``bootstrap`` patient-level replicates (``seed``) and every preset
+    against m-odise (:mod:`modise.engine.evaluation.pooled`); ``bootstrap=0``: neither."""
     from modise.engine.evaluation.report import write_report
     from modise.engine.training.checks import check_train_config
     from modise.engine.training.config import HARDWARE
@@ -111,13 +117,32 @@ def reproduce(
         if p == NNUNET:
             _nnunet_row(data, out / d, folds, base.accelerator, nnunet_trainer, overwrite, progress)
             continue
-        train_folds(base.model_copy(update={"preset": p}), out / d, folds, overwrite=overwrite, progress=progress)
+        fold_runs = train_folds(base.model_copy(update={"preset": p}), out / d, folds, overwrite=overwrite, progress=progress)
+        if is_global_zero():
+            _held_out_predictions(fold_runs, data, base.accelerator, progress)
     if not is_global_zero():
         return {}
     runs = [out / d for d in dirs]
-    result = write_report(runs, out / TABLE_DIR, overwrite=True, clip_ensemble=True)
+    result = write_report(runs, out / TABLE_DIR, overwrite=True, clip_ensemble=True, bootstrap=bootstrap, seed=seed)
     result["without_clip_ensemble"] = write_report(runs, out / TABLE_NO_ENSEMBLE_DIR, overwrite=True, clip_ensemble=False)
     return result
+
+
+def _held_out_predictions(fold_runs: Sequence[Path], data: str | Path, accelerator: str, progress: bool) -> None:
+    """Each fold run's held-out images predicted into ``<run>/predictions/`` (kept when already there)."""
+    from modise.engine.prediction.predict import predict_files
+    from modise.runs import load_run_config
+
+    device = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}.get(accelerator)
+    for run in fold_runs:
+        dest = run / "predictions"
+        if (dest / "panoptic.json").is_file():
+            continue
+        fold = load_run_config(run).get("fold")
+        if fold is None or int(fold) < 0:
+            continue
+        predict_files(run, [], dest, data=data, fold=int(fold), overlays=False, heatmaps=False, device=device,
+                      progress=progress, resume=dest.exists())  # an interrupted one continues
 
 
 def _nnunet_row(data: str | Path, out: Path, folds: int, accelerator: str, trainer: str, overwrite: bool, progress: bool) -> None:

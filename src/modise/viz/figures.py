@@ -85,3 +85,37 @@ def sweep_by_variant_figure(curves: Mapping[str, Mapping[str, tuple[np.ndarray, 
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def froc_figure(froc: Mapping[str, Any], path: Path, title: str | None = None) -> None:
+    """FROC curves (metrics.json's ``froc``): sensitivity against mean FPs per image on a log axis, one
+    curve per lesion class and the all-lesion curve (bold) with its bootstrap CI band when there is one."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    for name, f in froc.items():
+        curve = f.get("curve") or {}
+        if curve.get("sensitivity") is None:
+            continue
+        x, y = np.asarray(curve["fps"]), np.asarray(curve["sensitivity"])
+        bold = name == "all"
+        (line,) = ax.plot(x, y, "-", lw=2.2 if bold else 1.2, color="black" if bold else None,
+                          label=f"{name} (CPM {f['cpm']:.3f}, n={f.get('lesions', '?')})")
+        ci = curve.get("ci")
+        if ci and bold:
+            lo = np.array([np.nan if c[0] is None else c[0] for c in ci], dtype=float)
+            hi = np.array([np.nan if c[1] is None else c[1] for c in ci], dtype=float)
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0, label="all: 95 % CI (patients)")
+        pts = np.asarray(f["fps"])
+        ax.plot(pts, np.asarray(f["sensitivity"]), "o", ms=3, color=line.get_color())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([0.125, 0.25, 0.5, 1, 2, 4, 8], ["1/8", "1/4", "1/2", "1", "2", "4", "8"])
+    ax.set_xlabel("mean false positives per image")
+    ax.set_ylabel("lesion sensitivity")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(frameon=False, fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

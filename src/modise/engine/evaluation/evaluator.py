@@ -18,7 +18,9 @@ from modise.errors import ModiseError
 
 from .coco_ap import class_precision, mean_ap
 from .dice import dice_per_class
-from .matching import ImageResult, match_image
+from .cad import cad_metrics
+from .froc import DEFAULT_FROC_IOU, FROC_HITS
+from .matching import ImageResult, image_order_key, match_image
 from .panoptic_quality import best_index, class_mean, pq_per_class
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 19))  # 0.05 .. 0.90
@@ -73,8 +75,7 @@ def _pct_list(a: np.ndarray) -> list[float | None]:
     return [_pct(float(v)) for v in a]
 
 
-def _sort_key(image_id: object) -> tuple:
-    return (0, image_id, "") if isinstance(image_id, (int, np.integer)) else (1, 0, str(image_id))
+_sort_key = image_order_key
 
 
 class PanopticEvaluator:
@@ -90,11 +91,14 @@ class PanopticEvaluator:
             ``"panoptic"`` (AP on the non-overlapping panoptic segments, all classes). Without
             any instances added, ``"instances"`` falls back to panoptic and says so in
             ``compute()["ap_source_note"]``.
+        froc_iou, froc_hit: FROC's hit rule (:mod:`.froc`): mask IoU >= ``froc_iou`` ("iou") or the
+            detection's centroid inside the lesion ("centroid"); FROC uses the instances AP uses
+            (else the panoptic segments with their scores) and the lesion (thing) classes.
     """
 
     def __init__(
         self, categories: Sequence[Category], thresholds: Sequence[float] | None = None, strict: bool = False,
-        ap_source: str = "instances",
+        ap_source: str = "instances", froc_iou: float = DEFAULT_FROC_IOU, froc_hit: str = "iou",
     ) -> None:
         if not categories:
             raise ModiseError("The dataset defines no categories.")
@@ -105,6 +109,11 @@ class PanopticEvaluator:
         self.thresholds = check_thresholds(thresholds)
         self.strict = strict
         self.ap_source = ap_source
+        if froc_hit not in FROC_HITS:
+            raise ModiseError(f"FROC hit rule '{froc_hit}' is not one of {', '.join(FROC_HITS)}.")
+        if not (0.0 < float(froc_iou) <= 1.0):
+            raise ModiseError(f"FROC IoU {froc_iou} is outside (0, 1].")
+        self.froc = (float(froc_iou), froc_hit)
         # detectron2's instance GT holds thing classes only (all classes if none is a thing)
         things = np.array([c.isthing == 1 for c in self.categories])
         self.instance_classes = things if things.any() else np.ones_like(things)
@@ -125,6 +134,7 @@ class PanopticEvaluator:
         self._inst_dets: list[tuple[tuple, dict[int, np.ndarray], dict[int, np.ndarray]]] = []
         self._with_instances = 0
         self._seen: set = set()
+        self._results: list[ImageResult] = []  # per image: the bootstrap's sufficient statistics
 
     def add(
         self,
@@ -141,13 +151,15 @@ class PanopticEvaluator:
         ``score`` and ``segmentation`` (COCO RLE) or ``mask`` ((H, W) bool); masks may overlap
         (:func:`~.instances.instance_records` makes them from a model result)."""
         self.add_result(match_image(image_id, gt_ids, gt_segments, pred_ids, pred_segments, self.cat_index, self.thresholds,
-                                    strict=self.strict, instances=instances, instance_classes=self.instance_classes))
+                                    strict=self.strict, instances=instances, instance_classes=self.instance_classes,
+                                    froc=self.froc))
 
     def add_result(self, r: ImageResult) -> None:
         """Fold in a result computed elsewhere (e.g. by a worker process)."""
         if r.image_id in self._seen:
             raise ModiseError(f"image {r.image_id}: added twice to the evaluation.")
         self._seen.add(r.image_id)
+        self._results.append(r)
         self.tp += r.tp
         self.iou_sum += r.iou_sum
         self.fp += r.n_pred[None, :] - r.tp
@@ -163,6 +175,11 @@ class PanopticEvaluator:
             self.inst_n_gt += r.inst_n_gt
             if r.inst_scores or r.inst_n_gt.any():
                 self._inst_dets.append((_sort_key(r.image_id), r.inst_scores, r.inst_matched))
+
+    @property
+    def results(self) -> list[ImageResult]:
+        """Every image's result as added (the sufficient statistics of :mod:`.stats`)."""
+        return self._results
 
     @property
     def num_images(self) -> int:
@@ -196,9 +213,12 @@ class PanopticEvaluator:
         ap_c = [None if p is None else float(np.mean(p)) for p in per_class]
         return mean_ap(per_class), ap_c
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self, bootstrap: int = 0, seed: int = 0, images: dict[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
         """The metrics.json structure (percentages): thresholds, pq, rq, sq, ap (per threshold), ap_source
-        (+ ap_source_note when it fell back), best (AP at the best-PQ threshold), dice, per_class."""
+        (+ ap_source_note when it fell back), best (AP at the best-PQ threshold), dice, per_class; and
+        (:mod:`.cad`) froc, froc_protocol, by (breakdowns), bootstrap and, with ``bootstrap`` replicates,
+        ci (patient-level 95 % intervals at the best threshold). ``images``: image id -> panoptic.json
+        image record (patient_id, pixel_spacing, attributes)."""
         pq_c, rq_c, sq_c = pq_per_class(self.tp, self.fp, self.fn, self.iou_sum)
         occurs = (self.n_gt + (self.tp[0] + self.fp[0])) > 0  # in GT or prediction
         pq, rq, sq = (class_mean(v, occurs) for v in (pq_c, rq_c, sq_c))
@@ -233,6 +253,9 @@ class PanopticEvaluator:
                 "gt_segments": int(self.n_gt[i]),
             }
         t_best = float(self.thresholds[b])
+        cad = cad_metrics(self, b, source, bootstrap, seed, images)
+        if note and "froc_protocol" in cad:
+            cad["froc_protocol"]["note"] = "no instance predictions, so FROC uses the panoptic segments with their scores"
         return {
             "thresholds": [float(t) for t in self.thresholds],
             "pq": _pct_list(pq),
@@ -245,4 +268,5 @@ class PanopticEvaluator:
                      "ap_by_source": ap_by_source},
             "dice": _pct(dice),
             "per_class": per_class,
+            **cad,
         }

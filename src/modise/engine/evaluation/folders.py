@@ -19,9 +19,11 @@ from modise.data.panoptic import IMAGES_DIR, INSTANCES_JSON
 from modise.progress import stderr_console
 from modise.errors import ModiseError, UsageError
 from modise.outputs import output_dir, write_bytes_atomic, write_json_atomic
-from modise.viz.figures import threshold_sweep_figure
+from modise.viz.figures import froc_figure, threshold_sweep_figure
 
+from .cad_report import cad_markdown, froc_csv
 from .evaluator import PanopticEvaluator, check_thresholds
+from .froc import DEFAULT_FROC_IOU
 from .matching import ImageResult, match_image
 from .overlays import write_overlays
 from .pairs import Pair, load_pair, pair_images
@@ -32,24 +34,25 @@ POOL_MIN_IMAGES = 64  # below this, worker start-up costs more than it saves
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(cat_index: dict[int, int], thresholds: np.ndarray, instance_classes: np.ndarray | None = None) -> None:
-    _WORKER["cat_index"], _WORKER["thresholds"], _WORKER["instance_classes"] = cat_index, thresholds, instance_classes
+def _init_worker(cat_index: dict[int, int], thresholds: np.ndarray, instance_classes: np.ndarray | None = None,
+                 froc: tuple[float, str] | None = None) -> None:
+    _WORKER.update(cat_index=cat_index, thresholds=thresholds, instance_classes=instance_classes, froc=froc)
 
 
 def _score_pair(pair: Pair) -> ImageResult:
     gt, pred, where = load_pair(pair)
     return match_image(pair.image_id, gt, pair.gt_segments, pred, pair.pred_segments, _WORKER["cat_index"], _WORKER["thresholds"], where,
-                       strict=True, instances=pair.instances, instance_classes=_WORKER["instance_classes"])
+                       strict=True, instances=pair.instances, instance_classes=_WORKER["instance_classes"], froc=_WORKER["froc"])
 
 
 def score_pairs(
     pairs: Sequence[Pair], cat_index: dict[int, int], thresholds: np.ndarray, workers: int | None = None,
-    instance_classes: np.ndarray | None = None,
+    instance_classes: np.ndarray | None = None, froc: tuple[float, str] | None = None,
 ) -> Iterator[ImageResult]:
     """Yield each image's result in order; a fork pool when the set is large enough."""
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers <= 1 or len(pairs) < POOL_MIN_IMAGES or sys.platform == "win32":
-        _init_worker(cat_index, thresholds, instance_classes)
+        _init_worker(cat_index, thresholds, instance_classes, froc)
         for p in pairs:
             yield _score_pair(p)
         return
@@ -58,7 +61,7 @@ def score_pairs(
     import scipy.optimize  # noqa: F401  imported once here, inherited by the forked workers
 
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(cat_index, thresholds, instance_classes)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(cat_index, thresholds, instance_classes, froc)) as pool:
         yield from pool.imap(_score_pair, pairs, chunksize=max(1, min(32, len(pairs) // (4 * workers))))
 
 
@@ -88,9 +91,17 @@ def evaluate_folders(
     progress: bool = False,
     ap_source: str = "instances",
     fold: int | None = None,
+    froc_iou: float = DEFAULT_FROC_IOU,
+    froc_hit: str = "iou",
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate PRED against GT and write ``out``/{metrics.json, metrics.md, threshold_sweep.png,
-    overlays/}. Returns the metrics.json dict. Nothing is left in ``out`` on failure.
+    froc.csv, froc.png, overlays/}. Returns the metrics.json dict. Nothing is left in ``out`` on failure.
+
+    ``froc_iou`` / ``froc_hit``: FROC's hit rule (:mod:`.froc`); ``bootstrap``: patient-level
+    bootstrap replicates of the 95 % intervals (0: none; ``modise evaluate`` asks for
+    :data:`.bootstrap.DEFAULT_REPLICATES`), drawn with ``seed``.
 
     ``ap_source``: "instances" (AP on PRED/instances.json, detectron2's protocol; falls back
     to the panoptic segments, with a warning, when PRED has none) or "panoptic".
@@ -112,9 +123,11 @@ def evaluate_folders(
     if len(missing) == len(pairs):  # scores of all zeros would look like a result
         raise UsageError("--pred", f"none of the {len(extra)} prediction(s) in '{pred}' matches an image of '{gt}' "
                                    f"(by file name); is --pred the output of `modise predict` on these images?")
-    ev = PanopticEvaluator(cats, thr, ap_source=ap_source)
+    if bootstrap < 0:
+        raise UsageError("--bootstrap", f"must be 0 (off) or more replicates, not {bootstrap}.")
+    ev = PanopticEvaluator(cats, thr, ap_source=ap_source, froc_iou=froc_iou, froc_hit=froc_hit)
     with output_dir(out, overwrite, [gt, pred, images_root]) as stage:
-        results = score_pairs(pairs, ev.cat_index, ev.thresholds, workers, ev.instance_classes)
+        results = score_pairs(pairs, ev.cat_index, ev.thresholds, workers, ev.instance_classes, ev.froc)
         if progress:
             from rich.progress import Progress
 
@@ -126,7 +139,7 @@ def evaluate_folders(
         else:
             for r in results:
                 ev.add_result(r)
-        metrics = ev.compute()
+        metrics = ev.compute(bootstrap=bootstrap, seed=seed, images={p.image_id: p.record or {} for p in pairs})
         if fold is not None:
             metrics["fold"] = {"index": fold, "images": len(pairs)}
         write_json_atomic(stage / "metrics.json", metrics)
@@ -137,13 +150,22 @@ def evaluate_folders(
             notes += f"\n{len(missing)} GT image(s) had no prediction and count as empty: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}\n"
         if extra:
             notes += f"\n{len(extra)} prediction(s) match no GT image and were ignored: {', '.join(extra[:20])}{' ...' if len(extra) > 20 else ''}\n"
-        write_bytes_atomic(stage / "metrics.md", (metrics_table_row(metrics, pred.resolve().name) + notes).encode())
+        if "froc" in metrics and metrics["froc_protocol"]["detections"] == "panoptic" and "ap_source_note" in metrics:
+            notes += "\nFROC on the panoptic segments with their scores (no instances.json).\n"
+        md = metrics_table_row(metrics, pred.resolve().name) + notes + cad_markdown(metrics)
+        write_bytes_atomic(stage / "metrics.md", md.encode())
         threshold_sweep_figure(metrics, stage / "threshold_sweep.png")
+        if "froc" in metrics:
+            write_bytes_atomic(stage / "froc.csv", froc_csv(metrics).encode())
+            froc_figure(metrics["froc"], stage / "froc.png", title=pred.resolve().name)
         if overlays:
             shown = sorted(pairs, key=lambda p: not (p.gt_segments or p.pred_segments))[:overlays]  # lesions first
             write_overlays(shown, ev.categories, stage / "overlays", images_root or gt / IMAGES_DIR)
     if "ap_source_note" in metrics:
-        stderr_console().print(f"[yellow]warning:[/] {pred / INSTANCES_JSON} not found: {metrics['ap_source_note']}.", highlight=False)
+        stderr_console().print(f"[yellow]warning:[/] {pred / INSTANCES_JSON} not found: {metrics['ap_source_note']}; "
+                               "FROC too uses the panoptic segments with their scores.", highlight=False)
+    if metrics.get("bootstrap", {}).get("note"):
+        stderr_console().print(f"[yellow]warning:[/] {gt / 'panoptic.json'}: {metrics['bootstrap']['note']}.", highlight=False)
     for msg, items in (("GT image(s) had no prediction and count as empty", missing), ("prediction(s) match no GT image and were ignored", extra)):
         if items:
             stderr_console().print(f"[yellow]warning:[/] {len(items)} {msg}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}", highlight=False)

@@ -62,7 +62,8 @@ def match_instances(
     use_class: np.ndarray,
     thresholds: np.ndarray,
     where: str,
-) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray]]:
+    froc: tuple[float, str] | None = None,
+) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray], tuple | None]:
     """COCOeval's ``evaluateImg`` for one image, every threshold at once.
 
     ``gt_index``: (H, W) int, 0 = background, j + 1 = the j-th GT segment in listing order
@@ -70,7 +71,9 @@ def match_instances(
     ``score`` and ``segmentation`` (COCO RLE) or ``mask``; ``use_class`` (C,) bool: classes
     that take part (things). Returns (GT count per class (C,), detection scores and (T, D)
     matched flags per class index), detections in COCO order: descending score, stable
-    over listing order, at most 100 per class.
+    over listing order, at most 100 per class; with ``froc`` = (IoU threshold, hit rule), also
+    the FROC matches of those detections against the lesions of the used classes in listing order
+    (scores, class indices, then :func:`.froc.froc_match`'s four arrays), else None.
     """
     from pycocotools import mask as mask_utils
 
@@ -95,15 +98,33 @@ def match_instances(
     scores_out: dict[int, np.ndarray] = {}
     matched_out: dict[int, np.ndarray] = {}
     coco_thr = np.minimum(thresholds, 1 - 1e-10)
-    for c, dets in by_class.items():
-        sc = np.array([s for s, _ in dets], dtype=np.float64)
-        keep = np.argsort(-sc, kind="mergesort")[:MAX_DETS]
-        d_rles = [_rle(dets[i][1], shape, where) for i in keep]
-        g_rles = [encode_rle(gt_index == j + 1) for j in np.flatnonzero(gt_cat == c)]
-        if g_rles:
-            ious = np.asarray(mask_utils.iou(d_rles, g_rles, [0] * len(g_rles)), dtype=np.float64).reshape(len(d_rles), len(g_rles))
+    lesions = np.flatnonzero(use_class[gt_cat]) if gt_cat.size else np.zeros(0, np.int64)  # GT rows of used classes
+    g_rles = [encode_rle(gt_index == j + 1) for j in lesions]
+    kept = {c: np.argsort(-np.array([s for s, _ in dets], dtype=np.float64), kind="mergesort")[:MAX_DETS] for c, dets in by_class.items()}
+    d_cls = np.concatenate([np.full(kept[c].size, c) for c in by_class] or [np.zeros(0, np.int64)]).astype(np.int64)
+    d_recs = [by_class[c][i] for c in by_class for i in kept[c]]
+    d_rles = [_rle(rec, shape, where) for _, rec in d_recs]
+    if d_rles and g_rles:  # pairwise (each IoU on its own), so the per-class blocks equal per-class calls
+        ious = np.asarray(mask_utils.iou(d_rles, g_rles, [0] * len(g_rles)), dtype=np.float64).reshape(len(d_rles), len(g_rles))
+    else:
+        ious = np.zeros((len(d_rles), len(g_rles)))
+    l_cat = gt_cat[lesions]
+    for c in by_class:
+        rows, cols = np.flatnonzero(d_cls == c), np.flatnonzero(l_cat == c)
+        scores_out[c] = np.array([d_recs[r][0] for r in rows], dtype=np.float64)
+        matched_out[c] = coco_greedy(ious[np.ix_(rows, cols)], coco_thr)
+    froc_out = None
+    if froc is not None:
+        from .froc import centroid_hits, centroid_pixels, froc_match
+
+        t, rule = froc
+        if rule == "centroid":
+            lesion_index = np.zeros(gt_cat.size + 1, np.int64)
+            lesion_index[lesions + 1] = np.arange(1, len(lesions) + 1)  # GT row j + 1 -> lesion column + 1
+            masks = [mask_utils.decode(r).astype(bool) for r in d_rles]
+            hit = centroid_hits(centroid_pixels(masks), lesion_index[gt_index], len(lesions))
         else:
-            ious = np.zeros((len(d_rles), 0))
-        scores_out[c] = sc[keep]
-        matched_out[c] = coco_greedy(ious, coco_thr)
-    return n_gt, scores_out, matched_out
+            hit = ious >= t
+        d_scores = np.array([s for s, _ in d_recs], dtype=np.float64)
+        froc_out = (d_scores, d_cls, *froc_match(d_scores, d_cls, l_cat, hit, ious))
+    return n_gt, scores_out, matched_out, froc_out

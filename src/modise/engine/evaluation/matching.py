@@ -24,6 +24,7 @@ import numpy as np
 from modise.errors import ModiseError
 
 from .coco_ap import check_score, coco_greedy
+from .froc import DEFAULT_FROC_IOU, FrocImage
 
 MAX_DETS = 100  # COCO maxDets[-1]
 _LUT_MAX_ID = 1 << 22  # ids below this are mapped with a lookup table (fast path)
@@ -51,6 +52,32 @@ class ImageResult:
     inst_n_gt: np.ndarray | None = None  # (C,) GT segments of the classes instance AP uses
     inst_scores: dict[int, np.ndarray] | None = None
     inst_matched: dict[int, np.ndarray] | None = None
+    froc: FrocImage | None = None  # FROC matches (instances when given, else panoptic segments)
+    segments: "SegmentPairs | None" = None  # PQ's pairs and segment sizes (breakdown by lesion size)
+
+
+@dataclass
+class SegmentPairs:
+    """PQ's candidate pairs of one image, to split its counts by segment size afterwards.
+
+    ``pairs_hi`` (K, 2): (GT, predicted) segment positions of every same-class pair with IoU > 0 (for
+    t >= 0.5 those above t are the matches); ``pairs_lo`` (L, 2): the summed-IoU assignment's pairs
+    (for t < 0.5); ``iou_hi`` / ``iou_lo``: their float32 IoUs. Segment areas and class indices
+    in ascending-id positions."""
+
+    pairs_hi: np.ndarray
+    iou_hi: np.ndarray
+    pairs_lo: np.ndarray
+    iou_lo: np.ndarray
+    g_area: np.ndarray
+    g_cat: np.ndarray
+    p_area: np.ndarray
+    p_cat: np.ndarray
+
+
+def image_order_key(image_id: object) -> tuple:
+    """COCOeval's image order: ascending ids (integers before strings)."""
+    return (0, image_id, "") if isinstance(image_id, (int, np.integer)) else (1, 0, str(image_id))
 
 
 def _compact_ids(ids: np.ndarray, seg_ids: np.ndarray, where: str, what: str, strict: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -129,13 +156,15 @@ def match_image(
     strict: bool = True,
     instances: Sequence[dict] | None = None,
     instance_classes: np.ndarray | None = None,
+    froc: tuple[float, str] | None = (DEFAULT_FROC_IOU, "iou"),
 ) -> ImageResult:
     """Match one image for all thresholds. ``gt_ids``/``pred_ids``: (H, W) int segment ids.
 
     ``strict``: a segment listed in ``segments_info`` without any pixel is an error
     (otherwise it is ignored). ``instances``: the image's instance predictions (COCO result
     records, masks may overlap, see :mod:`.instances`) for AP on instances; they are scored
-    for the classes ``instance_classes`` (C,) bool marks (default all)."""
+    for the classes ``instance_classes`` (C,) bool marks (default all), the lesion classes of FROC.
+    ``froc``: (IoU threshold, "iou" | "centroid") of the FROC matching (:mod:`.froc`), None: none."""
     where = where or f"image {image_id}"
     gt_ids = np.asarray(gt_ids)
     pred_ids = np.asarray(pred_ids)
@@ -170,13 +199,18 @@ def match_image(
         pred_area=np.bincount(p_cat, weights=p_area, minlength=n_cls).astype(np.int64),
     )
     coco_thr = np.minimum(thresholds, 1 - 1e-10)
+    pairs_hi: list[np.ndarray] = []
+    pairs_lo: list[np.ndarray] = []
     for c in np.union1d(g_cat, p_cat):
         gr = np.flatnonzero(g_cat == c)
         pc = np.flatnonzero(p_cat == c)
         if gr.size and pc.size:
             m32 = iou32[np.ix_(gr, pc)]
             res.inter[c] = int(inter[np.ix_(gr, pc)].sum())
-            _pq_sweep(m32, thr32, hi, tp[:, c], iou_sum[:, c])
+            lr, lc = _pq_sweep(m32, thr32, hi, tp[:, c], iou_sum[:, c])
+            hr, hc = np.nonzero(m32 > 0)
+            pairs_hi.append(np.stack([gr[hr], pc[hc]], 1))
+            pairs_lo.append(np.stack([gr[lr], pc[lc]], 1))
         if pc.size:
             # COCO: GT in listing order, detections by descending score (stable over listing order)
             g_list = gr[np.argsort(g_order[gr], kind="stable")]
@@ -184,17 +218,57 @@ def match_image(
             p_list = p_list[np.argsort(-p_score[p_list], kind="mergesort")][:MAX_DETS]
             res.det_scores[int(c)] = p_score[p_list]
             res.det_matched[int(c)] = coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
+    res.segments = _segment_pairs(pairs_hi, pairs_lo, iou32, g_area, g_cat, p_area, p_cat)
+    use = np.ones(n_cls, dtype=bool) if instance_classes is None else np.asarray(instance_classes, dtype=bool)
+    listing = np.argsort(g_order, kind="stable")  # ascending-id positions in listing order
+    lesions = listing[use[g_cat[listing]]]  # lesion GT (FROC), listing order
+    froc_dets = None
     if instances is not None:
         from .instances import match_instances
 
-        use = np.ones(n_cls, dtype=bool) if instance_classes is None else np.asarray(instance_classes, dtype=bool)
-        listing = np.argsort(g_order, kind="stable")  # ascending-id positions in listing order
         rank = np.empty(ng, dtype=np.int64)
         rank[listing] = np.arange(ng)
         gt_index = np.concatenate([[0], rank + 1])[g_idx].reshape(gt_ids.shape)
-        res.inst_n_gt, res.inst_scores, res.inst_matched = match_instances(
-            gt_index, g_cat[listing], instances, cat_index, use, thresholds, where)
+        res.inst_n_gt, res.inst_scores, res.inst_matched, froc_dets = match_instances(
+            gt_index, g_cat[listing], instances, cat_index, use, thresholds, where, froc)
+    elif froc is not None:  # FROC on the panoptic segments of lesion classes
+        froc_dets = _froc_panoptic(froc, lesions, g_cat, g_idx, p_idx, p_area, p_cat, p_score, p_order, iou64, use, gt_ids.shape)
+    if froc is not None:
+        res.froc = FrocImage(*froc_dets, n_gt=np.bincount(g_cat[lesions], minlength=n_cls).astype(np.int64),
+                             gt_cls=g_cat[lesions], gt_area=g_area[lesions].astype(np.int64))
     return res
+
+
+def _froc_panoptic(froc, lesions, g_cat, g_idx, p_idx, p_area, p_cat, p_score, p_order, iou64, use, shape):
+    """FROC matches of the predicted segments of lesion classes (listing order) against ``lesions``."""
+    from .froc import centroid_hits, froc_match
+
+    dets = np.flatnonzero(use[p_cat])
+    dets = dets[np.argsort(p_order[dets], kind="stable")]
+    iou = iou64[np.ix_(lesions, dets)].T  # (D, G)
+    t, rule = froc
+    if rule == "centroid":
+        w = shape[1]
+        pos = np.arange(p_idx.size)
+        area = np.maximum(p_area, 1)
+        cy = np.bincount(p_idx, weights=pos // w, minlength=p_area.size + 1)[1:] / area
+        cx = np.bincount(p_idx, weights=pos % w, minlength=p_area.size + 1)[1:] / area
+        cents = [None if p_area[d] == 0 else (int(np.round(cy[d])), int(np.round(cx[d]))) for d in dets]
+        column = np.zeros(g_cat.size + 1, np.int64)  # GT position + 1 -> lesion column + 1
+        column[lesions + 1] = np.arange(1, lesions.size + 1)
+        hit = centroid_hits(cents, column[g_idx].reshape(shape), lesions.size)
+    else:
+        hit = iou >= t
+    return (p_score[dets], p_cat[dets], *froc_match(p_score[dets], p_cat[dets], g_cat[lesions], hit, iou))
+
+
+def _segment_pairs(pairs_hi, pairs_lo, iou32, g_area, g_cat, p_area, p_cat) -> "SegmentPairs":
+    def cat(pairs):
+        p = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+        return p, iou32[p[:, 0], p[:, 1]] if p.size else np.zeros(0, np.float32)
+
+    (hi, iou_hi), (lo, iou_lo) = cat(pairs_hi), cat(pairs_lo)
+    return SegmentPairs(hi, iou_hi, lo, iou_lo, g_area.astype(np.int64), g_cat, p_area.astype(np.int64), p_cat)
 
 
 def _drop_empty(idx, area, sid, cat, order, score):
@@ -205,8 +279,10 @@ def _drop_empty(idx, area, sid, cat, order, score):
     return remap[idx], area[keep], sid[keep], cat[keep], order[keep], None if score is None else score[keep]
 
 
-def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.ndarray, iou_out: np.ndarray) -> None:
-    """Fill TP count and IoU sum per threshold for one class of one image (MONAI rule)."""
+def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.ndarray, iou_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill TP count and IoU sum per threshold for one class of one image (MONAI rule); return the
+    pairs (rows, cols of ``m32``) that thresholds below 0.5 choose among."""
+    rows = cols = np.zeros(0, np.int64)
     if hi.any():
         vals = m32[m32 > 0]
         sel = vals[None, :] > thr32[hi, None]
@@ -218,6 +294,7 @@ def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.nda
         if (nz.sum(0) <= 1).all() and (nz.sum(1) <= 1).all():
             # overlaps form a matching: every optimal assignment holds all of them (and
             # zero-IoU pairs never pass t > 0), so the solver is not needed
+            rows, cols = np.nonzero(nz)
             vals = m32[nz]
         else:
             from scipy.optimize import linear_sum_assignment
@@ -227,3 +304,4 @@ def _pq_sweep(m32: np.ndarray, thr32: np.ndarray, hi: np.ndarray, tp_out: np.nda
         sel = vals[None, :] > thr32[lo, None]
         tp_out[lo] = sel.sum(1)
         iou_out[lo] = (sel * vals[None, :].astype(np.float64)).sum(1)
+    return rows, cols

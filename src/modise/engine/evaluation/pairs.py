@@ -28,6 +28,7 @@ class Pair:
     height: int | None = None
     width: int | None = None
     instances: list[dict] | None = None  # instance predictions (None: PRED has no instances.json)
+    record: dict | None = None  # the GT panoptic.json image (patient_id, pixel_spacing, attributes)
 
 
 def _stem(name: str | None) -> str | None:
@@ -108,7 +109,7 @@ def pair_images(
             gt_png=gt_root / PANOPTIC_DIR / ann["file_name"], gt_segments=list(ann.get("segments_info", [])),
             pred_png=None if p is None else pred_root / PANOPTIC_DIR / p["file_name"],
             pred_segments=[] if p is None else list(p.get("segments_info", [])),
-            height=im.get("height"), width=im.get("width"), instances=inst,
+            height=im.get("height"), width=im.get("width"), instances=inst, record=im,
         ))
     extra = [str(a["file_name"]) for a in pred["annotations"] if id(a) not in used]
     return cats, pairs, missing, extra

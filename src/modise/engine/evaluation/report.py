@@ -278,11 +278,13 @@ def _protocol_note(rows: list[dict[str, Any]], rule: str) -> str:
 
 
 def write_report(runs: list[Path], out: Path, overwrite: bool = False, rule: str = "mean-best",
-                 clip_ensemble: bool | None = None) -> dict[str, Any]:
+                 clip_ensemble: bool | None = None, bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
     """Aggregate runs into ``out``/{report.md, report.csv, report.json, sweep.csv,
     pq_threshold.png, sweep.png}: the Table 1 rows, the per-threshold sweep as CSV, PQ against
     t per variant and the Fig. S1 sweep (PQ, RQ, SQ, AP against t; mean ± std over folds).
-    ``clip_ensemble``: rows with (True) / without (False) the CLIP ensemble, or as each run is set (None)."""
+    ``clip_ensemble``: rows with (True) / without (False) the CLIP ensemble, or as each run is set (None).
+    ``bootstrap`` > 0: also the pooled out-of-fold estimate of each variant whose folds kept their held-out
+    predictions, with patient-level CIs, and each against m-odise (:mod:`.pooled`; ``seed``)."""
     import warnings as _w
 
     from modise.viz.figures import pq_by_variant_figure, sweep_by_variant_figure
@@ -297,12 +299,21 @@ def write_report(runs: list[Path], out: Path, overwrite: bool = False, rule: str
     md += "\n" + _protocol_note(rows, rule) + ENSEMBLE_NOTES[clip_ensemble]
     if warnings:
         md += "\n" + "\n".join(f"- {w}" for w in warnings) + "\n"
+    pooled = None
+    if bootstrap:
+        from modise.outputs import check_output_dir
+
+        from .pooled import pooled_and_paired, pooled_markdown
+
+        check_output_dir(out, overwrite, runs)  # before scoring every fold's predictions again
+        pooled = pooled_and_paired(variants, bootstrap, seed)
+        md += pooled_markdown(pooled)
     with output_dir(out, overwrite, runs) as stage:
         write_bytes_atomic(stage / "report.md", md.encode())
         write_bytes_atomic(stage / "report.csv", table_csv(rows).encode())
         write_bytes_atomic(stage / "sweep.csv", sweep_csv(curves).encode())
         result = {"variants": rows, "clip_ensemble": {None: "as-run", True: "on", False: "off"}[clip_ensemble],
-                  "warnings": warnings}
+                  "warnings": warnings, **({"pooled": pooled} if pooled is not None else {})}
         write_json_atomic(stage / "report.json", result)
         pq_by_variant_figure(curves["pq"], stage / "pq_threshold.png")
         sweep_by_variant_figure(curves, stage / "sweep.png")

@@ -1,0 +1,153 @@
+"""The CAD-study numbers of one evaluation, beside the paper's: FROC per lesion class and over all
+lesions, patient-level bootstrap intervals, breakdowns by lesion size and by image attribute.
+
+All come from :class:`.stats.SetStats` at the selected (best-PQ) IoU threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .bootstrap import CI_LEVEL, patient_index, percentile_ci, replicates
+from .froc import ALL, FROC_FPS, FROC_GRID
+from .matching import image_order_key
+from .panoptic_quality import class_mean, pq_per_class
+from .stats import FPS_INDEX, SetStats, lesion_size_bins, pq_counts_by_size
+
+ATTRIBUTES = ("breast_density", "view", "laterality", "manufacturer", "modality")  # breakdown keys of panoptic.json images
+SCALARS = ("pq", "rq", "sq", "ap", "dice")
+UNKNOWN = "unknown"
+
+
+def _pct(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(100.0 * v)
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+def evaluator_stats(ev: Any, t_index: int, source: str, spacing: Sequence[float | None] | None = None) -> SetStats:
+    """:class:`SetStats` of a :class:`~.evaluator.PanopticEvaluator`'s images at ``thresholds[t_index]``."""
+    results = sorted(ev.results, key=lambda r: image_order_key(r.image_id))
+    lesion = np.array([c.isthing == 1 for c in ev.categories])
+    if not lesion.any():
+        lesion[:] = True
+    bins = lesion_size_bins(results, spacing or [None] * len(results)) if results and results[0].froc is not None else None
+    stats = SetStats(results, [c.name for c in ev.categories], t_index, source, ev.instance_classes, lesion,
+                     None if bins is None else bins[0])
+    stats.sizes = None if bins is None else bins[1]
+    stats.pq_by_size = None if bins is None else pq_counts_by_size(results, float(ev.thresholds[t_index]), bins[1], len(ev.categories))
+    return stats
+
+
+def froc_block(stats: SetStats, point: dict[str, Any], reps: dict[str, np.ndarray] | None) -> dict[str, Any]:
+    """metrics.json's ``froc``: per lesion class and "all", sensitivity at FROC_FPS, CPM, CIs and the
+    curve on FROC_GRID (fractions)."""
+    out = {}
+    for name in stats.froc_names:
+        sens = point[f"froc:{name}"]
+        lesions = stats.lesions(name)
+        entry: dict[str, Any] = {"fps": list(FROC_FPS), "lesions": lesions,
+                                 "sensitivity": None if sens is None else [float(v) for v in sens[FPS_INDEX]],
+                                 "cpm": _num(point[f"cpm:{name}"])}
+        grid_ci, entry["ci"] = None, None  # no bootstrap: no interval
+        if reps is not None:
+            entry["ci"] = percentile_ci(reps[f"cpm:{name}"])
+            grid_ci = percentile_ci(reps[f"froc:{name}"])
+            entry["sensitivity_ci"] = [grid_ci[i] for i in FPS_INDEX]
+        entry["curve"] = {"fps": [float(v) for v in FROC_GRID], "sensitivity": None if sens is None else [float(v) for v in sens],
+                          **({"ci": grid_ci} if grid_ci is not None else {})}
+        out[name] = entry
+    return out
+
+
+def _scalars(m: dict[str, Any], stats: SetStats) -> dict[str, Any]:
+    row = {k: _pct(m.get(k)) for k in SCALARS if k in m}
+    if stats.has_froc:
+        row["cpm"] = {name: _num(m[f"cpm:{name}"]) for name in stats.froc_names}
+    return row
+
+
+def _pq_of_counts(counts: np.ndarray | None, b: int) -> dict[str, Any]:
+    """PQ/RQ/SQ (%) of size bin ``b`` from :func:`.stats.pq_counts_by_size`'s counts."""
+    if counts is None:
+        return {}
+    tp, fp, fn, iou = (counts[b, k][None] for k in range(4))
+    pq_c, rq_c, sq_c = pq_per_class(tp, fp, fn, iou)
+    occurs = (tp + fp + fn)[0] > 0
+    return {"segments": {"tp": int(tp.sum()), "fp": int(fp.sum()), "fn": int(fn.sum())},
+            **{k: _pct(float(class_mean(v, occurs)[0])) for k, v in (("pq", pq_c), ("rq", rq_c), ("sq", sq_c))}}
+
+
+def breakdowns(stats: SetStats, attributes: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
+    """``by``: PQ/RQ/SQ and FROC by lesion size; every metric by each image attribute present (point estimates)."""
+    by: dict[str, Any] = {}
+    if stats.has_froc and stats.size_bins is not None:
+        sizes: dict[str, Any] = {"how": stats.sizes.how, "bins": {}}
+        for b, name in enumerate(stats.sizes.names):
+            m = stats.metrics(size_bin=b)
+            sizes["bins"][name] = {"lesions": int(sum(int((bins == b).sum()) for bins in stats.size_bins)),
+                                   **_pq_of_counts(stats.pq_by_size, b),
+                                   "cpm": {k: _num(m[f"cpm:{k}"]) for k in stats.froc_names},
+                                   "sensitivity": {k: None if m[f"froc:{k}"] is None else [float(v) for v in m[f"froc:{k}"][FPS_INDEX]]
+                                                   for k in stats.froc_names}}
+        by["lesion_size"] = sizes
+    if attributes:
+        for key in ATTRIBUTES:
+            values = [str(a.get(key) or "").strip() or UNKNOWN for a in attributes]
+            if all(v == UNKNOWN for v in values):
+                continue
+            groups = {}
+            for v in sorted(set(values)):
+                w = np.array([x == v for x in values], dtype=np.float64)
+                groups[v] = {"images": int(w.sum()), **_scalars(stats.metrics(w), stats)}
+            by[key] = groups
+    return by
+
+
+def cad_metrics(ev: Any, t_index: int, source: str, bootstrap: int = 0, seed: int = 0,
+                images: dict[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """FROC, bootstrap CIs and breakdowns of an evaluator's images at ``thresholds[t_index]``.
+
+    ``images``: image id -> its panoptic.json record (``patient_id``, ``pixel_spacing`` in mm, attributes)."""
+    images = images or {}
+    ids = sorted((r.image_id for r in ev.results), key=image_order_key)
+    recs = [images.get(i, {}) for i in ids]
+    spacing = [_spacing(r) for r in recs]
+    stats = evaluator_stats(ev, t_index, source, spacing)
+    point = stats.metrics()
+    out: dict[str, Any] = {}
+    reps = None
+    if bootstrap and stats.n_images:
+        pidx, n_pat, note = patient_index(ids, {i: r.get("patient_id") for i, r in zip(ids, recs)})
+        reps = replicates([stats], pidx, bootstrap, seed)[0]
+        out["ci"] = {k: [_pct(v) for v in percentile_ci(reps[k])] for k in SCALARS}
+        out["bootstrap"] = {"replicates": int(bootstrap), "seed": int(seed), "level": CI_LEVEL, "patients": n_pat,
+                            "images": stats.n_images, "method": "95 % percentile interval over patient-level resamples",
+                            **({"note": note} if note else {})}
+    else:
+        out["bootstrap"] = {"replicates": 0, "seed": int(seed)}
+    if stats.has_froc:
+        hit_iou, hit = ev.froc
+        out["froc"] = froc_block(stats, point, reps)
+        out["froc_protocol"] = {"hit": hit, **({"iou": hit_iou} if hit == "iou" else {}), "detections": source,
+                                "units": "sensitivity as a fraction of lesions; fps = mean false positives per image"}
+    out["by"] = breakdowns(stats, recs if any(recs) else None)
+    return out
+
+
+def _spacing(rec: dict[str, Any]) -> float | None:
+    """A panoptic.json image's pixel spacing in mm (``pixel_spacing``: a number or [row, col])."""
+    v = rec.get("pixel_spacing")
+    try:
+        v = float(np.mean([float(x) for x in v])) if isinstance(v, (list, tuple)) else (float(v) if v is not None else None)
+    except (TypeError, ValueError):
+        return None
+    return v if v and v > 0 else None
+
+
+__all__ = ["ALL", "ATTRIBUTES", "cad_metrics", "evaluator_stats"]
