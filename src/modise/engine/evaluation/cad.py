@@ -19,6 +19,7 @@ from .stats import FPS_INDEX, SetStats, lesion_size_bins, pq_counts_by_size
 
 ATTRIBUTES = ("breast_density", "view", "laterality", "manufacturer", "modality")  # breakdown keys of panoptic.json images
 SCALARS = ("pq", "rq", "sq", "ap", "dice")
+LABELS = {"pq": "PQ", "rq": "RQ", "sq": "SQ", "ap": "AP", "dice": "Dice", "cpm": "CPM"}  # as the paper writes them
 UNKNOWN = "unknown"
 
 

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Any
 
-from .cad import SCALARS
+from .cad import LABELS, SCALARS
 
 
 def _f(v: Any, digits: int = 1) -> str:
@@ -42,7 +42,7 @@ def cad_markdown(metrics: dict[str, Any]) -> str:
         vals = {"pq": b["pq"], "rq": b["rq"], "sq": b["sq"], "ap": b["ap"], "dice": metrics["dice"]}
         out.append(f"\n## 95 % confidence intervals (patient-level bootstrap, {boot['replicates']} replicates, seed {boot['seed']}, "
                    f"{boot['patients']} patients)\n\n| metric | value | 95 % CI |\n|---|---|---|\n"
-                   + "".join(f"| {k.upper()} | {_f(vals[k])} |{_ci(ci[k])} |\n" for k in SCALARS))
+                   + "".join(f"| {LABELS[k]} | {_f(vals[k])} |{_ci(ci[k])} |\n" for k in SCALARS))
         if boot.get("note"):
             out.append(f"\nNote: {boot['note']}.\n")
     froc = metrics.get("froc")

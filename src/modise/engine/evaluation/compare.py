@@ -18,7 +18,7 @@ from modise.errors import ModiseError, UsageError
 from modise.outputs import check_output_dir, output_dir, write_bytes_atomic, write_json_atomic
 
 from .bootstrap import DEFAULT_REPLICATES, PAIRED_METHOD, paired_p, patient_index, percentile_ci, replicates
-from .cad import evaluator_stats
+from .cad import LABELS, evaluator_stats
 from .evaluator import PanopticEvaluator, check_thresholds
 from .folders import score_pairs
 from .froc import ALL, DEFAULT_FROC_IOU
@@ -65,7 +65,7 @@ def compare_markdown(result: dict[str, Any]) -> str:
         d = 3 if key == "cpm" else 1
         ci = "n/a" if not m.get("ci") or m["ci"][0] is None else f"[{m['ci'][0]:.{d}f}, {m['ci'][1]:.{d}f}]"
         p = "n/a" if m.get("p") is None else ("< 0.001" if m["p"] < 0.001 else f"{m['p']:.3f}")
-        rows += f"| {key.upper()} | {f(m['a'], d)} | {f(m['b'], d)} | {f(m['diff'], d)} | {ci} | {p} |\n"
+        rows += f"| {LABELS.get(key, key.upper())} | {f(m['a'], d)} | {f(m['b'], d)} | {f(m['diff'], d)} | {ci} | {p} |\n"
     foot = (f"\n{result['n_images']} images, {result['n_patients']} patients; t: A {result['thresholds']['a']:.2f}, "
             f"B {result['thresholds']['b']:.2f} (each its best PQ). {UNITS}.\nMethod: {result['method']}.\n")
     if result.get("notes"):
