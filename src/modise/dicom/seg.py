@@ -10,8 +10,8 @@ mask equals ``panoptic/<name>.png == segment id`` pixel for pixel.
 A mammogram is a projection image (DESIGN.md 4b): the SEG needs no Frame of Reference (it keeps the
 source's when there is one), relates to its source by the Derivation Image functional group (same rows
 and columns, Spatial Locations Preserved), and copies Patient Orientation (PS3.3 C.7.6.1, Type 2C: the
-SEG has no Image Orientation (Patient)) and the laterality (General Series Laterality, PS3.3 C.7.3.1,
-and the Frame Anatomy functional group's Frame Laterality, PS3.3 C.7.6.16.2.8).
+SEG has no Image Orientation (Patient)) and the laterality (as each segment's Anatomic Region Modifier:
+see :func:`copy_projection_attributes`).
 """
 
 from __future__ import annotations
