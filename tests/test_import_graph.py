@@ -143,7 +143,7 @@ FLOORS = [
     ("modise.errors", "modise.outputs", "modise.progress", "modise.precision", "modise.runs", "modise.compat"),
     ("modise.data",),
     ("modise.model",),
-    ("modise.pipeline", "modise.checks"),
+    ("modise.pipeline", "modise.checks", "modise.dicom"),
     ("modise.engine", "modise.synthesis", "modise.baseline", "modise.viz", "modise.app"),
     ("modise.cli", "modise.cli_options", "modise.__main__"),
 ]
