@@ -136,8 +136,8 @@ def orthanc(tmp_path_factory) -> Orthanc:
 class FaultyProxy:
     """A localhost HTTP proxy in front of ``target`` (host, port) that misbehaves on purpose.
 
-    ``drop_after``: forward that many requests, then close every later connection without an answer
-    (a server that goes away mid-study). ``refuse_post``: answer every POST (STOW-RS) with this HTTP
+    ``drop_after``: forward that many requests whose path contains ``drop_paths``, then close every later
+    such connection without an answer (a server that goes away mid-study). ``refuse_post``: answer every POST (STOW-RS) with this HTTP
     status instead of forwarding it. One request per connection (``Connection: close``), so the count
     is the count of requests.
     """
@@ -150,6 +150,7 @@ class FaultyProxy:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
+        self._sock.settimeout(0.1)  # accept() wakes up to see close()
         self.port = self._sock.getsockname()[1]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -161,15 +162,18 @@ class FaultyProxy:
 
     def close(self) -> None:
         self._stop.set()
-        self._sock.close()
         self._thread.join(timeout=5)
+        self._sock.close()
 
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
                 conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            conn.settimeout(30)
             with conn:
                 try:
                     self._handle(conn)
@@ -183,7 +187,8 @@ class FaultyProxy:
         line = head.split(b"\r\n", 1)[0].decode("latin-1")
         self.requests.append(line)
         method, path = line.split(" ")[:2]
-        dropping = self.drop_after is not None and len(self.requests) > self.drop_after and self.drop_paths in path
+        matching = [r for r in self.requests if self.drop_paths in r.split(" ")[1]]
+        dropping = self.drop_after is not None and self.drop_paths in path and len(matching) > self.drop_after
         if dropping:
             return  # close without a word
         if self.refuse_post is not None and method == "POST":
