@@ -201,3 +201,98 @@ def train_tiny_run(root: Path, *, n: int, seed: int, k: int, fold: int) -> Path:
                       model_overrides={"inference": {"object_mask_threshold": 0.0, "overlap_threshold": 0.0}})
     train(cfg, root / "run", progress=False)
     return root
+
+
+DCIODVFY = "/usr/bin/dciodvfy"
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    """The ``Error`` lines dciodvfy (Debian dicom3tools, the standard's IOD validator) reports for ``path``;
+    fails, naming the package, when the validator is not installed (the README test command installs it)."""
+    import subprocess
+
+    assert Path(DCIODVFY).exists(), f"{DCIODVFY} missing: install Debian's dicom3tools package (see the README test command)"
+    r = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
+    lines = (r.stdout + r.stderr).splitlines()
+    assert not any(line.startswith("Abort") for line in lines), f"dciodvfy could not read {path}: {lines}"
+    return [line for line in lines if line.startswith("Error")]
+
+
+def sample_pixels(path: Path, size: tuple[int, int] = (96, 128)) -> np.ndarray:
+    """A real sample mammogram (JPEG) as 8-bit grey, resized to ``size`` (rows, columns)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L").resize((size[1], size[0]), Image.BILINEAR))
+
+
+def write_mg_dicom(path: Path, pixels_u8: np.ndarray, *, spacing: str = "imager", voi: str = "window",
+                   monochrome1: bool = False, frame_of_reference: bool = False, laterality: str = "L",
+                   view: str = "CC", study_uid: str | None = None, sop_uid: str | None = None,
+                   instance_number: int = 1) -> Path:
+    """A Digital Mammography X-Ray Image For Presentation that dciodvfy passes with 0 Errors (PS3.3 A.26.2:
+    DX Series / Image / Detector, Mammography Series / Image, VOI LUT, Acquisition Context modules), from
+    8-bit pixels stored as 12 bits. ``spacing``: "imager" (Imager Pixel Spacing 0.1 mm only, as most
+    detectors write it), "both" (+ Pixel Spacing 0.085 mm, magnification-corrected) or "none" (not a
+    valid MG image then: Imager Pixel Spacing is Type 1; for the areas-in-pixels path);
+    ``voi``: "window" or "lut" (a VOI LUT Sequence); ``monochrome1`` stores the pixels inverted."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    def code(value: str, scheme: str, meaning: str) -> Dataset:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+        return item
+
+    px = pixels_u8.astype(np.uint16) * 16
+    if monochrome1:
+        px = 4095 - px
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # Digital Mammography X-Ray Image - For Presentation
+    meta.MediaStorageSOPInstanceUID = sop_uid or generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid or generate_uid(), generate_uid()
+    ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "P27", "Sample^Patient", "", "F"
+    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.ReferringPhysicianName, ds.StudyID = "20240101", "120000", "", "", "1"
+    ds.ContentDate, ds.ContentTime = "20240101", "120000"
+    ds.SeriesNumber, ds.InstanceNumber, ds.Modality, ds.Manufacturer = 1, instance_number, "MG", "TEST"
+    ds.BodyPartExamined = "BREAST"
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    if frame_of_reference:
+        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = generate_uid(), ""
+    ds.Rows, ds.Columns = px.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
+    ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = "LOG", -1 if monochrome1 else 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+    ds.PresentationLUTShape = "INVERSE" if monochrome1 else "IDENTITY"
+    ds.LossyImageCompression, ds.BurnedInAnnotation = "00", "NO"
+    ds.PatientOrientation = ["P", "R"] if laterality == "L" else ["A", "L"]  # nipple towards the column direction
+    ds.ImageLaterality, ds.ViewPosition = laterality, view
+    ds.DetectorType, ds.PositionerType, ds.OrganExposed = "DIRECT", "MAMMOGRAPHIC", "BREAST"
+    ds.AnatomicRegionSequence = [code("76752008", "SCT", "Breast")]
+    views = {"CC": ("399162004", "SCT", "cranio-caudal"), "MLO": ("399368009", "SCT", "medio-lateral oblique")}
+    view_code = code(*views[view])
+    view_code.ViewModifierCodeSequence = []
+    ds.ViewCodeSequence = [view_code]
+    ds.AcquisitionContextSequence = []
+    if spacing in ("imager", "both"):
+        ds.ImagerPixelSpacing = [0.1, 0.1]
+    if spacing == "both":
+        ds.PixelSpacing = [0.085, 0.085]
+        ds.PixelSpacingCalibrationType, ds.PixelSpacingCalibrationDescription = "GEOMETRY", "magnification corrected"
+    if voi == "window":
+        ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    else:
+        lut = Dataset()
+        lut.LUTDescriptor, lut.LUTExplanation = [4096, 0, 12], "linear"
+        lut.add_new(0x00283006, "US", np.arange(4096, dtype=np.uint16).tolist())  # LUT Data
+        ds.VOILUTSequence = [lut]
+    ds.PixelData = px.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

@@ -200,6 +200,12 @@ class FaultyProxy:
         lines.append(b"Connection: close")
         with socket.create_connection(("127.0.0.1", self.target_port), timeout=30) as up:
             up.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+            answer = b""
+            while b"\r\n\r\n" not in answer and (chunk := up.recv(1 << 16)):
+                answer += chunk
+            head, _, rest = answer.partition(b"\r\n\r\n")  # the client must not reuse this connection: say so
+            head = b"\r\n".join(ln for ln in head.split(b"\r\n") if not ln.lower().startswith((b"connection:", b"keep-alive:")))
+            conn.sendall(head + b"\r\nConnection: close\r\n\r\n" + rest)
             while chunk := up.recv(1 << 16):
                 conn.sendall(chunk)
 

@@ -148,7 +148,7 @@ def test_segment_jpeg_writes_panoptic_that_matches_the_table(client, sample_imag
     assert f"{len(segments)} lesion(s)" in summary
 
 
-def test_segment_dicom_monochrome1_gives_mm2_and_dicom_seg(client, sample_images, tmp_path):
+def test_segment_dicom_monochrome1_gives_mm2_and_dicom_seg_and_sr(client, sample_images, tmp_path):
     import highdicom as hd
     import pydicom
     from gradio_client import handle_file
@@ -175,9 +175,12 @@ def test_segment_dicom_monochrome1_gives_mm2_and_dicom_seg(client, sample_images
     assert refs == [src.SOPInstanceUID] and seg.StudyInstanceUID == src.StudyInstanceUID
     planes = seg.get_pixels_by_source_instance([src.SOPInstanceUID], combine_segments=False)[0]
     by_cat = {c["name"]: c["id"] for c in coco["categories"]}
+    n = len(coco["annotations"][0]["segments_info"])  # instance segments first, then one per class
     for k, name in enumerate(["circumscribed_mass", "spiculated_mass"]):
         want = np.isin(ids, [s["id"] for s in coco["annotations"][0]["segments_info"] if s["category_id"] == by_cat[name]])
-        assert np.array_equal(planes[..., k].astype(bool), want)
+        assert np.array_equal(planes[..., n + k].astype(bool), want)
+    sr = hd.sr.srread(names["mg_sr.dcm"])  # the TID 1500 report beside it, one group per instance
+    assert len(sr.content.get_planar_roi_measurement_groups()) == n
 
 
 @pytest.mark.parametrize("kind", ["not-an-image", "unreadable-dicom", "too-large"])

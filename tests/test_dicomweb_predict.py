@@ -95,9 +95,11 @@ def round_trip(trained, study, orthanc, tmp_path_factory):
         return {"res": res, "out": out, "before": before, "after": orthanc.instance_count()}
 
 
-def test_round_trip_seg_back_from_the_server_equals_local_output(round_trip, study, orthanc, creds):
+def test_round_trip_seg_back_from_the_server_equals_local_output(round_trip, study, orthanc, creds, tmp_path):
     import highdicom as hd
+    import pydicom
 
+    from data_fixtures import dciodvfy_errors
     from modise.data.panoptic import read_id_png
 
     res, out = round_trip["res"], round_trip["out"]
@@ -105,34 +107,44 @@ def test_round_trip_seg_back_from_the_server_equals_local_output(round_trip, stu
     summary = json.loads((out / "summary.json").read_text())
     assert summary["server"] == orthanc.dicomweb
     assert (summary["done"], summary["failed"], summary["skipped_instances"]) == (3, 1, {"modality CT": 1})
-    assert summary["errors"] == [{"input": study["corrupt"], "error": (
-        f"The DICOMweb server {orthanc.dicomweb} sent instance {study['corrupt']} of study {study['uid']}, which is not "
-        + summary["errors"][0]["error"].split(", which is not ", 1)[1])}]
-    assert "not a readable DICOM image" in summary["errors"][0]["error"]
-    assert f"{orthanc.dicomweb}: 3 instances predicted, 1 skipped (1 modality CT), 1 failed;" in res.stdout
+    (err,) = summary["errors"]
+    assert err["input"] == study["corrupt"] and err["error"].startswith(
+        f"The DICOMweb server {orthanc.dicomweb} sent instance {study['corrupt']} of study {study['uid']}, which is "
+        f"not a readable DICOM image (")
+    assert f"{orthanc.dicomweb}: 3 instances predicted, 1 skipped (1 modality CT), 1 failed; 6 DICOM objects stored." in res.stdout
     pj = json.loads((out / "panoptic.json").read_text())
     assert [im["file_name"] for im in pj["images"]] == [f"{uid}.dcm" for uid in study["mg"]]
     assert pj["images"][0]["source"].startswith(f"{orthanc.dicomweb}/studies/{study['uid']}/series/")
     assert (out / "instances.json").is_file() and len(list((out / "heatmaps").iterdir())) == 3 * len(pj["categories"])
 
-    segs = server_objects(orthanc, study["uid"], "SEG")
-    stored = summary["stored"]
-    assert round_trip["after"] - round_trip["before"] == stored >= len(segs) == 3
+    # what the server now holds: one SEG and one SR per MG image, and nothing else new
+    segs, srs = server_objects(orthanc, study["uid"], "SEG"), server_objects(orthanc, study["uid"], "SR")
+    assert len(segs) == len(srs) == 3 and summary["stored"] == 6 == round_trip["after"] - round_trip["before"]
+    n_cats = len(pj["categories"])
     for ds in segs:
         seg = hd.seg.Segmentation.from_dataset(ds)
         src = ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
-        k = study["mg"].index(src)
-        ann = pj["annotations"][k]
+        ann = pj["annotations"][study["mg"].index(src)]
         ids = read_id_png(out / "panoptic" / ann["file_name"])
-        arr = seg.get_pixels_by_source_instance([src], combine_segments=False)[0]
+        planes = seg.get_pixels_by_source_instance([src], combine_segments=False)[0]
+        order = sorted(ann["segments_info"], key=lambda s: (-s["score"], s["id"]))  # instances by score, then classes
+        assert planes.shape == (*ids.shape, len(order) + n_cats) and len(order) > 0
+        for k, s in enumerate(order):  # each instance segment is its panoptic segment, pixel for pixel
+            assert np.array_equal(planes[..., k].astype(bool), ids == s["id"]), (src, s)
         for j, cat in enumerate(pj["categories"]):
-            want = np.isin(ids, [s["id"] for s in ann["segments_info"] if s["category_id"] == cat["id"]])
-            assert np.array_equal(arr[..., j].astype(bool), want), (src, cat["name"])
-        local = (out / "dicom_seg" / f"{src}_seg.dcm")
-        assert local.is_file()
-        import pydicom
-
-        assert pydicom.dcmread(local).SOPInstanceUID == ds.SOPInstanceUID
+            members = [s["id"] for s in order if s["category_id"] == cat["id"]]
+            assert np.array_equal(planes[..., len(order) + j].astype(bool), np.isin(ids, members))
+        assert pydicom.dcmread(out / "dicom_seg" / f"{src}_seg.dcm").SOPInstanceUID == ds.SOPInstanceUID
+        ds.save_as(tmp_path / "seg.dcm", enforce_file_format=True)
+        assert dciodvfy_errors(tmp_path / "seg.dcm") == []
+    seg_uids = {ds.SOPInstanceUID for ds in segs}
+    for ds in srs:
+        ds.save_as(tmp_path / "sr.dcm", enforce_file_format=True)
+        sr = hd.sr.srread(tmp_path / "sr.dcm")
+        evidence = {r.ReferencedSOPInstanceUID for s in sr.CurrentRequestedProcedureEvidenceSequence
+                    for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
+        assert len(evidence & seg_uids) == 1 and len(evidence & set(study["mg"])) == 1
+        assert dciodvfy_errors(tmp_path / "sr.dcm") == []
 
 
 def test_rerun_needs_overwrite_and_stores_nothing_new(round_trip, trained, study, orthanc, creds):
@@ -143,7 +155,7 @@ def test_rerun_needs_overwrite_and_stores_nothing_new(round_trip, trained, study
     res = predict(trained, orthanc.dicomweb, study["uid"], out, "--store", "--overwrite")
     assert res.exit_code == 3, res.output
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["stored"] == round_trip["after"] - round_trip["before"]  # sent again ...
+    assert summary["stored"] == 6  # sent again ...
     assert orthanc.instance_count() == count  # ... and the server already had every one (same UIDs)
 
 
@@ -157,7 +169,8 @@ def test_resume_with_workers_sends_what_was_not_sent(round_trip, trained, study,
     assert res.exit_code == 3, res.output
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["skipped"], summary["done"], summary["images"]) == (2, 1, 3)
-    assert summary["stored"] >= 1 and (out / "stored" / f"{name}.json").is_file()
+    assert summary["stored"] == 2 and json.loads((out / "stored" / f"{name}.json").read_text())["files"] == [
+        f"dicom_seg/{name}_seg.dcm", f"dicom_sr/{name}_sr.dcm"]
     assert orthanc.instance_count() == count
 
 
@@ -192,7 +205,7 @@ def test_stow_refused_keeps_local_results(trained, study, orthanc, creds, tmp_pa
     refused = [e for e in summary["errors"] if e["input"] in study["mg"]]
     assert len(refused) == 3
     for e in refused:
-        assert e["error"].startswith(f"The DICOMweb server {proxy.dicomweb} refused the STOW-RS of the DICOM SEG")
+        assert e["error"].startswith(f"The DICOMweb server {proxy.dicomweb} refused the STOW-RS of the DICOM SEG and SR of")
         assert f"instance {e['input']} of study {study['uid']} (HTTP 500 Refused)." in e["error"]
     assert not (tmp_path / "out" / "stored").exists() or not any((tmp_path / "out" / "stored").iterdir())
     assert orthanc.instance_count() == count

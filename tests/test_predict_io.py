@@ -1,4 +1,4 @@
-"""Prediction I/O: input discovery, DICOM SEG written from a real mammogram and read back, overlays."""
+"""Prediction I/O: input discovery, overlays (the DICOM SEG and SR: tests/test_dicom_*.py)."""
 
 from pathlib import Path
 
@@ -7,8 +7,6 @@ import pytest
 
 from modise.data.panoptic import Category
 from modise.errors import ModiseError
-
-from data_fixtures import write_mammogram_dicom
 
 CATS = [Category(1, "benign", 1, ["benign lesion"]), Category(2, "malignant", 1, ["malignant lesion"])]
 
@@ -30,46 +28,6 @@ def test_discover_inputs(tmp_path, sample_images):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModiseError, match="No PNG"):
         discover_inputs([tmp_path / "empty"])
-
-
-@pytest.mark.parametrize("spacing", [True, False])
-def test_dicom_seg_from_real_mammogram_reads_back(tmp_path, sample_dir, sample_images, spacing):
-    import highdicom as hd
-    import pydicom
-    from PIL import Image
-
-    from modise.data.imageio import read_image
-    from modise.engine.prediction.dicom_seg import write_dicom_seg
-
-    name = sample_images[0].name
-    img = np.asarray(Image.open(sample_images[0]).convert("L"))
-    lesion = np.asarray(Image.open(sample_dir / "masks" / name).convert("L")) >= 128
-    src = read_image(write_mammogram_dicom(tmp_path / "mg.dcm", img, spacing_mm=0.1 if spacing else None))
-    masks = np.stack([lesion, np.zeros_like(lesion)])  # class 0: the radiologist mask, class 1: empty
-    seg_path = write_dicom_seg(tmp_path / "seg.dcm", src.dataset, masks, CATS)
-
-    raw = pydicom.dcmread(seg_path)
-    assert raw.Modality == "SEG" and raw.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
-    assert raw.StudyInstanceUID == src.dataset.StudyInstanceUID and raw.PatientID == "P150"
-    assert [s.SegmentLabel for s in raw.SegmentSequence] == ["benign", "malignant"]
-    seg = hd.seg.segread(seg_path)
-    refs = [r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence]
-    assert refs == [src.dataset.SOPInstanceUID]
-    arr = seg.get_pixels_by_source_instance([src.dataset.SOPInstanceUID], combine_segments=False)
-    assert arr.shape == (1, *img.shape, 2)
-    assert np.array_equal(arr[0, ..., 0].astype(bool), lesion) and not arr[0, ..., 1].any()
-
-
-def test_dicom_seg_rejects_wrong_shape(tmp_path, sample_images):
-    from PIL import Image
-
-    from modise.data.imageio import read_image
-    from modise.engine.prediction.dicom_seg import build_dicom_seg
-
-    img = np.asarray(Image.open(sample_images[0]).convert("L"))
-    src = read_image(write_mammogram_dicom(tmp_path / "mg.dcm", img))
-    with pytest.raises(ValueError, match="mask shape"):
-        build_dicom_seg(src.dataset, np.zeros((2, 10, 10), bool), CATS)
 
 
 def test_figure2_overlay_panels():

@@ -55,11 +55,12 @@ def test_predict_dicom_jpeg_and_broken(trained, tmp_path, sample_dir, sample_ima
 
     src = pydicom.dcmread(dcm)
     arr = seg.get_pixels_by_source_instance([src.SOPInstanceUID], combine_segments=False)
-    assert arr.shape == (1, 512, 400, len(cats))
+    n = len(pj["annotations"][0]["segments_info"])  # instance segments first, then one per class
+    assert arr.shape == (1, 512, 400, n + len(cats))
     ids = read_id_png(out / "panoptic" / "mammo.png")
     for k, cat in enumerate(pj["categories"]):
         seg_ids = [s["id"] for s in pj["annotations"][0]["segments_info"] if s["category_id"] == cat["id"]]
-        assert np.array_equal(arr[0, ..., k].astype(bool), np.isin(ids, seg_ids))
+        assert np.array_equal(arr[0, ..., n + k].astype(bool), np.isin(ids, seg_ids))
     assert sorted(p.name for p in (out / "dicom_seg").iterdir()) == ["mammo_seg.dcm"]  # not the source's own name
 
 

@@ -3,7 +3,7 @@ export the lesions. API name ``/segment``.
 
 The work is :func:`segment_file`, built on the prediction API of ``modise predict``
 (:class:`~modise.pipeline.ModisePipeline`, its :class:`~modise.pipeline.PanopticResult` written through
-:class:`~modise.data.panoptic.PanopticFolderWriter`, and the highdicom SEG writer).
+:class:`~modise.data.panoptic.PanopticFolderWriter`, and :mod:`modise.dicom`'s SEG and SR writers).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from modise.app.state import AppState
 from modise.errors import ModiseError
@@ -66,7 +65,7 @@ def segment_file(
     overlap_threshold: float,
     progress: Progress | None = None,
 ) -> SegmentResult:
-    """Predict the lesions of one upload; write the COCO panoptic JSON + PNG (and a DICOM SEG for DICOM)."""
+    """Predict the lesions of one upload; write the COCO panoptic JSON + PNG (and a DICOM SEG + SR for DICOM)."""
     from modise.data.panoptic import PanopticFolderWriter
 
     from . import views
@@ -94,15 +93,14 @@ def segment_file(
     writer.finish()
     files, warnings = [str(js), str(png)], []
     if im.is_dicom:
-        from modise.engine.prediction.dicom_seg import write_dicom_seg
+        from modise.dicom.results import write_results
 
-        by_class = np.stack([np.isin(ids, [s["id"] for s in segments if s["category_id"] == c.id]) for c in cats])
-        seg = job / f"{name}_seg.dcm"
         try:
-            write_dicom_seg(seg, im.dataset, by_class, cats)
-            files.append(str(seg))
+            fingerprint = model_fingerprint_of(state, run, pipe, result.settings.record())
+            files += [str(p) for p in write_results(job / f"{name}_seg.dcm", job / f"{name}_sr.dcm", im.dataset, ids,
+                                                    segments, cats, fingerprint)]
         except Exception as e:  # noqa: BLE001  highdicom rejects some sources (e.g. missing UIDs); keep the rest
-            warnings.append(f"DICOM SEG not written for {Path(path).name}: {type(e).__name__}: {e}")
+            warnings.append(f"DICOM SEG/SR not written for {Path(path).name}: {type(e).__name__}: {e}")
     sem = result.sem_seg
     spacing = im.meta.get("pixel_spacing")
     headers, rows = views.lesion_rows(segments, cats, spacing)
@@ -113,6 +111,15 @@ def segment_file(
     step(1.0, desc="done")
     return SegmentResult(views.labelled_overlay(im.pixels, ids, segments, cats), headers, rows,
                          views.class_heatmaps(im.pixels, sem, cats), files, summary, warnings)
+
+
+def model_fingerprint_of(state: AppState, run: str | None, pipe: Any, settings_record: dict[str, Any]) -> str:
+    """The fingerprint the SEG/SR UIDs derive from: the run's model files when the run is a folder (cached
+    while they do not change), else the loaded model itself (the random-weights model)."""
+    from modise.dicom.uids import model_fingerprint
+
+    path = state.run_paths.get(run or "")
+    return model_fingerprint(path if path is not None else pipe, settings_record)
 
 
 def md_escape(text: str) -> str:
@@ -157,7 +164,7 @@ def build_segment_tab(state: AppState) -> None:
                                  elem_id="segment-table")
             heatmaps = gr.Gallery(label="Per-class semantic scores (summed over queries: not probabilities, can pass 1; "
                                         "colours saturate at 1)", columns=3, height="auto", format="png", elem_id="segment-heatmaps")
-            files = gr.File(label="Downloads: COCO panoptic JSON + PNG (+ DICOM SEG for DICOM inputs)",
+            files = gr.File(label="Downloads: COCO panoptic JSON + PNG (+ DICOM SEG and SR for DICOM inputs)",
                             file_count="multiple", interactive=False, elem_id="segment-files")
 
     def on_run(r):

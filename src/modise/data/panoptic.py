@@ -101,19 +101,24 @@ def _shift(box: list[int], sl: tuple[slice, slice]) -> list[int]:
 
 @dataclass
 class Category:
-    """A panoptic class; ``prompts`` are the text(s) the class head encodes (synonyms)."""
+    """A panoptic class; ``prompts`` are the text(s) the class head encodes (synonyms); ``dicom``: optional
+    DICOM codes of the class (``{"property_type": {"value", "scheme", "meaning"}, "property_category": ...}``,
+    see :mod:`modise.dicom.codes`), else chosen by its name."""
 
     id: int
     name: str
     isthing: int = 1
     prompts: list[str] = field(default_factory=list)
+    dicom: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "isthing": self.isthing, "prompts": self.prompts or [self.name]}
+        out = {"id": self.id, "name": self.name, "isthing": self.isthing, "prompts": self.prompts or [self.name]}
+        return {**out, "dicom": self.dicom} if self.dicom else out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Category":
-        return cls(id=int(d["id"]), name=str(d["name"]), isthing=int(d.get("isthing", 1)), prompts=list(d.get("prompts") or [d["name"]]))
+        return cls(id=int(d["id"]), name=str(d["name"]), isthing=int(d.get("isthing", 1)), prompts=list(d.get("prompts") or [d["name"]]),
+                   dicom=d.get("dicom") or None)
 
 
 def load_panoptic_json(root: str | Path) -> dict[str, Any]:

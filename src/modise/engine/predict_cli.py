@@ -41,8 +41,9 @@ def register(app: typer.Typer) -> None:
                                                 help="DICOMweb server that --store sends to."),
         data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; with --fold, predict that fold's images."),
         fold: Optional[int] = typer.Option(None, "--fold", min=0, metavar="<K>", help="Fold K (0..K-1) of DATA/folds.json to predict (needs --data)."),
-        out: Path = typer.Option(..., "--out", help="Output folder (panoptic.json, instances.json, panoptic/, heatmaps/, overlays/, dicom_seg/)."),
-        dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Write a DICOM SEG per DICOM input."),
+        out: Path = typer.Option(..., "--out", help="Output folder (panoptic.json, instances.json, panoptic/, heatmaps/, overlays/, dicom_seg/, dicom_sr/)."),
+        dicom: bool = typer.Option(False, "--dicom", help="Write a DICOM SEG and a DICOM SR (TID 1500) per DICOM input."),
+        dicom_seg: bool = typer.Option(False, "--dicom-seg", help="Write a DICOM SEG per DICOM input (no SR)."),
         batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per forward pass."),
         object_mask_threshold: Optional[float] = typer.Option(
             None, "--score-threshold", min=0.0, max=1.0, show_default="the run's", help="Keep segments scoring above this, 0-1."),
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     ) -> None:
-        """Predict lesions; writes COCO panoptic (with scores), heatmaps, overlays and DICOM SEG.
+        """Predict lesions; writes COCO panoptic (with scores), heatmaps, overlays and DICOM SEG / SR.
 
         Exit code 3 when some inputs failed (each named on stderr and in summary.json; the rest are written)."""
         from modise.checks import check_device
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
 
             raise UsageError("--devices", "is for files and folders; a DICOMweb run predicts in one process (--workers writes in parallel).")
         require_complete_run(checkpoint)
-        kw = dict(dicom_seg=dicom_seg, batch_size=batch_size, overwrite=overwrite, overlays=not no_overlays, device=auto_device(device),
+        kw = dict(dicom_seg=dicom_seg or dicom, dicom_sr=dicom, batch_size=batch_size, overwrite=overwrite, overlays=not no_overlays, device=auto_device(device),
                   object_mask_threshold=object_mask_threshold, data=data, fold=fold, workers=workers or 1, resume=resume,
                   full_heatmaps=full_heatmaps, query=query, store=store, store_url=store_url)
         if devices is not None or num_nodes > 1:

@@ -4,11 +4,12 @@ Layout of ``O``: ``panoptic.json`` + ``panoptic/*.png`` (what ``modise evaluate 
 reads), ``instances.json`` (the model's top-100 instances per image as a COCO results list:
 ``image_id``, ``category_id``, ``score``, RLE ``segmentation``; masks may overlap; what
 ``evaluate`` computes AP on, as detectron2 does for Mask2Former), ``heatmaps/<name>_<class>.png`` (per-class probability x255), ``overlays/<name>.png``
-(Fig. 2 views) and, with ``dicom_seg``, ``dicom_seg/<name>_seg.dcm`` per DICOM input.
+(Fig. 2 views) and, with ``dicom_seg``, ``dicom_seg/<name>_seg.dcm`` per DICOM input (with ``dicom_sr``
+also ``dicom_sr/<name>_sr.dcm``), their UIDs derived from the model fingerprint (:mod:`modise.dicom`).
 
 An input may be a DICOMweb server (``http://HOST/dicom-web`` with ``query`` filters): its MG / DX
 instances are retrieved one at a time by WADO-RS (read ahead of the model by ``READ_AHEAD``), predicted
-like files (named by SOP Instance UID, DICOM SEG on), and with ``store`` each image's SEG and SR go back
+like files (named by SOP Instance UID, DICOM SEG and SR on), and with ``store`` each image's SEG and SR go back
 by STOW-RS (``store.py``) as soon as they are written.
 """
 
@@ -36,6 +37,7 @@ def predict_files(
     out: str | Path,
     *,
     dicom_seg: bool = False,
+    dicom_sr: bool = False,
     batch_size: int = 1,
     overwrite: bool = False,
     overlays: bool = True,
@@ -68,7 +70,8 @@ def predict_files(
     (:func:`modise.engine.prediction.distributed.predict_distributed` does).
     A DICOMweb URL as the one input: ``query`` (``KEY=VALUE`` strings or a dict) picks its studies; the
     summary adds ``server``, ``skipped_instances`` (by reason) and, with ``store``, ``stored`` (STOW-RS to
-    that server or to ``store_url``)."""
+    that server or to ``store_url``); SEG and SR are on for it. ``dicom_sr`` (a TID 1500 report per DICOM
+    input, referencing its SEG) implies ``dicom_seg``."""
     from modise.progress import track
     from modise.outputs import check_output_dir
     from modise.pipeline import ModisePipeline
@@ -77,7 +80,7 @@ def predict_files(
 
     remote = remote_options(inputs, query, store, store_url)
     if remote is not None:
-        dicom_seg = True  # a PACS study's results go back as DICOM
+        dicom_seg = dicom_sr = True  # a PACS study's results go back as DICOM SEG and SR
     sources = [checkpoint, *(inputs or []), *([data] if data is not None else [])]
     if shard is None and not resume:
         check_output_dir(out, overwrite, sources, hint="pass --overwrite to replace it or --resume to continue it")
@@ -101,6 +104,8 @@ def predict_files(
     if shard is None:
         prepare_out(out, overwrite, resume, sources)
     cats = pipe.categories
+    dicom_seg = dicom_seg or dicom_sr
+    fingerprint = dicom_fingerprint(checkpoint, pipe) if dicom_seg else ""
     done_before = [it.name for it in items if resume and record_path(Path(out), it.name).is_file()]
     skip = set(done_before)
     errors: list[dict[str, str]] = []
@@ -114,7 +119,7 @@ def predict_files(
                 errors += sent["errors"]
     stage = Path(out)
     for sub in ("records", *(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []),
-                *(["dicom_seg"] if dicom_seg else [])):
+                *(["dicom_seg"] if dicom_seg else []), *(["dicom_sr"] if dicom_sr else [])):
         (stage / sub).mkdir(parents=True, exist_ok=True)
     pending: list[tuple[InputItem, Any]] = []
     writes: deque[Future] = deque()
@@ -128,7 +133,8 @@ def predict_files(
                 _collect(writes.popleft(), errors, stored)
             for (item, im), res in zip(pending, results):
                 job = ImageJob(stage, item.name, item.path, item.image_id, _compact_ids(res), im.pixels,
-                               im.dataset if im.is_dicom else None, cats, heatmaps, overlays, dicom_seg, instances)
+                               im.dataset if im.is_dicom else None, cats, heatmaps, overlays, dicom_seg, instances,
+                               dicom_sr, fingerprint)
                 if target is None:
                     writes.append(pool.submit(write_image, job))
                 else:
@@ -241,6 +247,14 @@ def prepare_out(out: str | Path, overwrite: bool, resume: bool, sources: Sequenc
             remove_output_dir(out, sources)
     claim_output_dir(out, sources)
     clear_merged(out)
+
+
+def dicom_fingerprint(checkpoint: str | Path, pipe: Any) -> str:
+    """The model fingerprint the SEG/SR UIDs derive from: the run's model files and the inference settings
+    the images are predicted with (computed once per predict)."""
+    from modise.dicom.uids import model_fingerprint
+
+    return model_fingerprint(checkpoint, pipe.settings().record())
 
 
 def prediction_info(checkpoint: str | Path, pipe: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """One predicted image written completely, then recorded; the merged JSON rebuilt from the records.
 
-Each image's files (``panoptic/<name>.png``, heatmaps, overlay, DICOM SEG) are written atomically, and
+Each image's files (``panoptic/<name>.png``, heatmaps, overlay, DICOM SEG and SR) are written atomically, and
 ``records/<name>.json`` (its ``images`` entry, annotation, instances, problems) last: an image is done
 when its record exists, which is what ``predict --resume`` skips and what every rank of a multi-device
 run leaves for the merge. :func:`write_image` runs in a writer thread or a worker process.
@@ -32,12 +32,14 @@ class ImageJob:
     image_id: int | None  # the prepared dataset's id, else assigned in input order by the merge
     result: Any  # PanopticResult
     pixels: np.ndarray
-    dataset: Any  # the pydicom Dataset of a DICOM input, for its SEG
+    dataset: Any  # the pydicom Dataset of a DICOM input, for its SEG / SR
     categories: list[Category]
     heatmaps: bool
     overlays: bool
-    dicom_seg: bool
+    dicom_seg: bool  # dicom_seg/<name>_seg.dcm for a DICOM input
     instances: bool
+    dicom_sr: bool = False  # also dicom_sr/<name>_sr.dcm (TID 1500, referencing the SEG); needs dicom_seg
+    fingerprint: str = ""  # modise.dicom.uids.model_fingerprint of the model + settings: the SEG/SR UIDs derive from it
 
 
 def record_path(out: Path, name: str) -> Path:
@@ -61,17 +63,29 @@ def write_image(job: ImageJob) -> dict[str, Any]:
 
         write_bytes_atomic(out / "overlays" / f"{job.name}.png", png_bytes(figure2(job.pixels, res, cats)))
     if job.dicom_seg and job.dataset is not None:
-        from .dicom_seg import write_dicom_seg
-
-        segs = ann["segments_info"]
-        by_class = np.stack([np.isin(res.ids, [s["id"] for s in segs if s["category_id"] == c.id]) for c in cats])
-        try:
-            write_dicom_seg(out / "dicom_seg" / f"{job.name}_seg.dcm", job.dataset, by_class, cats)
-        except Exception as e:  # highdicom rejects some sources (e.g. missing UIDs)
-            errors.append({"input": str(job.path), "error": f"DICOM SEG not written: {type(e).__name__}: {e}"})
+        errors += write_dicom_objects(job, ann["segments_info"])
     record = {"image": writer.images[0], "annotation": ann, "instances": writer.instances, "errors": errors}
     write_json_atomic(record_path(out, job.name), record)
     return record
+
+
+def dicom_paths(out: Path, name: str) -> tuple[Path, Path]:
+    """Where an image's SEG and SR go: ``dicom_seg/<name>_seg.dcm``, ``dicom_sr/<name>_sr.dcm``."""
+    return Path(out) / "dicom_seg" / f"{name}_seg.dcm", Path(out) / "dicom_sr" / f"{name}_sr.dcm"
+
+
+def write_dicom_objects(job: ImageJob, segments_info: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Write the job's SEG (and SR); the problem, named, when the source cannot carry them."""
+    from modise.dicom.results import write_results
+
+    seg_path, sr_path = dicom_paths(job.out, job.name)
+    try:
+        write_results(seg_path, sr_path if job.dicom_sr else None, job.dataset, job.result.ids, segments_info,
+                      job.categories, job.fingerprint)
+    except Exception as e:  # noqa: BLE001  highdicom rejects some sources (e.g. missing UIDs); the rest is kept
+        what = "DICOM SEG/SR" if job.dicom_sr else "DICOM SEG"
+        return [{"input": str(job.path), "error": f"{what} not written: {type(e).__name__}: {e}"}]
+    return []
 
 
 def png_bytes(image: Any, compress_level: int = 1) -> bytes:

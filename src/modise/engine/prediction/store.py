@@ -27,8 +27,9 @@ class StoreTarget:
 
 def dicom_outputs(out: Path, name: str) -> list[Path]:
     """The DICOM objects written for image ``name`` (SEG, then SR), where they exist."""
-    out = Path(out)
-    return [p for p in (out / "dicom_seg" / f"{name}_seg.dcm", out / "dicom_sr" / f"{name}_sr.dcm") if p.is_file()]
+    from .records import dicom_paths
+
+    return [p for p in dicom_paths(Path(out), name) if p.is_file()]
 
 
 def stored_mark(out: Path, name: str) -> Path:
