@@ -18,6 +18,7 @@ def mg_study(folder: Path, jpegs: list[Path], *, size: tuple[int, int] = (160, 1
     from PIL import Image
     from pydicom.uid import generate_uid
 
+    folder.mkdir(parents=True, exist_ok=True)
     study, series = generate_uid(), generate_uid()
     files = []
     for i, jpg in enumerate(jpegs):

@@ -138,6 +138,8 @@ class RemoteInstance:
     series_number: int | None = None
     instance_number: int | None = None
     presentation_intent: str = ""
+    laterality: str = ""
+    view: str = ""
 
     def describe(self) -> str:
         return f"instance {self.sop} of study {self.study}"
@@ -214,7 +216,7 @@ class DicomwebServer:
         return RemoteInstance(
             self.url, _value(row, "0020000D") or study, _value(row, "0020000E"), _value(row, "00080018"),
             _value(row, "00080016"), _value(row, "00080060").upper(), _int(_value(row, "00200011")),
-            _int(_value(row, "00200013")), _value(row, "00080068"))
+            _int(_value(row, "00200013")), _value(row, "00080068"), _value(row, "00200062"), _value(row, "00185101"))
 
     # ---- WADO-RS -------------------------------------------------------------------------------------
     def retrieve(self, inst: RemoteInstance) -> Any:
