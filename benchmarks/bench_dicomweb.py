@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -81,6 +82,7 @@ def main() -> None:
     root = a.workdir or Path(tempfile.mkdtemp(prefix="bench-dicomweb-"))
     model = _tiny_model(root)
     orthanc = start_orthanc(root / "orthanc")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops Orthanc (finally below)
     os.environ.update({"MODISE_DICOMWEB_USER": USER, "MODISE_DICOMWEB_PASSWORD": PASSWORD})
     rows: list[dict] = []
     try:

@@ -125,12 +125,15 @@ def test_urls_queries_and_skip_rules():
 
 
 def test_session_credentials_come_from_the_environment(monkeypatch):
-    """A real local HTTP server records what the session sends: bearer token first, else basic auth."""
+    """A real local HTTP server records what the session sends: bearer token first, else basic auth; the
+    bytes uncompressed."""
     seen: list[str | None] = []
+    encodings: set[str | None] = set()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
             seen.append(self.headers.get("Authorization"))
+            encodings.add(self.headers.get("Accept-Encoding"))
             self.send_response(204)
             self.end_headers()
 
@@ -153,3 +156,4 @@ def test_session_credentials_come_from_the_environment(monkeypatch):
     finally:
         httpd.shutdown()
     assert seen == ["Bearer tok-123", "Basic " + base64.b64encode(b"u:p").decode(), None]
+    assert encodings == {"identity"}  # no gzip of pixel data on the server (Orthanc: seconds per mammogram)

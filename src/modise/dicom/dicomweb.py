@@ -114,6 +114,9 @@ def make_session() -> Any:
         session.headers["Authorization"] = f"Bearer {token}"
     elif user or password:
         session.auth = (user, password)
+    # pixel data barely compresses, and a server that gzips it on the fly (Orthanc does by default) spends
+    # seconds per mammogram doing so: ask for the bytes as they are
+    session.headers["Accept-Encoding"] = "identity"
     session.trust_env = False  # no ~/.netrc credentials or proxies from elsewhere: only what modise was given
     # a refused connect is retried twice, a busy server's 429/503/504 to a GET twice (after Retry-After);
     # a dropped read and every POST are not: they are named per instance instead
