@@ -28,6 +28,11 @@ class Finding:
     area_px: int
     centroid: tuple[float, float]
     tracking_uid: str
+    box: tuple[slice, slice] = (slice(0, 0), slice(0, 0))  # rows, columns of the id map holding the instance
+
+    def mask_in_box(self, ids: np.ndarray) -> np.ndarray:
+        """The instance's mask inside :attr:`box`: ``ids[box] == segment_id`` (bool [h, w])."""
+        return ids[self.box] == self.segment_id
 
     @property
     def label(self) -> str:
@@ -46,17 +51,23 @@ def image_findings(ids: np.ndarray, segments_info: Sequence[dict[str, Any]], cat
 
     ids: [H, W] int panoptic id map (0 = nothing); ``segments_info``: its ``{id, category_id, score}``
     records. Tracking UIDs derive from (fingerprint, source SOP Instance UID, segment id): the same
-    model on the same image gives the same instance the same UID."""
+    model on the same image gives the same instance the same UID. One pass over the map finds every
+    segment's box; the rest looks inside the boxes only (a 3328x4096 map holds a few small lesions)."""
+    from scipy.ndimage import find_objects
+
     by_id = {c.id: c for c in categories}
+    boxes = find_objects(ids.astype(np.int32, copy=False)) if ids.size else []
     segs = sorted(segments_info, key=lambda s: (-(s.get("score") or 0.0), s["id"]))
     ranks: dict[int, int] = {}
     out = []
     for number, s in enumerate(segs, start=1):
         cat = by_id[s["category_id"]]
         ranks[cat.id] = ranks.get(cat.id, 0) + 1
-        rows, cols = np.nonzero(ids == s["id"])
-        centroid = (float(cols.mean()) + 0.5, float(rows.mean()) + 0.5) if rows.size else (0.0, 0.0)
+        box = boxes[s["id"] - 1] if 0 < s["id"] <= len(boxes) and boxes[s["id"] - 1] is not None else (slice(0, 0),) * 2
+        rows, cols = np.nonzero(ids[box] == s["id"])
+        centroid = ((float(cols.mean()) + box[1].start + 0.5, float(rows.mean()) + box[0].start + 0.5)
+                    if rows.size else (0.0, 0.0))
         score = None if s.get("score") is None else float(s["score"])
         out.append(Finding(number, int(s["id"]), cat, ranks[cat.id], score, int(rows.size), centroid,
-                           derived_uid(fingerprint, source_uid, "instance", s["id"])))
+                           derived_uid(fingerprint, source_uid, "instance", s["id"]), box))
     return out

@@ -71,23 +71,15 @@ def build_seg(source: Any, ids: np.ndarray, findings: Sequence[Finding], categor
     sop = source.SOPInstanceUID
     descriptions, planes = [], np.zeros((1, rows, cols, len(findings) + len(categories)), dtype=bool)
     for f in findings:
-        cat_code, type_code = property_codes(f.category)
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=f.number, segment_label=f.label, segmented_property_category=cat_code,
-            segmented_property_type=type_code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=alg, tracking_uid=f.tracking_uid, tracking_id=f.label))
-        planes[0, :, :, f.number - 1] = ids == f.segment_id
+        descriptions.append(segment_description(f.number, f.label, f.category, f.tracking_uid, alg))
+        planes[0, f.box[0], f.box[1], f.number - 1] = f.mask_in_box(ids)
     for k, cat in enumerate(categories):
         number = len(findings) + k + 1
-        cat_code, type_code = property_codes(cat)
-        descriptions.append(hd.seg.SegmentDescription(
-            segment_number=number, segment_label=f"{cat.name[:54]} (all)", segmented_property_category=cat_code,
-            segmented_property_type=type_code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=alg, tracking_uid=derived_uid(fingerprint, sop, "class", cat.id),
-            tracking_id=f"{cat.name[:54]} (all)"))
-        members = [f.segment_id for f in findings if f.category.id == cat.id]
-        if members:
-            planes[0, :, :, number - 1] = np.isin(ids, members)
+        descriptions.append(segment_description(number, f"{cat.name[:54]} (all)", cat,
+                                                derived_uid(fingerprint, sop, "class", cat.id), alg))
+        for f in findings:  # the class: the union of its instances (panoptic segments do not overlap)
+            if f.category.id == cat.id:
+                planes[0, f.box[0], f.box[1], number - 1] |= f.mask_in_box(ids)
     series_uid, instance_uid = object_uids(fingerprint, source, "SEG")
     seg = hd.seg.Segmentation(
         source_images=[source],
@@ -109,10 +101,23 @@ def build_seg(source: Any, ids: np.ndarray, findings: Sequence[Finding], categor
     )
     for i, f in enumerate(findings):
         seg.SegmentSequence[i].SegmentDescription = f.description  # PS3.3 C.8.20.2, Type 3
-    seg.DimensionIndexSequence[0].DimensionOrganizationUID = derived_uid(fingerprint, sop, "SEG", "dimensions")
-    seg.DimensionOrganizationSequence[0].DimensionOrganizationUID = seg.DimensionIndexSequence[0].DimensionOrganizationUID
+    dimensions = derived_uid(fingerprint, sop, "SEG", "dimensions")  # highdicom makes a random one
+    for item in [*seg.DimensionIndexSequence, *seg.DimensionOrganizationSequence]:
+        item.DimensionOrganizationUID = dimensions
     copy_projection_attributes(source, seg)
     return seg
+
+
+def segment_description(number: int, label: str, category: Category, tracking_uid: str, alg: Any) -> Any:
+    """One Segment Sequence item (PS3.3 C.8.20.2): label, the class's property codes, automatic, the
+    algorithm, Tracking ID (the label) and Tracking UID."""
+    import highdicom as hd
+
+    cat_code, type_code = property_codes(category)
+    return hd.seg.SegmentDescription(
+        segment_number=number, segment_label=label, segmented_property_category=cat_code,
+        segmented_property_type=type_code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=alg, tracking_uid=tracking_uid, tracking_id=label)
 
 
 def pixel_measures(source: Any) -> Any:

@@ -118,7 +118,8 @@ def _pipeline_digest(pipe: Any) -> str:
     h = hashlib.sha256(json.dumps(model.config.model_dump(), sort_keys=True, default=str).encode())
     h.update(json.dumps([c.to_json() for c in model.categories], sort_keys=True).encode())
     h.update(frozen_weights_identity(model.config.model_dump()).encode())
-    for name, tensor in sorted(model.trainable_state_dict().items()):
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}  # no copies
+    for name, tensor in sorted(trainable.items()):
         raw = tensor.detach().cpu().contiguous().flatten().view(torch.uint8)  # any dtype (bf16 too) as bytes
         h.update(name.encode() + raw.numpy().tobytes())
     return h.hexdigest()
