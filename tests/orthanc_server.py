@@ -137,14 +137,15 @@ class FaultyProxy:
     """A localhost HTTP proxy in front of ``target`` (host, port) that misbehaves on purpose.
 
     ``drop_after``: forward that many requests whose path contains ``drop_paths``, then close every later
-    such connection without an answer (a server that goes away mid-study). ``refuse_post``: answer every POST (STOW-RS) with this HTTP
-    status instead of forwarding it. One request per connection (``Connection: close``), so the count
+    such connection without an answer (a server that goes away mid-study). ``refuse_post`` / ``refuse_get``: answer every POST (STOW-RS) /
+    GET with this HTTP status instead of forwarding it. One request per connection (``Connection: close``), so the count
     is the count of requests.
     """
 
     def __init__(self, target_port: int, *, drop_after: int | None = None, refuse_post: int | None = None,
-                 drop_paths: str = "") -> None:
-        self.target_port, self.drop_after, self.refuse_post, self.drop_paths = target_port, drop_after, refuse_post, drop_paths
+                 refuse_get: int | None = None, drop_paths: str = "") -> None:
+        self.target_port, self.drop_after, self.drop_paths = target_port, drop_after, drop_paths
+        self.refuse = {"POST": refuse_post, "GET": refuse_get}
         self.requests: list[str] = []
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -191,9 +192,9 @@ class FaultyProxy:
         dropping = self.drop_after is not None and self.drop_paths in path and len(matching) > self.drop_after
         if dropping:
             return  # close without a word
-        if self.refuse_post is not None and method == "POST":
-            msg = b"STOW-RS refused by the test proxy"
-            conn.sendall(f"HTTP/1.1 {self.refuse_post} Refused\r\nContent-Type: text/plain\r\nContent-Length: {len(msg)}\r\n"
+        if self.refuse.get(method) is not None:
+            msg = b"refused by the test proxy"
+            conn.sendall(f"HTTP/1.1 {self.refuse[method]} Refused\r\nContent-Type: text/plain\r\nContent-Length: {len(msg)}\r\n"
                          f"Connection: close\r\n\r\n".encode() + msg)
             return
         lines = [ln for ln in head.split(b"\r\n") if ln and not ln.lower().startswith((b"connection:", b"keep-alive:"))]

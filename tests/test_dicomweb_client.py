@@ -17,12 +17,13 @@ from orthanc_server import USER, PASSWORD, FaultyProxy, free_port
 
 @pytest.fixture(scope="module")
 def study(orthanc, tmp_path_factory, sample_images):
-    """Two MG images + a CT, an MG "FOR PROCESSING" and a corrupt MG, stored in Orthanc."""
+    """Two MG images + a CT, an MG "FOR PROCESSING", a corrupt MG and a DX for presentation, stored in Orthanc."""
     folder = tmp_path_factory.mktemp("client_study")
     uid, files = mg_study(folder, sample_images[:2], patient="PCLIENT", study_date="20250610")
     extra = [sibling(files[0], folder / "ct.dcm", modality="CT", sop_class=CT_IMAGE),
              sibling(files[0], folder / "proc.dcm", sop_class=MG_FOR_PROCESSING, intent="FOR PROCESSING"),
-             sibling(files[1], folder / "corrupt.dcm", truncate_pixels=True)]
+             sibling(files[1], folder / "corrupt.dcm", truncate_pixels=True),
+             sibling(files[1], folder / "dx.dcm", modality="DX", sop_class=dw.DX_FOR_PRESENTATION)]
     for f in [*files, *extra]:
         assert orthanc.upload(f)["Status"] == "Success"
     return uid, files, extra
@@ -40,10 +41,10 @@ def test_search_finds_mg_and_counts_the_rest(orthanc, study, creds):
 
     uid, files, extra = study
     found, skipped = dw.server_for(orthanc.dicomweb).search({"StudyInstanceUID": uid})
-    want = {str(pydicom.dcmread(f).SOPInstanceUID) for f in [*files, extra[2]]}  # the corrupt one is still an MG image
+    want = {str(pydicom.dcmread(f).SOPInstanceUID) for f in [*files, *extra[2:]]}  # a corrupt MG is still an MG image
     assert {i.sop for i in found} == want
     assert dict(skipped) == {"modality CT": 1, "for processing": 1}
-    assert all(i.modality == "MG" and i.study == uid for i in found)
+    assert sorted(i.modality for i in found) == ["DX", "MG", "MG", "MG"] and all(i.study == uid for i in found)
     # study-level filters: patient and a date range; instance-level: a series-level key
     by_patient, _ = dw.server_for(orthanc.dicomweb).search({"PatientID": "PCLIENT", "StudyDate": "20250101-20251231"})
     assert {i.sop for i in by_patient} == want
@@ -77,6 +78,21 @@ def test_closed_port_and_wrong_credentials(orthanc, study, monkeypatch, creds):
     monkeypatch.delenv(dw.PASSWORD_ENV)
     with pytest.raises(ModiseError, match="HTTP 401"):
         dw.server_for(orthanc.dicomweb).search({"StudyInstanceUID": study[0]})
+
+
+def test_forbidden_and_not_a_dicomweb_root(orthanc, study, creds):
+    proxy = FaultyProxy(orthanc.port, refuse_get=403)
+    try:
+        with pytest.raises(ModiseError) as e:
+            dw.server_for(proxy.dicomweb).search({"PatientID": "PCLIENT"})
+        assert str(e.value) == (f"The DICOMweb server {proxy.dicomweb} refused access to the studies matching PatientID=PCLIENT "
+                                f"(HTTP 403 Refused): check the credentials in {dw.CREDENTIALS_HINT}.")
+    finally:
+        proxy.close()
+    with pytest.raises(ModiseError) as e:
+        dw.server_for(f"{orthanc.url}/not-dicomweb").search({"PatientID": "PCLIENT"})
+    assert str(e.value).startswith(f"The server {orthanc.url}/not-dicomweb answered HTTP 404")
+    assert str(e.value).endswith("is it the DICOMweb root (e.g. http://HOST:8042/dicom-web for Orthanc)?")
 
 
 def test_dropped_connection_and_refused_stow_name_the_instance(orthanc, study, creds, tmp_path):

@@ -211,6 +211,22 @@ def test_stow_refused_keeps_local_results(trained, study, orthanc, creds, tmp_pa
     assert orthanc.instance_count() == count
 
 
+def test_store_a_folders_dicom_to_another_server(trained, orthanc, creds, tmp_path, sample_images):
+    """Files in, SEG and SR out to a server (``--store --store-url``): the DICOM ones only."""
+    import shutil
+
+    _, files = mg_study(tmp_path / "in", sample_images[7:8], patient="PFOLDER")
+    shutil.copy(sample_images[8], tmp_path / "in" / "photo.jpg")
+    count = orthanc.instance_count()
+    res = runner.invoke(app, ["predict", "--run", str(trained / "run"), "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                              "--device", "cpu", "--no-overlays", "--store", "--store-url", orthanc.dicomweb])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["images"] == 2 and summary["stored"] == 2 and orthanc.instance_count() == count + 2
+    assert sorted(p.name for p in (tmp_path / "out" / "dicom_sr").iterdir()) == ["mg0_sr.dcm"]
+    assert_no_secret(res.stdout + res.stderr, tmp_path / "out")
+
+
 @pytest.mark.parametrize("case", ["closed port", "wrong password", "token", "missing study", "matches nothing"])
 def test_server_faults_are_one_sentence_and_write_nothing(case, trained, study, orthanc, monkeypatch, tmp_path):
     monkeypatch.setenv(dw.USER_ENV, USER)

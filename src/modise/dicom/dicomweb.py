@@ -268,6 +268,9 @@ def explain(exc: BaseException, server: str, what: str, store: bool = False) -> 
                                f"credentials in {CREDENTIALS_HINT}.")
         if store:
             return ModiseError(f"The DICOMweb server {server} refused {what} ({status}).")
+        if code == 404 and what.startswith("the studies"):  # QIDO-RS answers an empty list, not 404, for no match
+            return ModiseError(f"The server {server} answered {status} to a QIDO-RS search for {what}: is it the "
+                               f"DICOMweb root (e.g. http://HOST:8042/dicom-web for Orthanc)?")
         if code == 404:
             return ModiseError(f"The DICOMweb server {server} has no {what.removeprefix('the ')} ({status}).")
         return ModiseError(f"The DICOMweb server {server} answered {status} to the request for {what}.")
