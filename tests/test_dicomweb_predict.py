@@ -188,6 +188,8 @@ def test_no_store_without_store_and_the_server_dropping_mid_study(trained, study
     dropped = [e["error"] for e in summary["errors"]]
     assert all(e.startswith(f"The DICOMweb server {proxy.dicomweb} closed the connection during instance ") for e in dropped)
     assert all(f"of study {study['uid']}." in e for e in dropped)
+    named = [ln for ln in res.stderr.splitlines() if ln.startswith("error: ")]  # (progress lines too)
+    assert named == [f"error: {e}" for e in dropped]  # each instance named once, one line each
     assert len(list((tmp_path / "out" / "panoptic").iterdir())) == 1 and len(list((tmp_path / "out" / "dicom_seg").iterdir())) == 1
     assert orthanc.instance_count() == count  # nothing stored without --store
 
@@ -257,6 +259,24 @@ def test_server_faults_are_one_sentence_and_write_nothing(case, trained, study, 
     assert want in error(res) and "\n" not in error(res), error(res)
     assert not (tmp_path / "out").exists()
     assert_no_secret(res.stdout + res.stderr + error(res))
+
+
+def test_the_command_prints_one_line_and_exits_1(trained, tmp_path):
+    """As a user runs it (``modise.cli.main``): a server that cannot be reached is one line on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"http://127.0.0.1:{free_port()}/dicom-web"
+    env = {**os.environ, dw.USER_ENV: USER, dw.PASSWORD_ENV: PASSWORD}
+    r = subprocess.run([sys.executable, "-m", "modise", "predict", "--run", str(trained / "run"), "--input", url,
+                        "--query", "StudyInstanceUID=1.2.3", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: Cannot reach the DICOMweb server {url} for the studies matching "
+                                             f"StudyInstanceUID=1.2.3 (connection refused or no route)."]
+    assert_no_secret(r.stdout + r.stderr)
+    assert not (tmp_path / "out").exists()
 
 
 def test_usage_errors_before_anything_is_read(trained, tmp_path):
