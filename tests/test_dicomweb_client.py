@@ -140,7 +140,7 @@ def test_urls_queries_and_skip_rules():
     assert dw.skip_reason(CT_IMAGE, "CT") == "modality CT"
 
 
-def test_session_credentials_come_from_the_environment(monkeypatch):
+def test_session_credentials_come_from_the_environment(monkeypatch, tmp_path):
     """A real local HTTP server records what the session sends: bearer token first, else basic auth; the
     bytes uncompressed."""
     seen: list[str | None] = []
@@ -168,6 +168,10 @@ def test_session_credentials_come_from_the_environment(monkeypatch):
         dw.make_session().get(url, timeout=5)
         monkeypatch.delenv(dw.USER_ENV)
         monkeypatch.delenv(dw.PASSWORD_ENV)
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine 127.0.0.1 login n password netrc-pw\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))  # requests would read it: the environment's variables only count
         dw.make_session().get(url, timeout=5)
     finally:
         httpd.shutdown()

@@ -101,8 +101,9 @@ def parse_queries(queries: Sequence[str] | None) -> dict[str, str]:
 
 
 def make_session() -> Any:
-    """A ``requests.Session`` that authenticates from the environment (bearer token, else basic), retries
-    retrying only what cannot have half-happened."""
+    """A ``requests.Session`` that authenticates from the environment only (bearer token, else basic; never
+    ``~/.netrc``), keeps the environment's proxies and CA bundle, and retries only what cannot have
+    half-happened."""
     import requests
     from requests.adapters import HTTPAdapter
     from urllib3.util.retry import Retry
@@ -112,12 +113,13 @@ def make_session() -> Any:
     user, password = os.environ.get(USER_ENV, ""), os.environ.get(PASSWORD_ENV, "")
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
-    elif user or password:
+    if (user or password) and not token:
         session.auth = (user, password)
+    else:  # a no-op auth: requests would otherwise take ~/.netrc's credentials (only the environment's count)
+        session.auth = _no_auth
     # pixel data barely compresses, and a server that gzips it on the fly (Orthanc does by default) spends
     # seconds per mammogram doing so: ask for the bytes as they are
     session.headers["Accept-Encoding"] = "identity"
-    session.trust_env = False  # no ~/.netrc credentials or proxies from elsewhere: only what modise was given
     # a refused connect is retried twice, a busy server's 429/503/504 to a GET twice (after Retry-After);
     # a dropped read and every POST are not: they are named per instance instead
     retry = Retry(total=4, connect=2, read=0, status=2, other=0, status_forcelist=(429, 503, 504),
@@ -315,6 +317,10 @@ def server_for(url: str) -> DicomwebServer:
 @lru_cache(maxsize=4)
 def _cached_server(url: str, *credentials: str) -> DicomwebServer:  # credentials: only the cache's key
     return DicomwebServer(url)
+
+
+def _no_auth(request: Any) -> Any:
+    return request
 
 
 def _value(row: Mapping[str, Any], tag: str) -> str:
