@@ -10,6 +10,7 @@ with one registered user), starts ``/usr/sbin/Orthanc`` on it, waits until it an
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -138,13 +139,14 @@ class FaultyProxy:
 
     ``drop_after``: forward that many requests whose path contains ``drop_paths``, then close every later
     such connection without an answer (a server that goes away mid-study). ``refuse_post`` / ``refuse_get``: answer every POST (STOW-RS) /
-    GET with this HTTP status instead of forwarding it. One request per connection (``Connection: close``), so the count
+    GET with this HTTP status instead of forwarding it. ``ignore_offset``: drop QIDO-RS's ``offset`` (a
+    server that always answers the first page). One request per connection (``Connection: close``), so the count
     is the count of requests.
     """
 
     def __init__(self, target_port: int, *, drop_after: int | None = None, refuse_post: int | None = None,
-                 refuse_get: int | None = None, drop_paths: str = "") -> None:
-        self.target_port, self.drop_after, self.drop_paths = target_port, drop_after, drop_paths
+                 refuse_get: int | None = None, drop_paths: str = "", ignore_offset: bool = False) -> None:
+        self.target_port, self.drop_after, self.drop_paths, self.ignore_offset = target_port, drop_after, drop_paths, ignore_offset
         self.refuse = {"POST": refuse_post, "GET": refuse_get}
         self.requests: list[str] = []
         self._sock = socket.socket()
@@ -198,6 +200,8 @@ class FaultyProxy:
                          f"Connection: close\r\n\r\n".encode() + msg)
             return
         lines = [ln for ln in head.split(b"\r\n") if ln and not ln.lower().startswith((b"connection:", b"keep-alive:"))]
+        if self.ignore_offset:  # a server that pages nothing: every QIDO-RS page is the first
+            lines[0] = re.sub(rb"([?&])offset=\d+&?", rb"\1", lines[0])
         lines.append(b"Connection: close")
         with socket.create_connection(("127.0.0.1", self.target_port), timeout=30) as up:
             up.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)

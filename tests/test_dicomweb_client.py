@@ -48,6 +48,12 @@ def test_search_finds_mg_and_counts_the_rest(orthanc, study, creds):
     # study-level filters: patient and a date range; instance-level: a series-level key
     by_patient, _ = dw.server_for(orthanc.dicomweb).search({"PatientID": "PCLIENT", "StudyDate": "20250101-20251231"})
     assert {i.sop for i in by_patient} == want
+    proxy = FaultyProxy(orthanc.port, ignore_offset=True)  # a server that ignores offset is not asked forever
+    try:
+        assert {i.sop for i in dw.server_for(proxy.dicomweb).search({"StudyInstanceUID": uid})[0]} == want
+        assert len(proxy.requests) == 4  # studies, studies again (nothing new: stop), instances, instances again
+    finally:
+        proxy.close()
     ds = dw.server_for(orthanc.dicomweb).retrieve(found[0])
     assert ds.SOPInstanceUID == found[0].sop and ds.pixel_array.shape == (160, 128)
 

@@ -191,8 +191,8 @@ class DicomwebServer:
         study_filters = {k: v for k, v in filters.items() if k in STUDY_KEYS}
         instance_filters = {k: v for k, v in filters.items() if k not in STUDY_KEYS}
         query = ", ".join(f"{k}={v}" for k, v in filters.items()) or "everything"
-        studies = self._call(lambda: self.client.search_for_studies(search_filters=study_filters, fields=["StudyInstanceUID"],
-                                                                   get_remaining=True), f"the studies matching {query}")
+        studies = self._pages(lambda offset: self.client.search_for_studies(
+            search_filters=study_filters, fields=["StudyInstanceUID"], offset=offset), "0020000D", f"the studies matching {query}")
         uids = sorted({_value(s, "0020000D") for s in studies} - {""})
         if not uids:
             if "StudyInstanceUID" in filters and len(filters) == 1:
@@ -200,9 +200,9 @@ class DicomwebServer:
             raise ModiseError(f"No study on the DICOMweb server {self.name} matches {query}.")
         found: list[RemoteInstance] = []
         for study in uids:
-            rows = self._call(lambda s=study: self.client.search_for_instances(
-                study_instance_uid=s, search_filters=instance_filters, fields=INSTANCE_FIELDS, get_remaining=True),
-                f"the instances of study {study}")
+            rows = self._pages(lambda offset, s=study: self.client.search_for_instances(
+                study_instance_uid=s, search_filters=instance_filters, fields=INSTANCE_FIELDS, offset=offset),
+                "00080018", f"the instances of study {study}")
             found += [self._instance(study, r) for r in rows]
         if not found:
             raise ModiseError(f"No instance on the DICOMweb server {self.name} matches {query}.")
@@ -216,6 +216,19 @@ class DicomwebServer:
             else:
                 keep.append(inst)
         return keep, skipped
+
+    def _pages(self, page: Any, key: str, what: str) -> list[dict]:
+        """Every QIDO-RS result, page after page (``page(offset)``) until one is empty or brings nothing new
+        (a server that ignores ``offset`` would otherwise be asked forever)."""
+        rows: list[dict] = []
+        seen: set[str] = set()
+        while True:
+            batch = self._call(lambda: page(len(rows)), what)
+            new = [r for r in batch if _value(r, key) not in seen]
+            if not new:
+                return rows
+            seen.update(_value(r, key) for r in new)
+            rows += new
 
     def _instance(self, study: str, row: dict) -> RemoteInstance:
         return RemoteInstance(
