@@ -229,8 +229,8 @@ def test_store_a_folders_dicom_to_another_server(trained, orthanc, creds, tmp_pa
     assert_no_secret(res.stdout + res.stderr, tmp_path / "out")
 
 
-@pytest.mark.parametrize("case", ["closed port", "wrong password", "token", "missing study", "matches nothing"])
-def test_server_faults_are_one_sentence_and_write_nothing(case, trained, study, orthanc, monkeypatch, tmp_path):
+@pytest.mark.parametrize("case", ["closed port", "wrong password", "token", "missing study", "matches nothing", "no MG"])
+def test_server_faults_are_one_sentence_and_write_nothing(case, trained, study, orthanc, monkeypatch, tmp_path, sample_images):
     monkeypatch.setenv(dw.USER_ENV, USER)
     monkeypatch.setenv(dw.PASSWORD_ENV, PASSWORD)
     monkeypatch.delenv(dw.TOKEN_ENV, raising=False)
@@ -244,6 +244,11 @@ def test_server_faults_are_one_sentence_and_write_nothing(case, trained, study, 
     elif case == "token":
         monkeypatch.setenv(dw.TOKEN_ENV, SECRETS[2])  # Orthanc knows no bearer tokens: 401
         want = f"The DICOMweb server {url} refused access to the studies matching {query} (HTTP 401"
+    elif case == "no MG":  # a study that holds only a CT image
+        ct_uid, files = mg_study(tmp_path / "ct", sample_images[:1], patient="PCT")
+        orthanc.upload(sibling(files[0], tmp_path / "ct" / "ct.dcm", modality="CT", sop_class=CT_IMAGE))
+        query = f"StudyInstanceUID={ct_uid}"
+        want = f"The DICOMweb server {url} holds no MG image (nor DX for presentation) for {query} (skipped: 1 modality CT)."
     elif case == "missing study":
         query = "StudyInstanceUID=1.2.826.0.1.3680043.8.498.1"
         want = f"The DICOMweb server {url} has no study 1.2.826.0.1.3680043.8.498.1."

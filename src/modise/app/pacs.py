@@ -24,16 +24,14 @@ def _server(state: AppState):
 
 def study_images(state: AppState, study_uid: str | None) -> list[tuple[str, str]]:
     """(label, ``series/sop``) of each image of the study that modise predicts, in study order."""
+    from modise.engine.prediction.inputs import collect_remote
+
     uid = (study_uid or "").strip()
     if not uid:
         raise ModiseError("Enter a Study Instance UID.")
-    server = _server(state)
-    found, skipped = server.search({"StudyInstanceUID": uid})
-    if not found:
-        raise ModiseError(f"Study {uid} on {server.name} holds no MG image (nor DX for presentation): "
-                          f"{sum(skipped.values())} other instances.")
+    items, _ = collect_remote(_server(state).url, {"StudyInstanceUID": uid})
     return [(" ".join(x for x in (i.laterality, i.view, f"#{i.instance_number or '?'}", i.sop) if x), f"{i.series}/{i.sop}")
-            for i in found]
+            for i in (item.remote for item in items)]
 
 
 def open_image(state: AppState, study_uid: str, choice: str) -> Path:

@@ -62,10 +62,8 @@ def register(app: typer.Typer) -> None:
 
         Exit code 3 when some inputs failed (each named on stderr and in summary.json; the rest are written)."""
         from modise.checks import check_device
-        from modise.engine.prediction.predict import predict_files
+        from modise.engine.prediction.predict import predict_files, remote_options
         from modise.runs import require_complete_run
-
-        from modise.engine.prediction.predict import remote_options
 
         device = check_device(device)
         remote = remote_options(input, query, store, store_url)  # usage errors before anything is read

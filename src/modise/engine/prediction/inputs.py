@@ -128,7 +128,7 @@ def collect_remote(url: str, queries: dict[str, str]) -> tuple[list[InputItem], 
         why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
         query = ", ".join(f"{k}={v}" for k, v in queries.items()) or "the query"
         raise ModiseError(f"The DICOMweb server {server.name} holds no MG image (nor DX for presentation) for "
-                          f"{query}: {sum(skipped.values())} instances skipped ({why}).")
+                          f"{query} (skipped: {why}).")
     return [InputItem(Path(f"{inst.sop}.dcm"), inst.sop, None, inst) for inst in found], skipped
 
 
