@@ -23,7 +23,8 @@ def study(orthanc, tmp_path_factory, sample_images):
     extra = [sibling(files[0], folder / "ct.dcm", modality="CT", sop_class=CT_IMAGE),
              sibling(files[0], folder / "proc.dcm", sop_class=MG_FOR_PROCESSING, intent="FOR PROCESSING"),
              sibling(files[1], folder / "corrupt.dcm", truncate_pixels=True),
-             sibling(files[1], folder / "dx.dcm", modality="DX", sop_class=dw.DX_FOR_PRESENTATION)]
+             sibling(files[1], folder / "dx.dcm", modality="DX", sop_class=dw.DX_FOR_PRESENTATION),
+             sibling(files[1], folder / "intent.dcm", intent="FOR PROCESSING")]  # said only by the attribute
     for f in [*files, *extra]:
         assert orthanc.upload(f)["Status"] == "Success"
     return uid, files, extra
@@ -41,9 +42,9 @@ def test_search_finds_mg_and_counts_the_rest(orthanc, study, creds):
 
     uid, files, extra = study
     found, skipped = dw.server_for(orthanc.dicomweb).search({"StudyInstanceUID": uid})
-    want = {str(pydicom.dcmread(f).SOPInstanceUID) for f in [*files, *extra[2:]]}  # a corrupt MG is still an MG image
+    want = {str(pydicom.dcmread(f).SOPInstanceUID) for f in [*files, *extra[2:4]]}  # a corrupt MG is still an MG image
     assert {i.sop for i in found} == want
-    assert dict(skipped) == {"modality CT": 1, "for processing": 1}
+    assert dict(skipped) == {"modality CT": 1, "for processing": 2}  # Orthanc's QIDO-RS returns PresentationIntentType
     assert sorted(i.modality for i in found) == ["DX", "MG", "MG", "MG"] and all(i.study == uid for i in found)
     # study-level filters: patient and a date range; instance-level: a series-level key
     by_patient, _ = dw.server_for(orthanc.dicomweb).search({"PatientID": "PCLIENT", "StudyDate": "20250101-20251231"})
@@ -56,6 +57,22 @@ def test_search_finds_mg_and_counts_the_rest(orthanc, study, creds):
         proxy.close()
     ds = dw.server_for(orthanc.dicomweb).retrieve(found[0])
     assert ds.SOPInstanceUID == found[0].sop and ds.pixel_array.shape == (160, 128)
+    # predict's reader: an image, a corrupt one, and one that says "FOR PROCESSING" only in its header
+    from pathlib import Path
+
+    from modise.engine.prediction.inputs import InputItem, SkippedInput, collect_remote, read_item
+
+    items = {it.name: it for it in collect_remote(orthanc.dicomweb, {"StudyInstanceUID": uid})[0]}
+    uids = {f.name: str(pydicom.dcmread(f).SOPInstanceUID) for f in [*files, *extra]}
+    assert read_item(items[uids["mg0.dcm"]]).pixels.shape == (160, 128)
+    # a server whose QIDO-RS leaves PresentationIntentType out: the retrieved header decides
+    unsaid = InputItem(Path("x.dcm"), "x", None, dw.RemoteInstance(orthanc.dicomweb, uid, found[0].series, uids["intent.dcm"]))
+    with pytest.raises(SkippedInput, match="for processing"):
+        read_item(unsaid)
+    with pytest.raises(ModiseError) as e:
+        read_item(items[uids["corrupt.dcm"]])
+    assert str(e.value).startswith(f"The DICOMweb server {orthanc.dicomweb} sent instance {uids['corrupt.dcm']} of study "
+                                   f"{uid}, which is not a readable DICOM image (")
 
 
 def test_missing_study_and_empty_query_are_one_sentence(orthanc, study, creds):
