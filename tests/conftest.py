@@ -32,6 +32,7 @@ def _cap_threads() -> None:
 _cap_threads()
 
 import pytest  # noqa: E402
+from orthanc_server import orthanc  # noqa: E402,F401  the real Orthanc of the DICOMweb tests (session fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 # ten real CDD-CESM mammograms with radiologist masks, shipped in the package (CC BY 4.0, see README there)

@@ -31,6 +31,9 @@ def register(app: typer.Typer) -> None:
         device: Device = "auto",
         max_upload_mb: float = typer.Option(200.0, "--max-upload-mb", parser=positive_float, help="Reject uploads larger than this many MB."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random-weight models."),
+        dicomweb_url: Optional[str] = typer.Option(None, "--dicomweb-url", metavar="URL",
+                                                   help="DICOMweb server the Segment tab opens studies from (credentials from "
+                                                        "MODISE_DICOMWEB_TOKEN or MODISE_DICOMWEB_USER/MODISE_DICOMWEB_PASSWORD)."),
     ) -> None:
         """Serve the web app: segment and review lesions, generate and inpaint mammograms."""
         import os
@@ -38,6 +41,10 @@ def register(app: typer.Typer) -> None:
 
         size = ModelSize(size).value
         _check_serve_options(preset, size, runs_dir, device)
+        if dicomweb_url is not None:
+            from modise.dicom.dicomweb import check_url
+
+            dicomweb_url = check_url(dicomweb_url, "--dicomweb-url")
         if not (run or runs_dir or random_weights):
             print("warning: no segmentation model (--run, --runs-dir or --random-weights); the Segment tab will say so.",
                   file=sys.stderr)
@@ -47,6 +54,7 @@ def register(app: typer.Typer) -> None:
         settings = AppSettings(
             runs=list(run or []), runs_dir=runs_dir, random_weights=random_weights, size=size, preset=preset,
             text2img_model=text2img_model, inpaint_model=inpaint_model, device=auto_device(device), max_upload_mb=max_upload_mb, seed=seed,
+            dicomweb_url=dicomweb_url,
         )
         state = AppState(settings)
 

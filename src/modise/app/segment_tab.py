@@ -131,6 +131,33 @@ def _model_line(state: AppState, run: str | None) -> str:
     return f"**Model in use**: {md_escape(state.model_description(run))}" if run else ""
 
 
+def _pacs_row(state: AppState, upload: Any) -> None:
+    """A Study Instance UID field and a list of its images; the image picked fills the upload box."""
+    import gradio as gr
+
+    from modise.app.user_errors import user_errors
+    from modise.dicom.dicomweb import display_url
+
+    from .pacs import open_image, study_images
+
+    with gr.Group():
+        study = gr.Textbox(label=f"Study Instance UID on {display_url(state.settings.dicomweb_url)}", elem_id="segment-study-uid")
+        find = gr.Button("Open study", elem_id="segment-study-open")
+        image = gr.Dropdown(choices=[], label="Image of the study", elem_id="segment-study-image")
+
+    @user_errors
+    def open_study(uid):
+        choices = study_images(state, uid)
+        return gr.update(choices=choices, value=choices[0][1])
+
+    @user_errors
+    def fetch(uid, choice):
+        return str(open_image(state, uid, choice)) if choice else None
+
+    find.click(open_study, study, image, api_name="open_study")
+    image.change(fetch, [study, image], upload, api_name="open_image")
+
+
 def build_segment_tab(state: AppState) -> None:
     """Add the Segment tab's components and its ``/segment`` event to the current Blocks."""
     import gradio as gr
@@ -145,6 +172,8 @@ def build_segment_tab(state: AppState) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             upload = gr.File(label="Mammogram (PNG, JPEG, TIFF or DICOM)", type="filepath", elem_id="segment-upload")
+            if state.settings.dicomweb_url:
+                _pacs_row(state, upload)
             run = gr.Dropdown(choices=choices, value=run0, label="Trained run", elem_id="segment-run",
                               info=None if choices else "No run: start with --run RUN, --runs-dir DIR or --random-weights")
             model_info = gr.Markdown(_model_line(state, run0), elem_id="segment-model")

@@ -52,6 +52,7 @@ class AppSettings:
     max_pixels: int = 80_000_000  # > any mammogram (e.g. 4096 x 5625 = 23 MP)
     seed: int = 0
     keep_files_s: int = 3600  # uploads and results older than this are deleted while the server runs
+    dicomweb_url: str | None = None  # the PACS the Segment tab opens studies from (credentials: environment)
 
     @property
     def max_upload_bytes(self) -> int:

@@ -139,8 +139,17 @@ def read_dicom(path: str | Path) -> LoadedImage:
     """A DICOM image through :func:`dicom_values`, scaled to [0, 1]: by the window's stored range when a
     window (and no VOI LUT) is given, else by the image's own min and max."""
     path = Path(path)
-    ds = open_dicom(path)
-    arr = dicom_values(ds)
+    return dicom_image(open_dicom(path), path)
+
+
+def dicom_image(ds: Any, path: str | Path) -> LoadedImage:
+    """:func:`read_dicom` of a Dataset already read (e.g. retrieved over DICOMweb); ``path`` names it.
+    ModiseError when its pixels cannot be decoded."""
+    path = Path(path)
+    try:
+        arr = dicom_values(ds)
+    except Exception as e:  # noqa: BLE001  pydicom raises many types for broken pixel data
+        raise ModiseError(f"{path}: not a readable DICOM image ({type(e).__name__}: {e}).") from None
     if "WindowCenter" in ds and "VOILUTSequence" not in ds:
         lo, hi = 0.0, stored_max(ds)  # apply_voi_lut keeps the output range of the stored bits
     else:

@@ -29,7 +29,16 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict_cmd(
         checkpoint: Path = typer.Option(..., "--run", "--checkpoint", help=RUN_HELP),
-        input: Optional[list[Path]] = typer.Option(None, "--input", help="Image files or folders (PNG, JPEG, TIFF, DICOM); repeatable."),
+        input: Optional[list[str]] = typer.Option(None, "--input", metavar="FILE|FOLDER|URL",
+                                                  help="Image files or folders (PNG, JPEG, TIFF, DICOM), repeatable; or one DICOMweb server "
+                                                       "(http://HOST/dicom-web, with --query; credentials from MODISE_DICOMWEB_TOKEN or "
+                                                       "MODISE_DICOMWEB_USER/MODISE_DICOMWEB_PASSWORD)."),
+        query: Optional[list[str]] = typer.Option(None, "--query", metavar="KEY=VALUE",
+                                                  help="QIDO-RS filter on the DICOMweb --input (StudyInstanceUID=..., PatientID=..., "
+                                                       "StudyDate=20260101-20261231); repeatable."),
+        store: bool = typer.Option(False, "--store", help="Send each image's DICOM SEG and SR to the DICOMweb server by STOW-RS."),
+        store_url: Optional[str] = typer.Option(None, "--store-url", metavar="URL", show_default="the --input server",
+                                                help="DICOMweb server that --store sends to."),
         data: Optional[Path] = typer.Option(None, "--data", help="Prepared dataset; with --fold, predict that fold's images."),
         fold: Optional[int] = typer.Option(None, "--fold", min=0, metavar="<K>", help="Fold K (0..K-1) of DATA/folds.json to predict (needs --data)."),
         out: Path = typer.Option(..., "--out", help="Output folder (panoptic.json, instances.json, panoptic/, heatmaps/, overlays/, dicom_seg/, dicom_sr/)."),
@@ -53,14 +62,19 @@ def register(app: typer.Typer) -> None:
 
         Exit code 3 when some inputs failed (each named on stderr and in summary.json; the rest are written)."""
         from modise.checks import check_device
-        from modise.engine.prediction.predict import predict_files
+        from modise.engine.prediction.predict import predict_files, remote_options
         from modise.runs import require_complete_run
 
         device = check_device(device)
+        remote = remote_options(input, query, store, store_url)  # usage errors before anything is read
+        if remote is not None and (devices is not None or num_nodes > 1):
+            from modise.errors import UsageError
+
+            raise UsageError("--devices", "is for files and folders; a DICOMweb run predicts in one process (--workers writes in parallel).")
         require_complete_run(checkpoint)
         kw = dict(dicom_seg=dicom_seg or dicom, dicom_sr=dicom, batch_size=batch_size, overwrite=overwrite, overlays=not no_overlays, device=auto_device(device),
                   object_mask_threshold=object_mask_threshold, data=data, fold=fold, workers=workers or 1, resume=resume,
-                  full_heatmaps=full_heatmaps)
+                  full_heatmaps=full_heatmaps, query=query, store=store, store_url=store_url)
         if devices is not None or num_nodes > 1:
             from modise.engine.prediction.distributed import predict_distributed
 
@@ -74,7 +88,22 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(f"{summary['images']} images, {summary['segments']} segments -> {summary['out']}"
                        + (f" ({len(summary['errors'])} problems, see summary.json)" if summary["errors"] else ""))
+            if "server" in summary:
+                typer.echo(remote_line(summary))
         _exit_on_failed_inputs(summary)
+
+
+def remote_line(summary: dict) -> str:
+    """One line for a DICOMweb run: predicted, skipped by reason, failed, stored."""
+    skipped = summary.get("skipped_instances") or {}
+    why = ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+    line = (f"{summary['server']}: {summary['done']} instances predicted, {sum(skipped.values())} skipped"
+            f"{f' ({why})' if why else ''}, {summary['failed']} failed")
+    if summary.get("skipped"):
+        line += f", {summary['skipped']} already done (--resume)"
+    if "stored" in summary:
+        line += f"; {summary['stored']} DICOM objects stored"
+    return line + "."
 
 
 def _exit_on_failed_inputs(summary: dict) -> None:

@@ -1,12 +1,15 @@
 """The images to predict on, each once as an :class:`InputItem` (path, output name, image id): files
-and folders of PNG / JPEG / TIFF / DICOM, and the images of a prepared dataset's fold."""
+and folders of PNG / JPEG / TIFF / DICOM, the images of a prepared dataset's fold, and the MG / DX
+instances of the studies a DICOMweb server finds for a query (:func:`collect_remote`)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modise.data.imageio import DICOM_SUFFIXES, RASTER_SUFFIXES, is_dicom_file
 from modise.errors import ModiseError
@@ -71,6 +74,62 @@ class InputItem:
     path: Path
     name: str
     image_id: int | None = None
+    remote: Any = None  # a modise.dicom.dicomweb.RemoteInstance: retrieved by WADO-RS when read
+
+    @property
+    def source(self) -> str:
+        """Where the image comes from, as outputs record it: its path, or its WADO-RS URL (no credentials)."""
+        return self.remote.url if self.remote is not None else str(self.path)
+
+
+class SkippedInput(ModiseError):
+    """An input that is not an image modise predicts (e.g. a DICOM "FOR PROCESSING"): counted, not failed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_item(item: InputItem) -> Any:
+    """The item's :class:`~modise.data.imageio.LoadedImage`: read from disk, or retrieved over DICOMweb (one
+    instance in memory at a time). ModiseError names the file, or the server and the instance;
+    :class:`SkippedInput` when the retrieved instance turns out not to be one modise predicts."""
+    from modise.data.imageio import dicom_image, read_image
+
+    if item.remote is None:
+        return read_image(item.path)
+    from modise.dicom.dicomweb import server_for, skip_reason
+
+    inst = item.remote
+    server = server_for(inst.server)
+    ds = server.retrieve(inst)
+    reason = skip_reason(str(getattr(ds, "SOPClassUID", "")), str(getattr(ds, "Modality", "")).upper(),
+                         str(getattr(ds, "PresentationIntentType", "")))
+    if reason:
+        raise SkippedInput(reason)
+    try:
+        return dicom_image(ds, item.path)
+    except ModiseError as e:
+        why = str(e).removeprefix(f"{item.path}: not a readable DICOM image ").strip()
+        raise ModiseError(f"The DICOMweb server {server.name} sent {inst.describe()}, which is not a readable "
+                          f"DICOM image {why}") from None
+
+
+def collect_remote(url: str, queries: dict[str, str]) -> tuple[list[InputItem], Counter]:
+    """The MG / DX-for-presentation instances the DICOMweb server at ``url`` finds for ``queries``, as items
+    named by their SOP Instance UID (stable, so ``--resume`` finds them again), and the skipped ones
+    counted by reason. ModiseError (one sentence naming the server) when the server cannot be asked or
+    finds nothing to predict."""
+    from modise.dicom.dicomweb import server_for
+
+    server = server_for(url)
+    found, skipped = server.search(queries)
+    if not found:
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
+        query = ", ".join(f"{k}={v}" for k, v in queries.items()) or "the query"
+        raise ModiseError(f"The DICOMweb server {server.name} holds no MG image (nor DX for presentation) for "
+                          f"{query} (skipped: {why}).")
+    return [InputItem(Path(f"{inst.sop}.dcm"), inst.sop, None, inst) for inst in found], skipped
 
 
 def collect_inputs(inputs: Sequence[str | Path] | None, data: str | Path | None = None,

@@ -6,12 +6,17 @@ reads), ``instances.json`` (the model's top-100 instances per image as a COCO re
 ``evaluate`` computes AP on, as detectron2 does for Mask2Former), ``heatmaps/<name>_<class>.png`` (per-class probability x255), ``overlays/<name>.png``
 (Fig. 2 views) and, with ``dicom_seg``, ``dicom_seg/<name>_seg.dcm`` per DICOM input (with ``dicom_sr``
 also ``dicom_sr/<name>_sr.dcm``), their UIDs derived from the model fingerprint (:mod:`modise.dicom`).
+
+An input may be a DICOMweb server (``http://HOST/dicom-web`` with ``query`` filters): its MG / DX
+instances are retrieved one at a time by WADO-RS (read ahead of the model by ``READ_AHEAD``), predicted
+like files (named by SOP Instance UID, DICOM SEG and SR on), and with ``store`` each image's SEG and SR go back
+by STOW-RS (``store.py``) as soon as they are written.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -20,9 +25,10 @@ import numpy as np
 
 from modise.errors import ModiseError
 
-from .inputs import InputItem, collect_inputs
+from .inputs import InputItem, SkippedInput, collect_inputs, collect_remote, read_item
 
 WRITE_AHEAD = 2  # batches computed ahead of the writer thread
+READ_AHEAD = 2  # DICOMweb instances retrieved ahead of the model (each one whole in memory)
 
 
 def predict_files(
@@ -46,6 +52,9 @@ def predict_files(
     resume: bool = False,
     full_heatmaps: bool = False,
     shard: Sequence[InputItem] | None = None,
+    query: Mapping[str, str] | Sequence[str] | None = None,
+    store: bool = False,
+    store_url: str | None = None,
 ) -> dict[str, Any]:
     """Predict every readable input; return a summary (``images``, ``segments``, ``done``, ``skipped``,
     ``failed``, ``errors``).
@@ -58,15 +67,20 @@ def predict_files(
     the records at the end. Heatmaps are at the inference resolution unless ``full_heatmaps``.
     ``data`` + ``fold``: predict the images of fold K of ``data/folds.json`` (added to ``inputs``).
     ``shard``: the items this process predicts (instead of ``inputs`` / ``data``), without merging
-    (:func:`modise.engine.prediction.distributed.predict_distributed` does). ``dicom_sr`` (a TID 1500
-    report per DICOM input, referencing its SEG) implies ``dicom_seg``."""
-    from modise.data.imageio import read_image
+    (:func:`modise.engine.prediction.distributed.predict_distributed` does).
+    A DICOMweb URL as the one input: ``query`` (``KEY=VALUE`` strings or a dict) picks its studies; the
+    summary adds ``server``, ``skipped_instances`` (by reason) and, with ``store``, ``stored`` (STOW-RS to
+    that server or to ``store_url``); SEG and SR are on for it. ``dicom_sr`` (a TID 1500 report per DICOM
+    input, referencing its SEG) implies ``dicom_seg``."""
     from modise.progress import track
     from modise.outputs import check_output_dir
     from modise.pipeline import ModisePipeline
 
     from .records import ImageJob, record_path, write_image
 
+    remote = remote_options(inputs, query, store, store_url)
+    if remote is not None:
+        dicom_seg = dicom_sr = True  # a PACS study's results go back as DICOM SEG and SR
     sources = [checkpoint, *(inputs or []), *([data] if data is not None else [])]
     if shard is None and not resume:
         check_output_dir(out, overwrite, sources, hint="pass --overwrite to replace it or --resume to continue it")
@@ -76,7 +90,16 @@ def predict_files(
         raise ModiseError(f"--batch-size must be at least 1, not {batch_size}.")
     if workers < 1:
         raise ModiseError(f"--workers must be at least 1, not {workers}.")
-    items = collect_inputs(inputs, data, fold) if shard is None else list(shard)
+    skipped_instances: Counter = Counter()
+    if shard is not None:
+        items = list(shard)
+    elif remote is not None and remote["url"] is not None:
+        items, skipped_instances = collect_remote(remote["url"], remote["query"])
+    else:
+        items = collect_inputs(inputs, data, fold)
+    from .store import StoreTarget, store_image, stored_mark, write_and_store
+
+    target = StoreTarget(remote["store_url"]) if remote is not None and remote["store_url"] else None
     pipe = ModisePipeline.from_pretrained(checkpoint, device=device, object_mask_threshold=object_mask_threshold)
     if shard is None:
         prepare_out(out, overwrite, resume, sources)
@@ -87,6 +110,13 @@ def predict_files(
     skip = set(done_before)
     errors: list[dict[str, str]] = []
     n_done = n_failed = 0
+    stored: list[str] = []
+    if target is not None:  # a killed run's images written but not yet sent go now (their UIDs are the same)
+        for item in items:
+            if item.name in skip and not stored_mark(Path(out), item.name).is_file():
+                sent = store_image(Path(out), item.name, target, _what(item), _label(item))
+                stored += sent["stored"]
+                errors += sent["errors"]
     stage = Path(out)
     for sub in ("records", *(["heatmaps"] if heatmaps else []), *(["overlays"] if overlays else []),
                 *(["dicom_seg"] if dicom_seg else []), *(["dicom_sr"] if dicom_sr else [])):
@@ -100,21 +130,28 @@ def predict_files(
                 return
             results = pipe([im.pixels for _, im in pending], compact=not full_heatmaps)
             while len(writes) >= WRITE_AHEAD * max(batch_size, workers):  # bounded memory: results waiting
-                _collect(writes.popleft(), errors)
+                _collect(writes.popleft(), errors, stored)
             for (item, im), res in zip(pending, results):
                 job = ImageJob(stage, item.name, item.path, item.image_id, _compact_ids(res), im.pixels,
                                im.dataset if im.is_dicom else None, cats, heatmaps, overlays, dicom_seg, instances,
                                dicom_sr, fingerprint)
-                writes.append(pool.submit(write_image, job))
+                if target is None:
+                    writes.append(pool.submit(write_image, job))
+                else:
+                    writes.append(pool.submit(write_and_store, job, target, _what(item), _label(item)))
             pending.clear()
 
-        for item in track(items, "predicting", enabled=progress):
-            if item.name in skip:
-                continue
+        todo = [item for item in items if item.name not in skip]
+        reads = _reads(todo, READ_AHEAD if any(it.remote is not None for it in todo) else 0)
+        for item in track(todo, "predicting", enabled=progress):
+            _, read = next(reads)
             try:
-                im = read_image(item.path)
+                im = read()
+            except SkippedInput as e:  # retrieved, then found not to be an image modise predicts
+                skipped_instances[e.reason] += 1
+                continue
             except ModiseError as e:
-                errors.append({"input": str(item.path), "error": str(e)})  # named once, at the end (exit 3)
+                errors.append({"input": _label(item), "error": str(e)})  # named once, at the end (exit 3)
                 n_failed += 1
                 continue
             pending.append((item, im))
@@ -123,11 +160,74 @@ def predict_files(
                 flush()
         flush()
         while writes:  # re-raise a writer failure here, on the main thread
-            _collect(writes.popleft(), errors)
-    counts = {"done": n_done, "skipped": len(done_before), "failed": n_failed}  # failed: unreadable inputs
+            _collect(writes.popleft(), errors, stored)
+    counts: dict[str, Any] = {"done": n_done, "skipped": len(done_before), "failed": n_failed}  # failed: unreadable inputs
+    if remote is not None and remote["url"] is not None:
+        from modise.dicom.dicomweb import display_url
+
+        counts = {"server": display_url(remote["url"]), **counts, "skipped_instances": dict(sorted(skipped_instances.items()))}
+    if target is not None:
+        counts["stored"] = len(stored)
     if shard is not None:
         return {**counts, "errors": errors}
     return finish_predictions(stage, items, cats, prediction_info(checkpoint, pipe), counts, errors)
+
+
+def remote_options(inputs: Sequence[str | Path] | None, query: Mapping[str, str] | Sequence[str] | None, store: bool,
+                   store_url: str | None) -> dict[str, Any] | None:
+    """The DICOMweb side of a predict call, checked before anything is read or written: ``url`` (the one
+    ``--input`` that is a server), ``query`` (filters), ``store_url`` (where ``--store`` sends, or ``None``).
+    ``None`` when nothing is remote. UsageError (exit 2) for combinations that cannot work."""
+    from modise.dicom.dicomweb import check_url, is_url, parse_queries
+    from modise.errors import UsageError
+
+    urls = [str(i) for i in inputs or [] if is_url(i)]
+    if len(urls) > 1 or (urls and len(urls) != len(inputs or [])):
+        raise UsageError("--input", "a DICOMweb URL is the only --input of a run (one server; files and folders in another run).")
+    if query and not urls:
+        raise UsageError("--query", "filters a DICOMweb server's studies: give the server as --input http://HOST/dicom-web.")
+    if urls and not query:
+        raise UsageError("--query", "a DICOMweb --input needs --query KEY=VALUE (e.g. StudyInstanceUID=...), not the whole archive.")
+    if store_url and not store:
+        raise UsageError("--store-url", "needs --store (nothing is stored without it).")
+    if store and not urls and not store_url:
+        raise UsageError("--store", "sends results to the DICOMweb server of --input, or to --store-url.")
+    if not urls and not store:
+        return None
+    url = check_url(urls[0]) if urls else None
+    filters = dict(query) if isinstance(query, Mapping) else parse_queries(query)
+    dest = check_url(store_url, "--store-url") if store_url else url
+    return {"url": url, "query": filters, "store_url": dest if store else None}
+
+
+def _label(item: InputItem) -> str:
+    """How errors name an input: its path, or for a DICOMweb instance its SOP Instance UID (the message
+    itself names the server)."""
+    return item.remote.sop if item.remote is not None else str(item.path)
+
+
+def _what(item: InputItem) -> str:
+    return item.remote.describe() if item.remote is not None else str(item.path)
+
+
+def _reads(items: Sequence[InputItem], ahead: int) -> Iterator[tuple[InputItem, Callable[[], Any]]]:
+    """(item, read) in order, ``read()`` giving its LoadedImage or raising. With ``ahead``, a thread reads
+    that many items ahead of the caller (a DICOMweb retrieve overlaps the model; at most ``ahead + 1``
+    images in memory)."""
+    if ahead <= 0:
+        for item in items:
+            yield item, (lambda it=item: read_item(it))
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modise-read-ahead") as pool:
+        window: deque = deque()
+        for item in items:
+            window.append((item, pool.submit(read_item, item)))
+            if len(window) > ahead:
+                done, future = window.popleft()
+                yield done, future.result
+        while window:
+            done, future = window.popleft()
+            yield done, future.result
 
 
 def prepare_out(out: str | Path, overwrite: bool, resume: bool, sources: Sequence[Any]) -> None:
@@ -171,6 +271,9 @@ def finish_predictions(out: Path, items: Sequence[InputItem], cats: Sequence[Any
 
     next_id = max((it.image_id for it in items if it.image_id is not None), default=0) + 1
     merged, record_errors = merge_records(out, [it.name for it in items], cats, info, next_id)
+    remote = {it.path.name: it.source for it in items if it.remote is not None}
+    for image in merged.images:  # a DICOMweb image's source: its WADO-RS URL (the record knows only its name)
+        image["source"] = remote.get(image["file_name"], image["source"])
     if not merged.images:
         from modise.outputs import remove_output_dir
 
@@ -194,8 +297,10 @@ def _compact_ids(res: Any) -> Any:
     return dataclasses.replace(res, ids=small)
 
 
-def _collect(future: Future, errors: list[dict[str, str]]) -> None:
-    errors.extend(future.result()["errors"])
+def _collect(future: Future, errors: list[dict[str, str]], stored: list[str]) -> None:
+    record = future.result()
+    errors.extend(record["errors"])
+    stored.extend(record.get("stored", []))
 
 
 def _writer_pool(workers: int):
