@@ -109,7 +109,8 @@ def start_orthanc(folder: Path, timeout_s: float = 30.0) -> Orthanc:
     cfg = folder / "orthanc.json"
     cfg.write_text(json.dumps(config, indent=2))
     log = open(folder / "orthanc.log", "wb")  # noqa: SIM115  kept open for the process's life
-    proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+                            preexec_fn=_die_with_parent)
     server = Orthanc(proc, port, folder)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -122,6 +123,14 @@ def start_orthanc(folder: Path, timeout_s: float = 30.0) -> Orthanc:
             time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"Orthanc did not answer on port {port} within {timeout_s:g} s")
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM it when the test process dies (a killed pytest leaves no Orthanc behind)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @pytest.fixture(scope="session")
