@@ -15,7 +15,7 @@ CLEAN = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MK
 def _threads_in_worker(workers: int, cpus: int) -> int:
     code = (f"import os; os.cpu_count = lambda: {cpus}; import runpy; runpy.run_path({str(TESTS / 'conftest.py')!r}); "
             "import torch; print(torch.get_num_threads())")
-    env = {**CLEAN, "PYTEST_XDIST_WORKER_COUNT": str(workers)}
+    env = {**CLEAN, "PYTEST_XDIST_WORKER_COUNT": str(workers), "PYTHONPATH": str(TESTS)}  # conftest imports its neighbours
     return int(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout)
 
 
