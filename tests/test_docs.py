@@ -132,3 +132,27 @@ def test_readme_is_short_and_starts_with_the_two_commands() -> None:
     ci = (REPO / ".ci" / "run").read_text()
     assert blocks[1] in ci, "the README's test command and .ci/run differ"
     assert "'.[dev,docs]'" in blocks[1]
+    first_run = (DOCS / "tutorials" / "first-run.md").read_text()
+    assert blocks[0] in first_run and blocks[1] in first_run, "docs/tutorials/first-run.md quotes both commands as the README has them"
+
+
+def test_every_documented_command_line_uses_real_commands_and_options() -> None:
+    """Each ``modise ...`` line in a shell block of the docs or the README names an existing command
+    and only options that command has (a renamed or removed option fails here, not in a reader's shell)."""
+    root = typer.main.get_command(app)
+    problems, seen = [], 0
+    for f in sorted(DOCS.rglob("*.md")) + [REPO / "README.md"]:
+        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", f.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = re.split(r"\s+#", line)[0]
+                for m in re.finditer(r"(?:^|[\s;&|(])(?:-m )?modise(\s.*?)(?=&&|;|\||$)", line):
+                    toks, cmd, path = m.group(1).split(), root, []
+                    while toks and toks[0] in getattr(cmd, "commands", {}):
+                        cmd = cmd.commands[toks[0]]
+                        path.append(toks.pop(0))
+                    seen += 1
+                    opts = {o for p in cmd.params for o in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]}
+                    problems += [f"{f.relative_to(REPO)}: modise {' '.join(path)} {t}" for t in toks
+                                 if t.startswith("--") and t.split("=")[0] not in opts | {"--help", "-h"}]
+    assert seen > 50, seen
+    assert not problems, "; ".join(problems)
