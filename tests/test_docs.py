@@ -110,8 +110,8 @@ def test_the_sample_flow_is_marked_runnable() -> None:
 @pytest.mark.parametrize("name,block", _runnable_blocks(), ids=[n for n, _ in _runnable_blocks()])
 def test_runnable_tutorial_block(name: str, block: str, tmp_path: Path) -> None:
     """Each marked block, as a reader runs it from the repository root (a scratch copy: ``src`` linked),
-    at tiny size: ``STEPS=2`` (the sample flow: about 1-2 min on 2 shared cores, most of it reading
-    full-size mammograms)."""
+    at tiny size: ``STEPS=2`` (the sample flow: 70 s in the suite on 2 shared cores, most of it reading
+    full-size mammograms; the own-data block: 3 s)."""
     (tmp_path / "src").symlink_to(REPO / "src")
     modise = shutil.which("modise")
     assert modise, "the modise command is not on PATH (pip install -e .)"
