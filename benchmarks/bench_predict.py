@@ -6,7 +6,7 @@
   building cancel), so it is what one more image of an archive costs (read, resize, forward,
   post-processing, writing).
 
-The goal (README "Scale"): on a GPU, predict within 1.5x of the model's own time per image.
+The goal (docs/how-to/gpus.md, docs/benchmarks.md): on a GPU, predict within 1.5x of the model's own time per image.
 
     python benchmarks/bench_predict.py --device cuda --preset m-odise --size full [--images 8]
         [--height 4096 --width 3328] [--batch-size 2] [--workers 8]

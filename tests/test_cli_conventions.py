@@ -1,4 +1,4 @@
-"""Every command speaks one vocabulary (README, Usage > Conventions): one name per concept with the old
+"""Every command speaks one vocabulary (docs/reference/cli/index.md, the conventions table): one name per concept with the old
 spellings as hidden aliases that still parse, choices listed, defaults in one style, --threads on every
 command, whole command summaries and one wording per kind of bad value."""
 

@@ -80,5 +80,5 @@ def test_installed_direct_dependencies_are_the_locked_versions() -> None:
             drift.append(f"{req.name} {have} (lock: {want})")
     assert not drift, (
         "this environment is not the tested lock; reinstall with "
-        f"`pip install -e '.[dev]' -c constraints.txt`: {drift}"
+        f"`pip install -e '.[dev,docs]' -c constraints.txt`: {drift}"
     )

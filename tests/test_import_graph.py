@@ -138,7 +138,7 @@ def test_model_and_pipeline_import_nothing_from_engine():
     assert bad == []
 
 
-# README "Architecture": floors, lowest first; a module imports only from its own floor or below
+# docs/explanation/architecture.md: floors, lowest first; a module imports only from its own floor or below
 FLOORS = [
     ("modise.errors", "modise.outputs", "modise.progress", "modise.precision", "modise.runs", "modise.compat"),
     ("modise.data",),
@@ -154,7 +154,7 @@ def _floor(module: str) -> int:
     if module.rpartition(".")[2].endswith("cli"):  # every part's *cli.py sits with the CLI
         return len(FLOORS) - 1
     placed = [(len(p), i) for i, prefixes in enumerate(FLOORS) for p in prefixes if module == p or module.startswith(p + ".")]
-    assert placed, f"{module} is on no floor of README's Architecture"
+    assert placed, f"{module} is on no floor of docs/explanation/architecture.md"
     return max(placed)[1]
 
 
@@ -162,3 +162,17 @@ def test_every_module_imports_only_its_floor_or_below():
     up = sorted(f"{m} imports {t}" for m, ts in _graph().items() if m != "modise"
                 for t in ts if t != "modise" and _floor(t) > _floor(m))
     assert up == []
+
+
+def test_the_architecture_page_lists_the_same_floors():
+    """docs/explanation/architecture.md numbers the floors as FLOORS does, each naming its packages."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "explanation" / "architecture.md").read_text()
+    items = re.findall(r"^\d+\. (.*?)(?=^\d+\. |^\S|\Z)", page, re.S | re.M)
+    assert len(items) == len(FLOORS), f"the page lists {len(items)} floors, FLOORS {len(FLOORS)}"
+    for i, (item, prefixes) in enumerate(zip(items, FLOORS), 1):
+        for p in prefixes:
+            leaf = p.rpartition(".")[2]
+            if leaf != "__main__":
+                assert f"`{leaf}.py`" in item or f"`{leaf}/`" in item, f"floor {i} of the page does not name {p}"

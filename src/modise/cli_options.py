@@ -1,7 +1,7 @@
 """The command line's one vocabulary: option types shared by every command, and the command classes
 that give every command ``--threads``, full one-line summaries and hidden old spellings.
 
-Conventions (README, Usage > Conventions): an option's first ``--long`` name is its name; further
+Conventions (docs/reference/cli/index.md): an option's first ``--long`` name is its name; further
 long names are older spellings kept as hidden aliases (they parse, help does not list them).
 Defaults show as Typer's ``[default: ...]`` (``show_default="..."`` when the default is derived).
 Bad values are refused at the CLI edge (Click's usage error: one sentence, exit 2, before anything

@@ -96,7 +96,7 @@ def vindr(
     quiet: Quiet = False,
     pseudo_mask: Annotated[PseudoMaskRecipe, typer.Option(
         "--pseudo-mask", help="paper: blur, Otsu, concave hull as the M-ODISE paper | refined: modise's (centre "
-        "prior, nearest component, holes filled; closer to radiologists, see README).")] = "paper",
+        "prior, nearest component, holes filled; closer to radiologists: docs/benchmarks.md).")] = "paper",
     workers: Workers = None,
 ) -> None:
     """VinDr-Mammo: DICOM -> 8-bit PNG, each box -> a pseudo-mask segment, class by finding_birads."""

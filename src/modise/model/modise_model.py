@@ -140,7 +140,7 @@ class MODISE(nn.Module):
     def inference(self, images: torch.Tensor, image_sizes: list[tuple[int, int]] | None = None,
                   output_sizes: list[tuple[int, int]] | None = None, settings: InferenceConfig | None = None,
                   compact: bool = False) -> list[dict]:
-        """Any-size images [B,3,H,W] in [0,1] -> per image sem_seg / panoptic_seg / instances (see README);
+        """Any-size images [B,3,H,W] in [0,1] -> per image sem_seg / panoptic_seg / instances (docs/reference/models.md);
         ``settings``: the inference settings (default ``config.inference``; a per-call copy is
         ``config.inference.replace(...)``); ``compact``: :func:`~modise.model.inference.postprocess`'s
         low-memory form (what ``predict`` writes)."""
