@@ -66,7 +66,8 @@ def test_search_finds_mg_and_counts_the_rest(orthanc, study, creds):
     uids = {f.name: str(pydicom.dcmread(f).SOPInstanceUID) for f in [*files, *extra]}
     assert read_item(items[uids["mg0.dcm"]]).pixels.shape == (160, 128)
     # a server whose QIDO-RS leaves PresentationIntentType out: the retrieved header decides
-    unsaid = InputItem(Path("x.dcm"), "x", None, dw.RemoteInstance(orthanc.dicomweb, uid, found[0].series, uids["intent.dcm"]))
+    unsaid = InputItem(Path("x.dcm"), "x", None, dw.RemoteInstance(orthanc.dicomweb, uid, items[uids["mg0.dcm"]].remote.series,
+                                                                       uids["intent.dcm"]))  # the MG series it was made in
     with pytest.raises(SkippedInput, match="for processing"):
         read_item(unsaid)
     with pytest.raises(ModiseError) as e:
