@@ -1,0 +1,89 @@
+"""``modise demo``'s time plan: pure functions of measured rates, driven by a fake clock (no training)."""
+
+from __future__ import annotations
+
+import pytest
+
+from modise.engine.demo_plan import (
+    MIN_EVAL_IMAGES, MIN_MEANINGFUL_STEPS, PLAN_FILL, SMALL_BATCH, Rates, RateMeter, eval_seconds, plan_demo,
+)
+
+RECIPE = {"batch_size": 4, "steps": 1350}
+N_VAL, PASSES = 40, 2
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def measured(step_s: float, infer_s: float, elapsed_s: float = 20.0) -> Rates:
+    return Rates(elapsed_s=elapsed_s, step_s=step_s, infer_s=infer_s, restart_s=8.0, steps_done=8)
+
+
+def test_rate_meter_skips_warm_up_and_measures_once():
+    clock = FakeClock()
+    meter = RateMeter(clock, skip=3, window=5)
+    rates = []
+    for step in range(1, 12):
+        clock.t += 10.0 if step <= 3 else 0.4  # slow warm-up steps are not the rate
+        rates.append(meter.step_end(step))
+    assert [r for r in rates if r is not None] == [pytest.approx(0.4)]
+    assert rates.index(pytest.approx(0.4)) == 7  # known after step 3 + 5
+    assert meter.step_s == pytest.approx(0.4)
+
+
+def test_idle_machine_keeps_the_recipe():
+    """The shipped demo on an idle 2-core CPU (0.36 s a step): the 10 min budget does not bind."""
+    plan = plan_demo(RECIPE, 600, measured(0.36, 0.25), N_VAL, PASSES)
+    assert (plan.batch_size, plan.steps, plan.eval_images) == (4, 1350, N_VAL)
+    assert not plan.restart and plan.changes == () and plan.meaningful
+    assert plan.predicted_s <= 600 * PLAN_FILL
+
+
+def test_slightly_busy_machine_evaluates_fewer_phantoms_without_restarting():
+    step_s = (600 * PLAN_FILL - 20 - eval_seconds(0.5, MIN_EVAL_IMAGES, PASSES)) / (1350 - 8) - 1e-3
+    plan = plan_demo(RECIPE, 600, measured(step_s, 0.5), N_VAL, PASSES)
+    assert not plan.restart and plan.steps == 1350 and plan.batch_size == 4
+    assert plan.eval_images == MIN_EVAL_IMAGES == N_VAL // 2
+    assert plan.changes == ("evaluation on 20 of the 40 held-out phantoms",)
+
+
+def test_the_order_batch_then_steps():
+    plans = [plan_demo(RECIPE, 600, measured(step_s, 0.3), N_VAL, PASSES) for step_s in (0.7, 2.0)]
+    assert all(p.restart and p.predicted_s <= 600 * PLAN_FILL + 1e-6 for p in plans)
+    assert (plans[0].batch_size, plans[0].steps) == (SMALL_BATCH, 1350)
+    assert plans[0].changes == ("evaluation on 20 of the 40 held-out phantoms", "batch 2 instead of 4")
+    assert plans[1].batch_size == SMALL_BATCH and plans[1].steps < 1350
+    assert plans[1].changes[-1] == f"{plans[1].steps} steps instead of 1350"
+
+
+def test_issue_31_busy_machine_fits_four_minutes_and_says_it_is_not_meaningful():
+    """7.5 s a step (the issue's busy 2-core machine), --minutes 4: the plan ends in time, and labels the result."""
+    rates = measured(7.5, 0.8, elapsed_s=90.0)  # inference: about half a training step per image
+    plan = plan_demo(RECIPE, 240, rates, N_VAL, PASSES)
+    assert plan.predicted_s <= 240 * PLAN_FILL + 1e-6
+    small_step = 7.5 * SMALL_BATCH / 4
+    assert plan.steps == int((240 * PLAN_FILL - (plan.predicted_s - plan.steps * small_step)) / small_step)
+    assert not plan.meaningful and plan.steps < MIN_MEANINGFUL_STEPS
+    assert plan.full_minutes >= 1350 * 7.5 / 60  # the hint's --minutes would run the whole recipe
+
+
+def test_a_spent_budget_still_trains_one_step():
+    plan = plan_demo(RECIPE, 60, measured(30.0, 5.0, elapsed_s=70.0), N_VAL, PASSES)
+    assert plan.steps == 1 and not plan.meaningful
+
+
+def test_eval_cost_scales_with_images_and_passes():
+    assert eval_seconds(0.5, 40, 2) > eval_seconds(0.5, 20, 2) > eval_seconds(0.5, 20, 1) > 0
+    assert eval_seconds(1.0, 40, 2) == pytest.approx(2 * eval_seconds(0.5, 40, 2))  # measured cost, not a constant
+
+
+def test_a_small_recipe_skips_levers_it_already_sits_at():
+    """A recipe at batch 2 goes from the evaluation set straight to fewer steps."""
+    plan = plan_demo({"batch_size": 2, "steps": 1000}, 120, measured(1.0, 0.1), N_VAL, 1)
+    assert plan.batch_size == 2 and plan.steps < 1000
+    assert not any("batch" in c for c in plan.changes)
