@@ -38,7 +38,7 @@ def test_demo_short_run_writes_report(tmp_path):
     assert saved["best"] == metrics["best"]
     assert f"({metrics['demo']['seconds']:.0f} s end to end, budget 5 min)" in md  # one time, the terminal's too
     assert not metrics["demo"]["meaningful"] and "**Not a meaningful result:** 6 training steps" in md
-    assert "`modise demo --minutes 10`" in md  # the command that gives the full result
+    assert "`modise demo --minutes 11`" in md  # the command that gives the full result
 
 
 def test_demo_refuses_non_empty_out(tmp_path):

@@ -36,12 +36,15 @@ def test_rate_meter_skips_warm_up_and_measures_once():
     assert meter.step_s == pytest.approx(0.4)
 
 
-def test_idle_machine_keeps_the_recipe():
-    """The shipped demo on an idle 2-core CPU (0.36 s a step): the 10 min budget does not bind."""
-    plan = plan_demo(RECIPE, 600, measured(0.36, 0.25), N_VAL, PASSES)
+@pytest.mark.parametrize("step_s", [0.364, 0.41])
+def test_idle_machine_keeps_the_recipe(step_s):
+    """The shipped demo on an idle 2-core CPU (README: 492 s for 1350 steps, 0.364 s a step; and 13 % slower):
+    the default budget does not bind, so the run and its numbers are the recipe's."""
+    from modise.engine.demo import DEMO_MINUTES
+
+    plan = plan_demo(RECIPE, DEMO_MINUTES * 60, measured(step_s, 0.15, elapsed_s=25.0), N_VAL, PASSES)
     assert (plan.batch_size, plan.steps, plan.eval_images) == (4, 1350, N_VAL)
     assert not plan.restart and plan.changes == () and plan.meaningful
-    assert plan.predicted_s <= 600 * PLAN_FILL
 
 
 def test_slightly_busy_machine_evaluates_fewer_phantoms_without_restarting():
@@ -87,3 +90,16 @@ def test_a_small_recipe_skips_levers_it_already_sits_at():
     plan = plan_demo({"batch_size": 2, "steps": 1000}, 120, measured(1.0, 0.1), N_VAL, 1)
     assert plan.batch_size == 2 and plan.steps < 1000
     assert not any("batch" in c for c in plan.changes)
+
+
+def test_the_full_result_command_runs_the_whole_recipe():
+    """The hint's --minutes covers the recipe at the measured rate; a recipe too short to mean anything
+    points at the shipped one (its steps, scaled)."""
+    from modise.engine.demo import DEMO_DEFAULTS, DEMO_MINUTES, DEMO_STEPS, _budget_record
+
+    plan = plan_demo(RECIPE, 240, measured(7.5, 0.8, elapsed_s=90.0), N_VAL, PASSES)
+    rec = _budget_record({**DEMO_DEFAULTS}, 4, plan, None, {"train": {"global_step": plan.steps}})
+    assert rec["full_command"] == f"modise demo --minutes {plan.full_minutes:g}" and not rec["meaningful"]
+    short = plan_demo({"batch_size": 4, "steps": 135}, 600, measured(0.4, 0.1), N_VAL, PASSES)
+    rec = _budget_record({**DEMO_DEFAULTS, "steps": 135}, 10, short, None, {"train": {"global_step": 135}})
+    assert rec["full_command"] == f"modise demo --minutes {max(short.full_minutes * DEMO_STEPS // 135, DEMO_MINUTES):g}"

@@ -30,11 +30,12 @@ class BudgetKeeper(L.Callback):
         self.stopped_at: int | None = None  # stopped by the budget (not for a restart)
         self._val: list[int] = []
         self._passes = 1
+        self._stopped_to_restart = False
 
     @property
     def restart(self) -> DemoPlan | None:
         """The plan to restart with, when this (recipe) run was stopped for it."""
-        return self.plan if self.plan is not None and self.plan.restart and self.rates is not None else None
+        return self.plan if self._stopped_to_restart else None
 
     def on_train_start(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
@@ -59,7 +60,7 @@ class BudgetKeeper(L.Callback):
         self.plan = plan = plan_demo(self.recipe, self.budget_s, self.rates, len(self._val), self._passes)
         if plan.restart:  # stop now, skip the held-out evaluation: the demo starts over with the plan
             trainer.datamodule.val_ids = []
-            trainer.should_stop = True
+            trainer.should_stop = self._stopped_to_restart = True
         else:
             trainer.datamodule.val_ids = self._val[: plan.eval_images]
             self.eval_s = plan.eval_s
