@@ -103,3 +103,12 @@ def test_the_full_result_command_runs_the_whole_recipe():
     short = plan_demo({"batch_size": 4, "steps": 135}, 600, measured(0.4, 0.1), N_VAL, PASSES)
     rec = _budget_record({**DEMO_DEFAULTS, "steps": 135}, 10, short, None, {"train": {"global_step": 135}})
     assert rec["full_command"] == f"modise demo --minutes {max(short.full_minutes * DEMO_STEPS // 135, DEMO_MINUTES):g}"
+
+
+def test_the_guard_keeps_more_for_evaluation_when_the_machine_slows_down():
+    from modise.engine.demo_plan import eval_reserve
+
+    plan = plan_demo(RECIPE, 180, measured(1.36, 0.38, elapsed_s=39.0), N_VAL, PASSES)  # bench_demo_budget's 2nd run
+    assert plan.step_s == pytest.approx(1.36 * plan.batch_size / 4)
+    assert eval_reserve(plan, None) == eval_reserve(plan, plan.step_s / 2) == plan.eval_s  # never less than planned
+    assert eval_reserve(plan, 4 * plan.step_s) == pytest.approx(4 * plan.eval_s)  # steps 4x slower: evaluation too

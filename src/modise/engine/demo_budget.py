@@ -8,12 +8,13 @@ when the rest of the budget is what evaluation and the report need.
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 
-from .demo_plan import DemoPlan, RateMeter, Rates, plan_demo
+from .demo_plan import DemoPlan, RateMeter, Rates, eval_reserve, plan_demo
 
 
 class BudgetKeeper(L.Callback):
@@ -26,11 +27,12 @@ class BudgetKeeper(L.Callback):
         self.train_called, self.plan = train_called, plan
         self.meter = RateMeter(clock)
         self.rates: Rates | None = None
-        self.eval_s: float | None = plan.eval_s if plan is not None else None  # evaluation + report, once planned
         self.stopped_at: int | None = None  # stopped by the budget (not for a restart)
         self._val: list[int] = []
         self._passes = 1
         self._stopped_to_restart = False
+        self._last_t: float | None = None
+        self._recent: deque[float] = deque(maxlen=5)  # the last steps' seconds: the live rate
 
     @property
     def restart(self) -> DemoPlan | None:
@@ -45,11 +47,18 @@ class BudgetKeeper(L.Callback):
             dm.val_ids = self._val[: self.plan.eval_images]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = trainer.global_step
+        step, now = trainer.global_step, self.clock()
+        if self._last_t is not None and step > self.meter.skip:  # warm-up steps are no rate
+            self._recent.append(now - self._last_t)
+        self._last_t = now
         if self.plan is None and self.meter.step_end(step) is not None:
             self._plan(trainer, pl_module, step)
+            self._last_t = self.clock()  # the inference timed in between is no step
             return
-        if self.eval_s is not None and self.stopped_at is None and self.clock() - self.t0 > self.budget_s - self.eval_s:
+        if self.plan is None or self.stopped_at is not None:
+            return
+        recent = sorted(self._recent)[len(self._recent) // 2] if len(self._recent) >= 3 else None
+        if now - self.t0 > self.budget_s - eval_reserve(self.plan, recent):
             self.stopped_at = step
             trainer.should_stop = True
 
@@ -63,7 +72,6 @@ class BudgetKeeper(L.Callback):
             trainer.should_stop = self._stopped_to_restart = True
         else:
             trainer.datamodule.val_ids = self._val[: plan.eval_images]
-            self.eval_s = plan.eval_s
 
 
 def time_inference(model, data: Path, image_id: int, clock: Callable[[], float]) -> float:

@@ -14,7 +14,8 @@ The image size is no lever: the diffusion backbone resizes every window to its m
 (128 px for the tiny model), so a smaller crop saves little of a step (the frozen UNet's share stays)
 and costs quality.
 A step's cost is taken proportional to the phantoms per step; anything the plan gets wrong, the
-demo's guard catches by stopping training when only evaluation's share of the budget is left.
+demo's guard catches by stopping training when only evaluation's share of the budget is left
+(:func:`eval_reserve`: scaled up by how much slower the recent steps are than the plan expected).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class DemoPlan:
     predicted_s: float = 0.0  # end to end, from the demo's first line
     full_minutes: float = 0.0  # what the whole recipe would need on this machine now (for the hint)
     eval_s: float = 0.0  # the evaluation and report this plan expects
+    step_s: float = 0.0  # the seconds a step of this plan should take (the guard compares the live rate)
 
     @property
     def meaningful(self) -> bool:
@@ -103,13 +105,22 @@ def plan_demo(recipe: dict, budget_s: float, rates: Rates, n_val: int, passes: i
         seen.add((batch, n_eval))
         t = end(batch, steps0, n_eval, restart)
         if t <= target:
-            return DemoPlan(batch, steps0, n_eval, restart, changes, t, full_min, eval_seconds(r.infer_s, n_eval, passes))
+            return DemoPlan(batch, steps0, n_eval, restart, changes, t, full_min, eval_seconds(r.infer_s, n_eval, passes),
+                            step_s(batch))
     # the last lever: as many steps as fit at the smallest settings (at least one)
     batch, n_eval, _, changes = levels[-1]
     steps = max(1, min(steps0, int((target - end(batch, 0, n_eval, True)) / step_s(batch))))
     changes = (*changes, f"{steps} step{'s' if steps != 1 else ''} instead of {steps0}")
     return DemoPlan(batch, steps, n_eval, True, changes, end(batch, steps, n_eval, True), full_min,
-                    eval_seconds(r.infer_s, n_eval, passes))
+                    eval_seconds(r.infer_s, n_eval, passes), step_s(batch))
+
+
+def eval_reserve(plan: DemoPlan, recent_step_s: float | None) -> float:
+    """Seconds to keep for evaluation and the report: the plan's, scaled up when the steps now take longer
+    than the plan expected (the machine got busier since it measured; evaluation will slow down alike)."""
+    if not recent_step_s or not plan.step_s:
+        return plan.eval_s
+    return plan.eval_s * max(1.0, recent_step_s / plan.step_s)
 
 
 class RateMeter:
