@@ -112,3 +112,22 @@ def test_the_guard_keeps_more_for_evaluation_when_the_machine_slows_down():
     assert plan.step_s == pytest.approx(1.36 * plan.batch_size / 4)
     assert eval_reserve(plan, None) == eval_reserve(plan, plan.step_s / 2) == plan.eval_s  # never less than planned
     assert eval_reserve(plan, 4 * plan.step_s) == pytest.approx(4 * plan.eval_s)  # steps 4x slower: evaluation too
+
+
+def test_rate_meter_measures_early_when_told():
+    clock = FakeClock()
+    meter = RateMeter(clock, skip=3, window=5)
+    for step in (1, 2, 3):
+        clock.t += 20.0
+        assert meter.step_end(step) is None
+    clock.t += 18.0
+    assert meter.step_end(4, now=True) == pytest.approx(18.0)  # a slow machine plans after one measured step
+
+
+def test_a_far_too_busy_machine_evaluates_on_fewer_phantoms_still():
+    """bench_demo_budget's 3rd run (18 s a step, 5 s an inference, 3 min): one step, a smaller evaluation."""
+    from modise.engine.demo_plan import MIN_EVAL_FLOOR
+
+    plan = plan_demo(RECIPE, 180, measured(18.5, 5.2, elapsed_s=80.0), N_VAL, PASSES)
+    assert plan.steps == 1 and MIN_EVAL_FLOOR <= plan.eval_images < MIN_EVAL_IMAGES
+    assert plan.changes[0] == f"evaluation on {plan.eval_images} of the 40 held-out phantoms"

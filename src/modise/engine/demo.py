@@ -81,6 +81,9 @@ def run_demo(out: str | Path, minutes: float | None = DEMO_MINUTES, seed: int = 
             keeper.rates = rates  # what the plan was made from
         elif plan is not None and plan.changes:
             say(f"to end within {minutes:g} min: {'; '.join(plan.changes)}")
+        if plan is not None and plan.predicted_s > budget_s * 1.1:
+            say(f"[bold red]this machine is too busy for a {minutes:g} min demo[/]: even the smallest run needs about "
+                f"{plan.predicted_s / 60:.1f} min here")
         budget = _budget_record(s, minutes, plan, keeper, metrics)
         metrics.setdefault("train", {})["stopped_by_time_limit"] = budget["stopped_by_budget"]
         if budget["stopped_by_budget"]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import lightning as L
 
-from .demo_plan import DemoPlan, RateMeter, Rates, eval_reserve, plan_demo
+from .demo_plan import PROBE_SHARE, DemoPlan, RateMeter, Rates, eval_reserve, plan_demo
 
 
 class BudgetKeeper(L.Callback):
@@ -51,7 +51,7 @@ class BudgetKeeper(L.Callback):
         if self._last_t is not None and step > self.meter.skip:  # warm-up steps are no rate
             self._recent.append(now - self._last_t)
         self._last_t = now
-        if self.plan is None and self.meter.step_end(step) is not None:
+        if self.plan is None and self.meter.step_end(step, now=now - self.t0 > PROBE_SHARE * self.budget_s) is not None:
             self._plan(trainer, pl_module, step)
             self._last_t = self.clock()  # the inference timed in between is no step
             return

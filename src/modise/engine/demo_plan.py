@@ -24,8 +24,10 @@ import math
 from dataclasses import dataclass, field
 
 MIN_EVAL_IMAGES = 20
+MIN_EVAL_FLOOR = 5  # only when not even one step fits with MIN_EVAL_IMAGES (a machine far too busy)
 SMALL_BATCH = 2
 MIN_MEANINGFUL_STEPS = 400
+PROBE_SHARE = 0.25  # plan early (fewer steps measured) once the probe has used this share of the budget
 PLAN_FILL = 0.9  # the plan aims at 90 % of the budget: a busy machine's load changes as it runs
 REPORT_IMAGES = 4  # overlays drawn in the report (one inference each)
 REPORT_FIXED_IMAGES = 30  # model save + reload, FROC, figures: charged as inferences so it scales with the load (measured: ~45)
@@ -110,6 +112,10 @@ def plan_demo(recipe: dict, budget_s: float, rates: Rates, n_val: int, passes: i
     # the last lever: as many steps as fit at the smallest settings (at least one)
     batch, n_eval, _, changes = levels[-1]
     steps = max(1, min(steps0, int((target - end(batch, 0, n_eval, True)) / step_s(batch))))
+    if end(batch, steps, n_eval, True) > target:  # not even one step fits: evaluate on fewer still
+        n_eval = max(min(n_val, MIN_EVAL_FLOOR), min(n_eval, int((target - end(batch, 1, 0, True)) / (r.infer_s * passes))))
+        ev = (f"evaluation on {n_eval} of the {n_val} held-out phantoms",) if n_eval < n_val else ()
+        changes = ev + bt
     changes = (*changes, f"{steps} step{'s' if steps != 1 else ''} instead of {steps0}")
     return DemoPlan(batch, steps, n_eval, True, changes, end(batch, steps, n_eval, True), full_min,
                     eval_seconds(r.infer_s, n_eval, passes), step_s(batch))
@@ -127,17 +133,18 @@ class RateMeter:
     """Seconds per step over ``window`` steps after ``skip`` warm-up steps, from ``clock`` (a fake in tests).
 
     Call :meth:`step_end` after each step with the global step; it returns the rate once, when the
-    window is complete, else ``None``."""
+    window is complete (or, with ``now``, over the steps measured so far: a very slow machine must not
+    spend its budget measuring), else ``None``."""
 
     def __init__(self, clock, skip: int = 3, window: int = 5) -> None:
         self.clock, self.skip, self.window = clock, skip, window
         self._t0: float | None = None
         self.step_s: float | None = None
 
-    def step_end(self, step: int) -> float | None:
+    def step_end(self, step: int, now: bool = False) -> float | None:
         if step == self.skip:
             self._t0 = self.clock()
-        elif self._t0 is not None and self.step_s is None and step == self.skip + self.window:
-            self.step_s = (self.clock() - self._t0) / self.window
+        elif self._t0 is not None and self.step_s is None and (step == self.skip + self.window or now):
+            self.step_s = (self.clock() - self._t0) / (step - self.skip)
             return self.step_s
         return None
