@@ -70,6 +70,9 @@ def run_demo(out: str | Path, minutes: float | None = DEMO_MINUTES, seed: int = 
         say(f"2/4 training the tiny M-ODISE (random frozen encoders) for {s['steps']} steps")
         metrics, keeper = _train(stage, s, seed, clock, t0, budget_s, None, progress, say, out)
         plan = keeper.plan if keeper else None
+        if plan is not None and plan.predicted_s > budget_s * 1.1:
+            say(f"[bold red]this machine is too busy for a {minutes:g} min demo[/]: even the smallest run needs about "
+                f"{plan.predicted_s / 60:.1f} min here")
         if keeper is not None and keeper.restart is not None:
             plan = keeper.restart
             say(f"at {keeper.rates.step_s:.2f} s a step the recipe would take about {plan.full_minutes:.0f} min; "
@@ -81,15 +84,13 @@ def run_demo(out: str | Path, minutes: float | None = DEMO_MINUTES, seed: int = 
             keeper.rates = rates  # what the plan was made from
         elif plan is not None and plan.changes:
             say(f"to end within {minutes:g} min: {'; '.join(plan.changes)}")
-        if plan is not None and plan.predicted_s > budget_s * 1.1:
-            say(f"[bold red]this machine is too busy for a {minutes:g} min demo[/]: even the smallest run needs about "
-                f"{plan.predicted_s / 60:.1f} min here")
+
         budget = _budget_record(s, minutes, plan, keeper, metrics)
         metrics.setdefault("train", {})["stopped_by_time_limit"] = budget["stopped_by_budget"]
         if budget["stopped_by_budget"]:
             say(f"training stopped at step {budget['steps']} of {plan.steps}: the {minutes:g} min budget ran out")
         if not budget["meaningful"]:
-            say(f"[bold red]not a meaningful result[/]: {budget['steps']} steps (fewer than {MIN_MEANINGFUL_STEPS}); "
+            say(f"[bold red]not a meaningful result[/]: {budget['steps']} training step(s) (fewer than {MIN_MEANINGFUL_STEPS}); "
                 f"the full result: `{budget['full_command']}`")
         say("4/4 writing the report (figures, overlays)")
         seconds = write_demo_report(stage, stage / "run", metrics, budget=budget, clock=clock, t0=t0, progress=progress)
@@ -127,7 +128,7 @@ def _budget_record(s: dict[str, Any], minutes: float | None, plan, keeper, metri
     """What the budget did to the run, for the report, the terminal and ``metrics["demo"]``."""
     train = metrics.get("train", {})
     steps = int(train.get("global_step", 0))
-    stopped = keeper is not None and keeper.stopped_at is not None
+    stopped = keeper is not None and keeper.stopped_at is not None and steps < int(train.get("max_steps", steps + 1))
     full_min = plan.full_minutes if plan is not None else None
     keep_steps = s["steps"] >= MIN_MEANINGFUL_STEPS  # else the hint runs the shipped recipe's steps
     hint = max(math.ceil((full_min or 0) * (1 if keep_steps else DEMO_STEPS / s["steps"])), minutes or 0, DEMO_MINUTES)
