@@ -36,6 +36,9 @@ def test_demo_short_run_writes_report(tmp_path):
     assert ((curve[..., 2] - curve[..., 0]) > 60).sum() > 50  # the (blue) loss curve is drawn, not an empty frame
     saved = json.loads((out / "run" / "metrics.json").read_text())
     assert saved["best"] == metrics["best"]
+    assert f"({metrics['demo']['seconds']:.0f} s end to end, budget 5 min)" in md  # one time, the terminal's too
+    assert not metrics["demo"]["meaningful"] and "**Not a meaningful result:** 6 training steps" in md
+    assert "`modise demo --minutes 11`" in md  # the command that gives the full result
 
 
 def test_demo_refuses_non_empty_out(tmp_path):
@@ -81,15 +84,38 @@ def test_deadline_stops_a_run_without_changing_its_schedule(tmp_path):
 
 
 def test_demo_is_deterministic_in_steps(tmp_path):
-    """Fixed steps and seed: two demos give the same held-out numbers (the wall clock plays no part)."""
+    """Fixed steps and seed: a demo that measures its rate under a budget that does not bind gives the
+    numbers and weights of one without a budget (the wall clock plays no part)."""
     import torch
 
     from modise.engine.demo import run_demo
 
-    a = run_demo(tmp_path / "a", progress=False, n_images=10, steps=4)
-    b = run_demo(tmp_path / "b", progress=False, n_images=10, steps=4)
+    a = run_demo(tmp_path / "a", minutes=None, progress=False, n_images=10, steps=10)
+    b = run_demo(tmp_path / "b", minutes=60, progress=False, n_images=10, steps=10)
+    assert b["demo"]["changes"] == [] and b["train"]["global_step"] == 10 and not b["demo"]["stopped_by_budget"]
     assert a["pq"] == b["pq"] and a["best"] == b["best"] and a["dice"] == b["dice"]
     from safetensors.torch import load_file
 
     wa, wb = (load_file(tmp_path / d / "run" / "model" / "model.safetensors") for d in ("a", "b"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)  # the same trained weights
+
+
+def test_demo_on_a_busy_machine_shrinks_the_run_and_says_so(tmp_path):
+    """A clock running 200x fast plays a very busy machine: the plan restarts training at batch 2 with the
+    steps that fit (one: the budget is spent), and the report and metrics say what changed."""
+    import time
+
+    from modise.engine.demo import run_demo
+
+    start = time.perf_counter()
+    slow = lambda: start + (time.perf_counter() - start) * 200  # noqa: E731
+    out = tmp_path / "demo"
+    m = run_demo(out, minutes=2, progress=False, clock=slow, n_images=10, steps=40)
+    demo = m["demo"]
+    assert demo["changes"] == ["batch 2 instead of 4", "1 step instead of 40"]
+    assert m["train"]["global_step"] == 1 and not demo["meaningful"]
+    cfg = (out / "run" / "config.yaml").read_text()
+    assert "batch_size: 2" in cfg and "max_steps: 1" in cfg
+    md = (out / "report.md").read_text()
+    assert "so the demo ran with batch 2 instead of 4; 1 step instead of 40" in md
+    assert "**Not a meaningful result:** 1 training steps" in md and f"({demo['seconds']:.0f} s end to end" in md

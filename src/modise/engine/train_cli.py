@@ -13,7 +13,7 @@ from modise.cli_options import (
     Lr, MaxSteps, ModelSize, NumNodes, NumWorkers, Overrides, Overwrite, Precision, PrecisionOpt, Preset,
     RandomWeights, ReferenceBatch, Seed, Size, Strategy, WarmupSteps, fold_value, positive_float, size_value,
 )
-from modise.engine.demo import DEMO_STEPS
+from modise.engine.demo import DEMO_MINUTES, DEMO_STEPS
 
 
 def train_config(**kw):
@@ -155,10 +155,12 @@ def register(app: typer.Typer) -> None:
     def demo_cmd(
         out: Path = typer.Option(Path("modise-demo"), "--out", help="Demo folder (data/, run/, report.md/.html)."),
         steps: int = typer.Option(DEMO_STEPS, "--max-steps", "--steps", min=1,
-                                  help="Optimiser steps (fixed, so a seed gives the same numbers anywhere)."),
-        minutes: Optional[float] = typer.Option(
-            None, "--minutes", parser=positive_float, show_default="no limit",
-            help="Upper bound for the whole demo; training stops early (and says so) if it would run past it."),
+                                  help="Optimiser steps of the recipe (with the seed they fix the numbers while the budget allows them)."),
+        minutes: float = typer.Option(
+            DEMO_MINUTES, "--minutes", parser=positive_float,
+            help="Wall-clock budget of the whole demo. The demo measures its first steps; if the recipe would not fit, "
+                 "it evaluates on fewer phantoms, then trains at batch 2, then fewer steps, and says so (under 400 steps the "
+                 "result is labelled not meaningful)."),
         seed: int = typer.Option(0, "--seed", min=0, help="Seed of phantoms, weights and training."),
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print the held-out metrics as JSON on stdout."),
