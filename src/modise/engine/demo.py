@@ -19,7 +19,7 @@ from modise.engine.demo_plan import MIN_MEANINGFUL_STEPS
 from modise.errors import TrainingInterrupted
 from modise.outputs import output_dir
 
-# Settings that let the tiny model learn the phantoms' lesions in minutes on 2 CPU cores (README's
+# Settings that let the tiny model learn the phantoms' lesions in minutes on 2 CPU cores (docs/benchmarks.md's
 # demo table; `benchmarks/bench_demo.py` prints PQ against steps and seconds). Within its time budget
 # the run is fixed in steps, so the same seed gives the same numbers on every machine; a budget that
 # binds shrinks the run in the order `demo_plan.py` documents and the report says what changed.
