@@ -36,6 +36,8 @@ def test_demo_short_run_writes_report(tmp_path):
     assert ((curve[..., 2] - curve[..., 0]) > 60).sum() > 50  # the (blue) loss curve is drawn, not an empty frame
     saved = json.loads((out / "run" / "metrics.json").read_text())
     assert saved["best"] == metrics["best"]
+    # evaluated once, with the preset's CLIP ensemble (issue 29), not a second time without it
+    assert saved["clip_ensemble"] is True and "without_clip_ensemble" not in saved
     assert f"({metrics['demo']['seconds']:.0f} s end to end, budget 5 min)" in md  # one time, the terminal's too
     assert not metrics["demo"]["meaningful"] and "**Not a meaningful result:** 6 training steps" in md
     assert "`modise demo --minutes 11`" in md  # the command that gives the full result

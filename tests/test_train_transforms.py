@@ -10,18 +10,20 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import SAMPLE_DIR
-from modise.engine.training.train_transforms import LSJ, PAD_VALUE, IntensityJitter, build_train_transform, resize_sample
+from modise.data.dataset import masks_from_ids
+from modise.engine.training.train_transforms import (LSJ, PAD_VALUE, IntensityJitter, build_train_transform, nearest_source_index,
+                                                     resize_sample)
 from modise.engine.training.schedule import warmup_step_decay
 
 
 def _sample(h=96, w=64):
     img = torch.zeros(1, h, w)
-    masks = torch.zeros(2, h, w, dtype=torch.bool)
-    masks[0, 10:30, 10:30] = True
-    masks[1, 60:90, 40:60] = True
-    img[0][masks[0]] = 0.9
-    img[0][masks[1]] = 0.5
-    return {"image": img, "masks": masks, "labels": torch.tensor([0, 1]), "segment_ids": torch.tensor([5, 7]), "image_id": 1}
+    ids = torch.zeros(h, w, dtype=torch.uint8)
+    ids[10:30, 10:30], ids[60:90, 40:60] = 5, 7
+    img[0][ids == 5] = 0.9
+    img[0][ids == 7] = 0.5
+    return {"image": img, "ids": ids, "masks": masks_from_ids(ids, torch.tensor([5, 7])), "labels": torch.tensor([0, 1]),
+            "segment_ids": torch.tensor([5, 7]), "image_id": 1}
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -73,8 +75,8 @@ def test_lsj_equals_detectron2_on_a_real_mammogram(seed):
     img_u8 = np.asarray(Image.open(SAMPLE_DIR / "images" / "flipped_P150_L_DM_CC.jpg").convert("L"))[:, :400]
     ids = np.zeros(img_u8.shape, np.uint8)
     ids[100:220, 150:300], ids[300:330, 20:90] = 1, 2
-    sample = {"image": torch.from_numpy(img_u8.astype(np.float32) / 255)[None],
-              "masks": torch.from_numpy(np.stack([ids == 1, ids == 2])), "labels": torch.tensor([0, 1])}
+    sample = {"image": torch.from_numpy(img_u8.astype(np.float32) / 255)[None], "ids": torch.from_numpy(ids),
+              "segment_ids": torch.tensor([1, 2]), "labels": torch.tensor([0, 1])}
     out = LSJ(size=96, min_scale=0.1, max_scale=2.0)(sample, random.Random(seed))
     ref_img, ref_ids = _detectron2_lsj(img_u8, ids, 96, random.Random(seed))
     assert np.abs(out["image"][0].numpy() * 255 - ref_img).max() <= 1.01
@@ -92,7 +94,7 @@ def test_downscaling_is_antialiased_like_pil():
     rng = np.random.default_rng(0)
     img_u8 = (rng.random((2000, 1600)) * 255).astype(np.uint8)
     ref = np.asarray(Image.fromarray(img_u8).resize((102, 128), Image.BILINEAR)).astype(np.float32)
-    out = resize_sample({"image": torch.from_numpy(img_u8 / 255.0).float()[None], "masks": torch.zeros(0, 2000, 1600, dtype=torch.bool)},
+    out = resize_sample({"image": torch.from_numpy(img_u8 / 255.0).float()[None], "ids": torch.zeros(2000, 1600, dtype=torch.uint8)},
                         128, 102)["image"][0].numpy() * 255
     assert np.abs(out - ref).max() <= 1.0
 
@@ -104,6 +106,33 @@ def test_lsj_pads_right_and_bottom_with_grey_128():
     assert torch.all(out["image"][:, :, 21:] == PAD_VALUE)  # 96x64 -> 32x21, padded to 64x64
     assert torch.all(out["image"][:, 32:, :] == PAD_VALUE)
     assert not out["masks"][:, 32:, :].any() and not out["masks"][:, :, 21:].any()
+
+
+@pytest.mark.parametrize("n_in,n_out", [(4096, 1024), (3328, 2048), (96, 179), (1600, 102), (37, 37), (5, 64)])
+def test_id_map_gather_is_torch_nearest_exact(n_in, n_out):
+    """The id map is gathered at nearest_source_index, not interpolated: the same pixels as torch's
+    nearest-exact (= PIL NEAREST, detectron2's resize of the panoptic PNG), per axis and in 2-D."""
+    src = torch.arange(n_in, dtype=torch.float32)
+    ref = F.interpolate(src[None, None, None], size=(1, n_out), mode="nearest-exact")[0, 0, 0].long()
+    assert torch.equal(nearest_source_index(n_in, n_out), ref)
+
+
+def test_lsj_masks_are_the_mask_path_of_before():
+    """Gathering the cropped id map gives the masks that resizing every full-size mask (nearest-exact)
+    and cropping them would; a flipped sample's too."""
+    for seed in range(12):
+        s = _sample(96, 64)
+        out = LSJ(size=48, min_scale=0.3, max_scale=2.0)(s, random.Random(seed))
+        rng = random.Random(seed)
+        flip = rng.random() < 0.5
+        masks = s["masks"].flip(-1) if flip else s["masks"]
+        scale = rng.uniform(0.3, 2.0) * 48 / 96
+        nh, nw = max(1, round(96 * scale)), max(1, round(64 * scale))
+        u = rng.uniform(0.0, 1.0)
+        y0, x0 = round(max(0, nh - 48) * u), round(max(0, nw - 48) * u)
+        ref = F.interpolate(masks[None].float(), size=(nh, nw), mode="nearest-exact")[0][:, y0 : y0 + 48, x0 : x0 + 48] > 0.5
+        ref = F.pad(ref, (0, 48 - ref.shape[2], 0, 48 - ref.shape[1]))
+        assert torch.equal(out["masks"], ref), seed
 
 
 def test_intensity_jitter_off_by_default():

@@ -299,7 +299,8 @@ ReferenceBatch = Annotated[Optional[int], typer.Option(
 IntensityJitter = Annotated[bool, typer.Option(
     "--intensity-jitter", help="Random gamma/contrast/brightness after LSJ (in neither ODISE nor Mask2Former).")]
 NumWorkers = Annotated[Optional[int], typer.Option(
-    "--workers", "--num-workers", min=0, show_default="0", help="DataLoader worker processes (0: load in the main process).")]
+    "--workers", "--num-workers", min=0, show_default="auto: 0 on a CPU, up to 8 per GPU",
+    help="DataLoader worker processes (0: load in the main process).")]
 CheckpointEvery = Annotated[Optional[int], typer.Option(
     "--checkpoint-every", "--ckpt-every", min=1, show_default="100", help="Steps between checkpoints.")]
 Overrides = Annotated[Optional[list[str]], typer.Option(

@@ -41,9 +41,12 @@ def fold_image_ids(folds: list[list[int]], fold: int, root: str | Path) -> list[
 
 
 class PanopticDataset(Dataset):
-    """``ds[i]`` -> dict(image FloatTensor[1,H,W] in [0,1], masks BoolTensor[n,H,W],
-    labels LongTensor[n] (class index in ``categories`` order), segment_ids LongTensor[n],
-    image_id int, file_name str, meta dict). ``transform`` (if given) maps that dict to a dict.
+    """``ds[i]`` -> dict(image FloatTensor[1,H,W] in [0,1], ids the panoptic id map [H,W] (uint8 or
+    int32), masks BoolTensor[n,H,W], labels LongTensor[n] (class index in ``categories`` order),
+    segment_ids LongTensor[n], image_id int, file_name str, meta dict).
+
+    ``transform`` (if given) maps that dict, without ``masks``, to a dict; the masks are then built from
+    its ``ids`` unless it made them (so an augmentation transforms one id map, not a mask per segment).
     """
 
     def __init__(
@@ -75,19 +78,27 @@ class PanopticDataset(Dataset):
         im = self._images[image_id]
         pixels = read_image(self.root / IMAGES_DIR / im["file_name"]).pixels
         ann = self._anns.get(image_id, {"segments_info": [], "file_name": Path(im["file_name"]).with_suffix(".png").name})
-        ids = read_id_png(self.root / PANOPTIC_DIR / ann["file_name"])
+        ids = read_id_png(self.root / PANOPTIC_DIR / ann["file_name"], compact=True)
         if ids.shape != pixels.shape:
             raise ModiseError(f"{self.root / PANOPTIC_DIR / ann['file_name']}: size {ids.shape} differs from its image {pixels.shape}.")
         segs = [s for s in ann["segments_info"] if s["category_id"] in self.cat_index]
-        masks = np.stack([ids == s["id"] for s in segs]) if segs else np.zeros((0, *ids.shape), bool)
         meta = {k: v for k, v in im.items() if k not in ("id", "file_name")}
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None],
-            "masks": torch.from_numpy(masks),
+            "ids": torch.from_numpy(ids),
             "labels": torch.tensor([self.cat_index[s["category_id"]] for s in segs], dtype=torch.long),
             "segment_ids": torch.tensor([s["id"] for s in segs], dtype=torch.long),
             "image_id": image_id,
             "file_name": im["file_name"],
             "meta": meta,
         }
-        return self.transform(sample) if self.transform is not None else sample
+        if self.transform is not None:
+            sample = self.transform(sample)
+        if "masks" not in sample:
+            sample["masks"] = masks_from_ids(sample["ids"], sample["segment_ids"])
+        return sample
+
+
+def masks_from_ids(ids: torch.Tensor, segment_ids: torch.Tensor) -> torch.Tensor:
+    """[H, W] id map and (n,) segment ids -> BoolTensor[n, H, W] (a segment absent from the map: all False)."""
+    return ids[None] == segment_ids.to(ids.device)[:, None, None]  # compared after type promotion: no id wraps

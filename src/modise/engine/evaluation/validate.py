@@ -39,15 +39,16 @@ def evaluate_dataset(pipeline: Any, root: str | Path, image_ids: Sequence[int], 
 ENSEMBLE_KEYS = {True: "with_clip_ensemble", False: "without_clip_ensemble"}
 
 
-def evaluate_held_out(pipeline: Any, root: str | Path, image_ids: Sequence[int], progress: bool = False) -> dict[str, Any]:
+def evaluate_held_out(pipeline: Any, root: str | Path, image_ids: Sequence[int], progress: bool = False,
+                      both_ensembles: bool = True) -> dict[str, Any]:
     """:func:`evaluate_dataset` at the model's own ``inference.clip_ensemble`` (recorded as ``clip_ensemble``)
-    and, when the model carries the CLIP ensemble, once more with it switched: those metrics go under
-    ``with_clip_ensemble`` / ``without_clip_ensemble``. The ensemble is inference-only, so one trained model
-    gives both rows of Table 1."""
+    and, when the model carries the CLIP ensemble and ``both_ensembles``, once more with it switched: those
+    metrics go under ``with_clip_ensemble`` / ``without_clip_ensemble``. The ensemble is inference-only, so
+    one trained model gives both rows of Table 1 (the demo, which shows one row, evaluates once)."""
     on = bool(pipeline.config.inference.clip_ensemble)
     metrics = evaluate_dataset(pipeline, root, image_ids, progress=progress)
     metrics["clip_ensemble"] = on
-    if "clip_ensemble" in pipeline.model.extras:
+    if both_ensembles and "clip_ensemble" in pipeline.model.extras:
         pipeline.set_inference(clip_ensemble=not on)
         try:
             metrics[ENSEMBLE_KEYS[not on]] = evaluate_dataset(pipeline, root, image_ids, progress=progress)

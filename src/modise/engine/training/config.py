@@ -46,7 +46,7 @@ class TrainConfig(BaseModel):
     min_scale: float = 0.1
     max_scale: float = 2.0
     intensity_jitter: bool = False  # gamma/contrast/brightness: in neither ODISE nor Mask2Former
-    num_workers: int = 0
+    num_workers: int | None = None  # None: 0 on a CPU (the model needs every core), up to 8 per GPU (datamodule.py)
     seed: int = 0
     # hardware
     accelerator: str = "auto"

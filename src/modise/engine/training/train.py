@@ -87,9 +87,13 @@ def _checkpoint_on_exception(out: Path, max_steps: int):
 
 
 def train(
-    cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, callbacks: list | None = None, progress: bool = True
+    cfg: TrainConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, callbacks: list | None = None, progress: bool = True,
+    both_ensembles: bool = True,
 ) -> dict[str, Any]:
     """Train ``cfg`` into run folder ``out``; return the validation metrics (empty without a held-out fold).
+
+    ``both_ensembles``: score the held-out fold with and without the CLIP ensemble (Table 1's two rows;
+    :func:`~modise.engine.evaluation.validate.evaluate_held_out`), else with the preset's setting only.
 
     ``RUN/run.json`` says whether the run is complete. On Ctrl-C or a failure during fit the
     last step is saved to ``RUN/checkpoints/last.ckpt`` and the message says to pass ``--resume``.
@@ -114,11 +118,11 @@ def train(
         recipe = recipe_record(cfg, used, world_size, len(split_fold(cfg.data, cfg.fold)[0]))
         if progress and is_global_zero():
             print(recipe_line(recipe), file=sys.stderr)
-        return _train(used, model_cfg, out, ckpt_path, callbacks, progress, recipe)
+        return _train(used, model_cfg, out, ckpt_path, callbacks, progress, recipe, both_ensembles)
 
 
 def _train(cfg: TrainConfig, model_cfg, out: Path, ckpt_path: Path | None, callbacks: list | None, progress: bool,
-           recipe: dict[str, Any]) -> dict[str, Any]:
+           recipe: dict[str, Any], both_ensembles: bool = True) -> dict[str, Any]:
     state: dict[str, Any] = {"trainer": None, "guard": _checkpoint_on_exception(out, cfg.max_steps)}
     rank0 = is_global_zero()
     start = int((read_run_status(out) or {}).get("global_step", 0)) if ckpt_path else 0
@@ -130,7 +134,8 @@ def _train(cfg: TrainConfig, model_cfg, out: Path, ckpt_path: Path | None, callb
 
     resume_hint = f"continue it with the same `modise train` command plus --resume (--out {out})"
     try:
-        return _fit_and_evaluate(cfg, model_cfg, out, ckpt_path, [*(callbacks or []), state["guard"]], progress, state, recipe)
+        return _fit_and_evaluate(cfg, model_cfg, out, ckpt_path, [*(callbacks or []), state["guard"]], progress, state, recipe,
+                                 both_ensembles)
     except (KeyboardInterrupt, SystemExit) as e:
         from .interrupt import interrupted
 
@@ -156,7 +161,7 @@ def _train(cfg: TrainConfig, model_cfg, out: Path, ckpt_path: Path | None, callb
 
 
 def _fit_and_evaluate(cfg: TrainConfig, model_cfg, out: Path, ckpt_path: Path | None, callbacks: list, progress: bool,
-                      state: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
+                      state: dict[str, Any], recipe: dict[str, Any], both_ensembles: bool = True) -> dict[str, Any]:
     import lightning as L
 
     from modise.data.dataset import load_categories
@@ -168,6 +173,7 @@ def _fit_and_evaluate(cfg: TrainConfig, model_cfg, out: Path, ckpt_path: Path | 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = PanopticDataModule(
         cfg.data, cfg.fold, image_size=model_cfg.input_size, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+        accelerator=cfg.accelerator, devices=cfg.devices,
         min_scale=cfg.min_scale, max_scale=cfg.max_scale, intensity=cfg.intensity_jitter, seed=cfg.seed,
     )
     categories = load_categories(cfg.data)
@@ -199,7 +205,8 @@ def _fit_and_evaluate(cfg: TrainConfig, model_cfg, out: Path, ckpt_path: Path | 
 
             # the saved model's own settings: input_size = the crop trained at, the run's thresholds; and
             # the other clip_ensemble setting when the model has one (Table 1 with and without it)
-            metrics = evaluate_held_out(ModisePipeline(model, device=module.device), cfg.data, dm.val_ids, progress=progress)
+            metrics = evaluate_held_out(ModisePipeline(model, device=module.device), cfg.data, dm.val_ids, progress=progress,
+                                        both_ensembles=both_ensembles)
         metrics["train"] = {"global_step": trainer.global_step, "max_steps": cfg.max_steps, "seconds": round(time.time() - t0, 1),
                             "fold": cfg.fold, "stopped_by_time_limit": bool(deadline and deadline.stopped_at is not None)}
         write_json_atomic(out / METRICS_JSON, metrics)
