@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from modise.engine.demo_plan import (
@@ -102,7 +104,7 @@ def test_the_full_result_command_runs_the_whole_recipe():
     assert rec["full_command"] == f"modise demo --minutes {plan.full_minutes:g}" and not rec["meaningful"]
     short = plan_demo({"batch_size": 4, "steps": 135}, 600, measured(0.4, 0.1), N_VAL, PASSES)
     rec = _budget_record({**DEMO_DEFAULTS, "steps": 135}, 10, short, None, {"train": {"global_step": 135}})
-    assert rec["full_command"] == f"modise demo --minutes {max(short.full_minutes * DEMO_STEPS // 135, DEMO_MINUTES):g}"
+    assert rec["full_command"] == f"modise demo --minutes {max(math.ceil(short.full_minutes * DEMO_STEPS / 135), DEMO_MINUTES):g}"
 
 
 def test_the_guard_keeps_more_for_evaluation_when_the_machine_slows_down():

@@ -29,7 +29,6 @@ class BudgetKeeper(L.Callback):
         self.rates: Rates | None = None
         self.stopped_at: int | None = None  # stopped by the budget (not for a restart)
         self._val: list[int] = []
-        self._passes = 1
         self._stopped_to_restart = False
         self._last_t: float | None = None
         self._recent: deque[float] = deque(maxlen=5)  # the last steps' seconds: the live rate
@@ -42,7 +41,6 @@ class BudgetKeeper(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         dm = trainer.datamodule
         self._val = list(dm.val_ids)
-        self._passes = 2 if "clip_ensemble" in pl_module.model.extras else 1
         if self.plan is not None:  # a restarted run: its evaluation set is decided
             dm.val_ids = self._val[: self.plan.eval_images]
 
@@ -66,7 +64,7 @@ class BudgetKeeper(L.Callback):
         infer_s = time_inference(pl_module.model, self.data, self._val[0], self.clock) if self._val else 0.0
         self.rates = Rates(elapsed_s=self.clock() - self.t0, step_s=self.meter.step_s, infer_s=infer_s,
                            restart_s=self.meter._t0 - self.train_called, steps_done=step)
-        self.plan = plan = plan_demo(self.recipe, self.budget_s, self.rates, len(self._val), self._passes)
+        self.plan = plan = plan_demo(self.recipe, self.budget_s, self.rates, len(self._val))  # one evaluation pass
         if plan.restart:  # stop now, skip the held-out evaluation: the demo starts over with the plan
             trainer.datamodule.val_ids = []
             trainer.should_stop = self._stopped_to_restart = True

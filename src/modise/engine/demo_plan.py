@@ -69,7 +69,7 @@ class DemoPlan:
 
 
 def eval_seconds(infer_s: float, eval_images: int, passes: int) -> float:
-    """Held-out evaluation (``passes`` per image: 2 with the CLIP ensemble on and off) and the report."""
+    """Held-out evaluation (``passes`` per image; the demo scores once) and the report."""
     return infer_s * (eval_images * passes + REPORT_IMAGES + REPORT_FIXED_IMAGES)
 
 
