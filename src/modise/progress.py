@@ -5,7 +5,7 @@ In a terminal or a notebook a rich bar; when stderr is a file or a pipe (``modis
 one at the first step, then one every ``MODISE_PROGRESS_SECONDS`` seconds (default 30) or every tenth
 of the work, whichever comes first, and one at the end::
 
-    training: step 120/1000 (12%)  loss 0.512  1.84 it/s  ETA 0:11:08
+    training: step 120/900 (13%)  loss 0.512  1.84 it/s  ETA 0:11:08
 """
 
 from __future__ import annotations
