@@ -14,8 +14,8 @@ import numpy as np
 from .bootstrap import CI_LEVEL, patient_index, percentile_ci, replicates
 from .froc import ALL, FROC_FPS, FROC_GRID
 from .matching import image_order_key
-from .panoptic_quality import class_mean, pq_per_class
-from .stats import FPS_INDEX, SetStats, lesion_size_bins, pq_counts_by_size
+from .by_size import SizeStats, lesion_size_bins
+from .stats import FPS_INDEX, SetStats
 
 ATTRIBUTES = ("breast_density", "view", "laterality", "manufacturer", "modality")  # breakdown keys of panoptic.json images
 SCALARS = ("pq", "rq", "sq", "ap", "dice")
@@ -41,7 +41,8 @@ def evaluator_stats(ev: Any, t_index: int, source: str, spacing: Sequence[float 
     stats = SetStats(results, [c.name for c in ev.categories], t_index, source, ev.instance_classes, lesion,
                      None if bins is None else bins[0])
     stats.sizes = None if bins is None else bins[1]
-    stats.pq_by_size = None if bins is None else pq_counts_by_size(results, float(ev.thresholds[t_index]), bins[1], len(ev.categories))
+    if bins is not None and all(r.segments is not None for r in results):
+        stats.by_size = SizeStats(results, bins[1], float(ev.thresholds[t_index]), source == "instances", lesion)
     return stats
 
 
@@ -73,29 +74,26 @@ def _scalars(m: dict[str, Any], stats: SetStats) -> dict[str, Any]:
     return row
 
 
-def _pq_of_counts(counts: np.ndarray | None, b: int) -> dict[str, Any]:
-    """PQ/RQ/SQ (%) of size bin ``b`` from :func:`.stats.pq_counts_by_size`'s counts."""
-    if counts is None:
-        return {}
-    tp, fp, fn, iou = (counts[b, k][None] for k in range(4))
-    pq_c, rq_c, sq_c = pq_per_class(tp, fp, fn, iou)
-    occurs = (tp + fp + fn)[0] > 0
-    return {"segments": {"tp": int(tp.sum()), "fp": int(fp.sum()), "fn": int(fn.sum())},
-            **{k: _pct(float(class_mean(v, occurs)[0])) for k, v in (("pq", pq_c), ("rq", rq_c), ("sq", sq_c))}}
+def _segments(stats: SetStats, b: int) -> dict[str, int]:
+    """Size bin ``b``'s PQ segment counts at the selected threshold."""
+    tp, fp, fn, _ = stats.by_size.counts(b, np.ones(stats.n_images))
+    return {"tp": int(tp.sum()), "fp": int(fp.sum()), "fn": int(fn.sum())}
 
 
 def breakdowns(stats: SetStats, attributes: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
-    """``by``: PQ/RQ/SQ and FROC by lesion size; every metric by each image attribute present (point estimates)."""
+    """``by``: every metric by lesion size (:mod:`.by_size`) and by each image attribute present (point estimates)."""
     by: dict[str, Any] = {}
     if stats.has_froc and stats.size_bins is not None:
         sizes: dict[str, Any] = {"how": stats.sizes.how, "bins": {}}
         for b, name in enumerate(stats.sizes.names):
             m = stats.metrics(size_bin=b)
-            sizes["bins"][name] = {"lesions": int(sum(int((bins == b).sum()) for bins in stats.size_bins)),
-                                   **_pq_of_counts(stats.pq_by_size, b),
-                                   "cpm": {k: _num(m[f"cpm:{k}"]) for k in stats.froc_names},
-                                   "sensitivity": {k: None if m[f"froc:{k}"] is None else [float(v) for v in m[f"froc:{k}"][FPS_INDEX]]
-                                                   for k in stats.froc_names}}
+            row: dict[str, Any] = {"lesions": int(sum(int((bins == b).sum()) for bins in stats.size_bins))}
+            if stats.by_size is not None:
+                row["segments"] = _segments(stats, b)
+            row.update(_scalars(m, stats))
+            row["sensitivity"] = {k: None if m[f"froc:{k}"] is None else [float(v) for v in m[f"froc:{k}"][FPS_INDEX]]
+                                  for k in stats.froc_names}
+            sizes["bins"][name] = row
         by["lesion_size"] = sizes
     if attributes:
         for key in ATTRIBUTES:
