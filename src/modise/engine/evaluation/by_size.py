@@ -25,7 +25,7 @@ import numpy as np
 from .coco_ap import coco_greedy_ranges, weighted_ap
 from .dice import dice_per_class
 from .matching import ImageResult
-from .panoptic_quality import class_mean, pq_per_class
+from .panoptic_quality import count_means, masked_mean
 
 SIZE_BINS_MM = (10.0, 20.0)  # equivalent diameter: <= 10, 10-20, > 20 mm
 SIZE_NAMES_MM = ("<=10 mm", "10-20 mm", ">20 mm")
@@ -51,12 +51,18 @@ class SizeBins:
             self.cuts = np.quantile(flat, [1 / 3, 2 / 3]) if flat.size else np.zeros(2)
             self.names, self.how = SIZE_NAMES_TERCILE, "pixel-area terciles of the set's lesions (pixel spacing unknown)"
 
-    def __call__(self, areas: np.ndarray, image: int) -> np.ndarray:
-        """(K,) pixel areas of segments of image number ``image`` -> (K,) bins."""
+    def __call__(self, areas: np.ndarray, image: int | np.ndarray) -> np.ndarray:
+        """(K,) pixel areas of segments of image number ``image`` (an int, or (K,) image numbers) -> (K,) bins."""
         areas = np.asarray(areas, dtype=np.float64)
         if self.mm:
-            return np.digitize(2.0 * np.sqrt(areas / np.pi) * (self.spacing[image] or 1.0), SIZE_BINS_MM, right=True)
+            scale = (self.spacing[image] or 1.0) if np.ndim(image) == 0 else self._spacing_array()[image]
+            return np.digitize(2.0 * np.sqrt(areas / np.pi) * scale, SIZE_BINS_MM, right=True)
         return np.digitize(areas, self.cuts, right=True)
+
+    def _spacing_array(self) -> np.ndarray:
+        if getattr(self, "_spacings", None) is None:
+            self._spacings = np.array([s or 1.0 for s in self.spacing], dtype=np.float64)
+        return self._spacings
 
 
 def lesion_size_bins(results: Sequence[ImageResult], spacing: Sequence[float | None]) -> tuple[list[np.ndarray], SizeBins]:
@@ -65,13 +71,13 @@ def lesion_size_bins(results: Sequence[ImageResult], spacing: Sequence[float | N
     return [np.zeros(0, np.int64) if r.froc is None else sizes(r.froc.gt_area, i) for i, r in enumerate(results)], sizes
 
 
-def _pq_counts(r: ImageResult, i: int, thr32: np.float32, hi: bool, sizes: SizeBins, out: np.ndarray) -> None:
-    """Add image ``r``'s TP, FP, FN, IoU sum to ``out`` (bins, 4, C) (MONAI's float32 comparison)."""
+def _pq_counts(r: ImageResult, gb: np.ndarray, pb: np.ndarray, thr32: np.float32, hi: bool, out: np.ndarray) -> None:
+    """Add image ``r``'s TP, FP, FN, IoU sum to ``out`` (bins, 4, C) (MONAI's float32 comparison); ``gb``/``pb``:
+    its GT / predicted segments' bins."""
     s = r.segments
     pairs, iou = (s.pairs_hi, s.iou_hi) if hi else (s.pairs_lo, s.iou_lo)
     keep = iou > thr32
     pairs, iou = pairs[keep], iou[keep].astype(np.float64)
-    gb, pb = sizes(s.g_area, i), sizes(s.p_area, i)
     g_tp = np.zeros(s.g_area.size, bool)
     p_tp = np.zeros(s.p_area.size, bool)
     g_tp[pairs[:, 0]] = True
@@ -82,10 +88,9 @@ def _pq_counts(r: ImageResult, i: int, thr32: np.float32, hi: bool, sizes: SizeB
     np.add.at(out, (gb[~g_tp], 2, s.g_cat[~g_tp]), 1)
 
 
-def _dice_counts(r: ImageResult, i: int, sizes: SizeBins, out: np.ndarray) -> None:
+def _dice_counts(r: ImageResult, gb: np.ndarray, pb: np.ndarray, out: np.ndarray) -> None:
     """Add image ``r``'s Dice pixels to ``out`` (bins, 3: intersection, predicted, GT, C) (module docstring)."""
     s = r.segments
-    gb, pb = sizes(s.g_area, i), sizes(s.p_area, i)
     g, p, px = s.pairs_hi[:, 0], s.pairs_hi[:, 1], s.inter_hi.astype(np.float64)  # same-class overlaps
     np.add.at(out, (gb, 2, s.g_cat), s.g_area)
     np.add.at(out, (gb[g], 0, s.g_cat[g]), px)
@@ -117,51 +122,53 @@ class SizeStats:
         thr32, hi = np.float32(threshold), threshold >= 0.5
         coco_thr = min(threshold, 1 - 1e-10)
         bins = np.arange(N_BINS)[:, None]
-        kept: list[list[list]] = [[[] for _ in range(c)] for _ in range(N_BINS)]  # (scores, tp, image) per bin, class
+        kept: list[list[tuple]] = [[] for _ in range(c)]  # per class: (scores, image, TP (bins, D), matched (bins, D), areas)
         for i, r in enumerate(results):
-            _pq_counts(r, i, thr32, hi, sizes, self.pq[i])
-            _dice_counts(r, i, sizes, self.dice[i])
             s = r.segments
+            gb, pb = sizes(s.g_area, i), sizes(s.p_area, i)
+            _pq_counts(r, gb, pb, thr32, hi, self.pq[i])
+            _dice_counts(r, gb, pb, self.dice[i])
             use = self.lesion[s.g_cat]
-            np.add.at(self.ap_n_gt[i], (sizes(s.g_area[use], i), s.g_cat[use]), 1)
+            np.add.at(self.ap_n_gt[i], (gb[use], s.g_cat[use]), 1)
             scores, pairs = (r.inst_scores, r.inst_pairs) if inst else (r.det_scores, r.det_pairs)
             for k, ap in (pairs or {}).items():
                 if not self.lesion[k]:
                     continue
-                gt_ignore = sizes(ap.gt_area, i)[None, :] != bins  # (bins, G)
-                matched, on_ignored = coco_greedy_ranges(ap.dense(), coco_thr, gt_ignore)
-                tp = matched & ~on_ignored
-                keep = tp | (~matched & (sizes(ap.det_area, i)[None, :] == bins))  # ignored detections drop out
-                for b in range(N_BINS):
-                    kept[b][k].append((scores[k][keep[b]], tp[b][keep[b]], np.full(int(keep[b].sum()), i)))
-        self.ap_dets: list[list[tuple[np.ndarray, np.ndarray] | None]] = []
-        for b in range(N_BINS):
-            row = []
-            for k in range(c):
-                if not self.lesion[k]:
-                    row.append(None)
-                    continue
-                sc = np.concatenate([x[0] for x in kept[b][k]] or [np.zeros(0)])
-                order = np.argsort(-sc, kind="mergesort")  # COCOeval's accumulate (stable over image order)
-                row.append((np.concatenate([x[1] for x in kept[b][k]] or [np.zeros(0, bool)])[order],
-                            np.concatenate([x[2] for x in kept[b][k]] or [np.zeros(0, np.int64)])[order].astype(np.int64)))
-            self.ap_dets.append(row)
+                if ap.iou.size and ap.iou.max() >= coco_thr:
+                    gt_ignore = sizes(ap.gt_area, i)[None, :] != bins  # (bins, G)
+                    matched, on_ignored = coco_greedy_ranges(ap.dense(), coco_thr, gt_ignore)
+                    tp = matched & ~on_ignored
+                else:  # nothing reaches the threshold: every detection unmatched in every bin
+                    matched = tp = np.zeros((N_BINS, ap.det_area.size), bool)
+                kept[k].append((scores[k], np.full(ap.det_area.size, i), tp, matched, ap.det_area))
+        self.ap_dets: list[list[tuple[np.ndarray, np.ndarray] | None]] = [[None] * c for _ in range(N_BINS)]
+        for k in np.flatnonzero(self.lesion):
+            none = np.zeros((N_BINS, 0), bool)
+            parts = list(zip(*kept[k])) or [[np.zeros(0)], [np.zeros(0, np.int64)], [none], [none], [np.zeros(0)]]
+            sc, img, tp, matched, area = (np.concatenate(x, axis=-1) for x in parts)
+            keep = tp | (~matched & (sizes(area, img)[None, :] == bins))  # ignored detections drop out
+            order = np.argsort(-sc, kind="mergesort")  # COCOeval's accumulate (stable over image order)
+            for b in range(N_BINS):
+                sel = order[keep[b][order]]
+                self.ap_dets[b][k] = (tp[b][sel], img[sel].astype(np.int64))
 
     def counts(self, b: int, w: np.ndarray) -> np.ndarray:
         """(4, C) TP, FP, FN, IoU sum of bin ``b`` under image weights ``w`` (N,)."""
         return np.tensordot(w, self.pq[:, b], axes=1)
 
+    def count_metrics(self, b: int, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """"pq", "rq", "sq", "dice" (B,) of bin ``b`` under B image weightings ``weights`` (B, N) at once:
+        PQ family over the classes occurring in the bin, Dice over the lesion classes with pixels in it."""
+        tp, fp, fn, iou = np.moveaxis(np.tensordot(weights, self.pq[:, b], axes=1), 1, 0)  # 4 x (B, C)
+        out = count_means(tp, fp, fn, iou, (tp + fp + fn) > 0)
+        inter, pred, gt = np.moveaxis(np.tensordot(weights, self.dice[:, b], axes=1), 1, 0)
+        dice_c = dice_per_class(inter, pred, gt)
+        out["dice"] = masked_mean(dice_c, self.lesion[None] & ~np.isnan(dice_c))
+        return out
+
     def metrics(self, b: int, w: np.ndarray) -> dict[str, float | None]:
         """Fractions "pq", "rq", "sq", "ap", "dice" of bin ``b`` under image weights ``w`` (N,) (NaN / None
-        when undefined): PQ family over the classes occurring in the bin, AP and Dice over the lesion
-        classes with GT (AP) or pixels (Dice) in it."""
-        tp, fp, fn, iou = self.counts(b, w)
-        pq_c, rq_c, sq_c = pq_per_class(tp[None], fp[None], fn[None], iou[None])
-        occurs = (tp + fp + fn) > 0
-        out: dict[str, float | None] = {k: float(class_mean(v, occurs)[0]) for k, v in (("pq", pq_c), ("rq", rq_c), ("sq", sq_c))}
+        when undefined); AP over the lesion classes with GT in the bin."""
+        out: dict[str, float | None] = {k: float(v[0]) for k, v in self.count_metrics(b, w[None]).items()}
         out["ap"] = weighted_ap(self.ap_dets[b], w, w @ self.ap_n_gt[:, b])
-        inter, pred, gt = np.tensordot(w, self.dice[:, b], axes=1)
-        dice_c = dice_per_class(inter, pred, gt)
-        use = self.lesion & ~np.isnan(dice_c)
-        out["dice"] = float(dice_c[use].mean()) if use.any() else float("nan")
         return out

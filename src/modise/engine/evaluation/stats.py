@@ -26,7 +26,7 @@ from .coco_ap import weighted_ap
 from .dice import dice_per_class
 from .froc import ALL, FROC_FPS, FROC_GRID, IGNORED, TP, froc_at, grouped_froc_curve, score_groups
 from .matching import ImageResult, image_order_key
-from .panoptic_quality import class_mean, pq_per_class
+from .panoptic_quality import count_means, masked_mean
 
 FPS_INDEX = np.searchsorted(FROC_GRID, FROC_FPS)  # FROC_FPS are points of FROC_GRID
 
@@ -126,6 +126,16 @@ class SetStats:
             dw = np.where(is_tp & (tbin != size_bin), 0.0, dw)
         return grouped_froc_curve(group, n_groups, is_tp, targets, float(w.sum()), dw)
 
+    def count_metrics(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """"pq", "rq", "sq", "dice" (B,) (fractions, NaN when undefined) under B image weightings
+        ``weights`` (B, N) at once: the metrics that are sums of per-image counts."""
+        tp = weights @ self.tp
+        out = count_means(tp, weights @ self.n_pred - tp, weights @ self.n_gt - tp, weights @ self.iou_sum,
+                          weights @ (self.n_gt + self.n_pred) > 0)
+        dice_c = dice_per_class(weights @ self.inter, weights @ self.pred_area, weights @ self.gt_area)
+        out["dice"] = masked_mean(dice_c, self.dice_classes[None] & ~np.isnan(dice_c))
+        return out
+
     def metrics(self, w: np.ndarray | None = None, size_bin: int | None = None) -> dict[str, float | np.ndarray | None]:
         """The set's metrics under image weights ``w`` (N,) (default 1): fractions "pq", "rq", "sq",
         "ap", "dice" (NaN / None when undefined) and, with FROC, "froc:<name>" (len(FROC_GRID),)
@@ -136,17 +146,8 @@ class SetStats:
         if size_bin is not None and self.by_size is not None:
             out.update(self.by_size.metrics(size_bin, w))
         elif size_bin is None:
-            tp = w @ self.tp
-            fp = w @ (self.n_pred - self.tp)
-            fn = w @ (self.n_gt - self.tp)
-            pq_c, rq_c, sq_c = pq_per_class(tp[None], fp[None], fn[None], (w @ self.iou_sum)[None])
-            occurs = (w @ (self.n_gt + self.n_pred)) > 0
-            for key, v in (("pq", pq_c), ("rq", rq_c), ("sq", sq_c)):
-                out[key] = float(class_mean(v, occurs)[0])
+            out.update({k: float(v[0]) for k, v in self.count_metrics(w[None]).items()})
             out["ap"] = weighted_ap(self.ap_dets, w, w @ self.ap_n_gt)
-            dice_c = dice_per_class(w @ self.inter, w @ self.pred_area, w @ self.gt_area)
-            use = self.dice_classes & ~np.isnan(dice_c)
-            out["dice"] = float(dice_c[use].mean()) if use.any() else float("nan")
         if self.has_froc:
             for name in self.froc_names:
                 curve = self.froc_curve(name, w, size_bin)
