@@ -43,6 +43,7 @@ class SizeBins:
     def __init__(self, results: Sequence[ImageResult], spacing: Sequence[float | None]) -> None:
         areas = [np.zeros(0) if r.froc is None else r.froc.gt_area.astype(np.float64) for r in results]
         self.spacing = list(spacing)
+        self._scale = np.array([s or 1.0 for s in self.spacing], dtype=np.float64)  # mm per pixel, by image number
         self.mm = all(s for a, s in zip(areas, spacing) if a.size)
         if self.mm:
             self.names, self.how = SIZE_NAMES_MM, "equivalent diameter 2*sqrt(area/pi) x pixel spacing"
@@ -55,14 +56,8 @@ class SizeBins:
         """(K,) pixel areas of segments of image number ``image`` (an int, or (K,) image numbers) -> (K,) bins."""
         areas = np.asarray(areas, dtype=np.float64)
         if self.mm:
-            scale = (self.spacing[image] or 1.0) if np.ndim(image) == 0 else self._spacing_array()[image]
-            return np.digitize(2.0 * np.sqrt(areas / np.pi) * scale, SIZE_BINS_MM, right=True)
+            return np.digitize(2.0 * np.sqrt(areas / np.pi) * self._scale[image], SIZE_BINS_MM, right=True)
         return np.digitize(areas, self.cuts, right=True)
-
-    def _spacing_array(self) -> np.ndarray:
-        if getattr(self, "_spacings", None) is None:
-            self._spacings = np.array([s or 1.0 for s in self.spacing], dtype=np.float64)
-        return self._spacings
 
 
 def lesion_size_bins(results: Sequence[ImageResult], spacing: Sequence[float | None]) -> tuple[list[np.ndarray], SizeBins]:
