@@ -107,6 +107,15 @@ def test_evaluate_writes_froc_cis_and_breakdowns(sets):
     assert m["by"]["lesion_size"]["how"].startswith("equivalent diameter")
     assert set(m["by"]["lesion_size"]["bins"]) == {"<=10 mm", "10-20 mm", ">20 mm"}
     assert sum(b["lesions"] for b in m["by"]["lesion_size"]["bins"].values()) == f["lesions"]
+    for row in m["by"]["lesion_size"]["bins"].values():  # every metric, with its interval
+        assert {"lesions", "segments", "pq", "rq", "sq", "ap", "dice", "cpm", "sensitivity", "ci"} <= set(row)
+        assert set(row["cpm"]) == {"benign", "malignant", "all"} and set(row["ci"]) == {"pq", "rq", "sq", "dice"}
+        for k in row["ci"]:
+            lo, hi = row["ci"][k]
+            assert lo <= row[k] <= hi if row["lesions"] else row[k] is None and lo is None, (k, row)  # >20 mm: none here
+    for row in m["by"]["view"].values():
+        assert {"images", "pq", "rq", "sq", "ap", "dice", "cpm", "ci"} <= set(row)
+        assert all(row["ci"][k][0] <= row[k] <= row["ci"][k][1] for k in row["ci"])
     assert set(m["by"]["view"]) == {"CC", "MLO"} and sum(g["images"] for g in m["by"]["view"].values()) == 40
     assert set(m["by"]["breast_density"]) == {"A", "B", "C", "D"}
     csv_rows = (tmp / "E" / "froc.csv").read_text().splitlines()
@@ -114,6 +123,7 @@ def test_evaluate_writes_froc_cis_and_breakdowns(sets):
     assert Image.open(tmp / "E" / "froc.png").size[0] > 300
     md = (tmp / "E" / "metrics.md").read_text()
     assert "## FROC" in md and "## By view" in md and "95 % confidence intervals" in md
+    assert "| size | lesions | RQ | SQ | PQ | AP | Dice |" in md
 
 
 def test_missing_patient_ids_and_instances_give_notes(tmp_path):
@@ -213,6 +223,9 @@ def test_pq_by_size_adds_up_to_the_set(t_index):
     assert np.array_equal(counts[0], ev.tp[t_index]) and np.array_equal(counts[1], ev.fp[t_index])
     assert np.array_equal(counts[2], ev.fn[t_index]) and np.allclose(counts[3], ev.iou_sum[t_index], atol=1e-9)
     assert (s.pq_by_size[:, 0].sum(axis=1) > 0).sum() >= 2  # lesions of at least two sizes matched
+    dice = s.by_size.dice.sum(axis=1)  # (N, 3, C): each image's Dice pixels, split by size and added up again
+    assert np.array_equal(dice[:, 0], s.inter) and np.array_equal(dice[:, 1], s.pred_area) and np.array_equal(dice[:, 2], s.gt_area)
+    assert (s.by_size.dice[:, :, 0].sum(axis=(0, 2)) > 0).sum() >= 2
 
 
 def test_froc_options_on_the_command_line(sets):
@@ -225,3 +238,28 @@ def test_froc_options_on_the_command_line(sets):
     m = json.loads(r.stdout.splitlines()[-1])
     assert m["froc_protocol"]["hit"] == "centroid" and "iou" not in m["froc_protocol"]
     assert "ci" not in m and m["bootstrap"] == {"replicates": 0, "seed": 0} and m["froc"]["all"]["ci"] is None
+
+
+def test_dice_by_size_on_a_hand_made_case():
+    """One class, 1 mm pixels: lesions A (36 px, 6.8 mm), B (196 px, 15.8 mm), C (400 px, 22.6 mm).
+    P1 covers A and 12 px beside it; P2 half of B; P3 20 px of B, 100 px of C and 30 px of neither;
+    P4 a 25 px false positive (5.6 mm). Each predicted pixel inside a lesion counts in the lesion's bin,
+    one outside in the bin of the lesion its segment overlaps most (P1: A; P3: C), P4 in its own size's."""
+    gt, pr = np.zeros((40, 40), np.int64), np.zeros((40, 40), np.int64)
+    gt[0:6, 0:6], gt[10:24, 0:14], gt[20:40, 20:40] = 1, 2, 3
+    pr[0:6, 0:8] = 11
+    pr[10:17, 0:14] = 12
+    pr[17:19, 4:14], pr[20:25, 20:40], pr[17:19, 14:29] = 13, 13, 13
+    pr[30:35, 0:5] = 14
+    assert [int((pr == k).sum()) for k in (11, 12, 13, 14)] == [48, 98, 150, 25]
+    ev = PanopticEvaluator([Category(1, "benign")], [0.5])
+    ev.add(1, gt, [{"id": k, "category_id": 1} for k in (1, 2, 3)], pr,
+           [{"id": k, "category_id": 1, "score": 0.5} for k in (11, 12, 13, 14)])
+    m = ev.compute(images={1: {"pixel_spacing": [1.0, 1.0]}})
+    bins = m["by"]["lesion_size"]["bins"]
+    expect = {"<=10 mm": (36, 36 + 12 + 25, 36), "10-20 mm": (98 + 20, 98 + 20, 196), ">20 mm": (100, 100 + 30, 400)}
+    for name, (inter, pred, g) in expect.items():
+        assert bins[name]["dice"] == pytest.approx(100 * 2 * inter / (pred + g), abs=1e-12), name
+    # the bins' pixels are the set's: intersection 254, predicted 321, GT 632
+    assert m["dice"] == pytest.approx(100 * 2 * 254 / (321 + 632), abs=1e-12)
+    assert [bins[n]["lesions"] for n in expect] == [1, 1, 1]

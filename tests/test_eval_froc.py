@@ -14,7 +14,7 @@ from modise.engine.evaluation import PanopticEvaluator
 from modise.engine.evaluation.cad import evaluator_stats
 from modise.engine.evaluation.coco_ap import class_precision
 from modise.engine.evaluation.froc import FROC_FPS, froc_at, froc_curve
-from modise.engine.evaluation.stats import _weighted_precision
+from modise.engine.evaluation.coco_ap import weighted_precision
 from modise.errors import ModiseError
 
 THING_IDX = {c.id: i for i, c in enumerate(sorted(CATS, key=lambda c: c.id)) if c.isthing}
@@ -105,7 +105,7 @@ def test_weighted_froc_and_ap_equal_explicit_copies():
     assert np.allclose(froc_at(fps, sens), np.interp(FROC_FPS, ref[0][::-1], ref[1][::-1]), atol=1e-12)
     # AP: copies next to each other in score order (distinct scores)
     order = np.argsort(-scores, kind="mergesort")
-    q = _weighted_precision(is_tp[order], w[order].astype(float), 25.0)
+    q = weighted_precision(is_tp[order], w[order].astype(float), 25.0)
     rep = np.repeat(order, w[order])
     assert np.allclose(q, class_precision([scores[rep]], [is_tp[rep]], 25), atol=1e-12)
 

@@ -65,9 +65,10 @@ def random_case(seed: int, n_images: int = 10, h: int = 40, w: int = 36):
     return items
 
 
-def pycocotools_ap(items, t: float) -> float:
-    """COCOeval segm with iouThrs=[t]: stats[0] (all areas, 100 dets). The instance GT holds
-    thing segments only, as detectron2's instance annotations do."""
+def _coco_eval(items, t: float, area_rng=None):
+    """COCOeval segm with iouThrs=[t] (and ``params.areaRng``), evaluated and accumulated. The instance
+    GT holds thing segments only, as detectron2's instance annotations do; a GT's ``area`` is its pixel
+    count (what COCOeval's area ranges read), a detection's is its mask's (``loadRes``)."""
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -89,10 +90,30 @@ def pycocotools_ap(items, t: float) -> float:
         cgt.createIndex()
         ev = COCOeval(cgt, cgt.loadRes(dets), "segm")
         ev.params.iouThrs = np.array([t])
+        if area_rng is not None:
+            ev.params.areaRng = [list(r) for r in area_rng]
+            ev.params.areaRngLbl = [f"range{k}" for k in range(len(area_rng))]
         ev.evaluate()
         ev.accumulate()
+    return ev
+
+
+def pycocotools_ap(items, t: float) -> float:
+    """COCOeval segm with iouThrs=[t]: stats[0] (all areas, 100 dets)."""
+    ev = _coco_eval(items, t)
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.summarize()
     return float(ev.stats[0])
+
+
+def pycocotools_ap_by_area(items, t: float, area_rng) -> list[float | None]:
+    """COCOeval's AP (100 dets) for each area range [lo, hi] of ``area_rng``, as summarize averages it; None: -1."""
+    prec = _coco_eval(items, t, area_rng).eval["precision"]  # (T, R, K, A, M)
+    out = []
+    for a in range(len(area_rng)):
+        s = prec[:, :, :, a, -1]
+        out.append(float(np.mean(s[s > -1])) if (s > -1).any() else None)
+    return out
 
 
 def _panoptic_of(inst, shape):
@@ -134,6 +155,39 @@ def test_instance_ap_equals_pycocotools_on_overlapping_masks(seed):
     assert m["best"]["ap"] == pytest.approx(100 * pycocotools_ap(items, m["best"]["threshold"]), abs=1e-9)
     assert m["ap"][b] == m["best"]["ap"] and len(m["ap"]) == 18
     assert set(m["best"]["ap_by_source"]) == {"instances", "panoptic"}
+
+
+@pytest.mark.parametrize("seed,spacing", [(0, None), (1, None), (2, 1.1), (4, 1.1)])
+def test_ap_by_lesion_size_equals_pycocotools_area_ranges(seed, spacing):
+    """AP per size bin = COCOeval with params.areaRng set to the bin's pixel-area range: terciles of the
+    lesion areas (no spacing), or the 10 / 20 mm equivalent diameters at one spacing for every image."""
+    from modise.engine.evaluation.cad import evaluator_stats
+
+    items = random_case(seed, n_images=20)
+    ev = _evaluator(items)
+    stats = evaluator_stats(ev, 0, "instances", [spacing] * len(items))
+    if spacing is None:
+        lo, hi = stats.sizes.cuts
+        assert not stats.sizes.mm
+    else:
+        lo, hi = (np.pi * (d / (2 * spacing)) ** 2 for d in (10.0, 20.0))  # equivalent diameter d mm in pixels
+        assert stats.sizes.mm
+    # bins are (lo, hi]; COCOeval's ranges are closed, so on integer pixel areas (lo, hi] = [floor(lo) + 1, hi]
+    ranges = [[0, lo], [np.floor(lo) + 1, hi], [np.floor(hi) + 1, 1e10]]
+    lesions_per_bin = [sum(int((b == k).sum()) for b in stats.size_bins) for k in range(3)]
+    assert min(lesions_per_bin) >= 2, lesions_per_bin  # every bin holds lesions
+    checked = 0
+    for ti in (0, 3, 9, 17):  # t = 0.05, 0.2, 0.5, 0.9
+        stats = evaluator_stats(ev, ti, "instances", [spacing] * len(items))
+        ref = pycocotools_ap_by_area(items, ev.thresholds[ti], [[0, 1e10], *ranges])
+        assert abs(stats.metrics()["ap"] - ref[0]) < 1e-12  # the whole range: the set's AP
+        for b in range(3):
+            ours = stats.metrics(size_bin=b)["ap"]
+            assert (ours is None) == (ref[1 + b] is None), (ti, b, ours, ref)
+            if ours is not None:
+                assert abs(ours - ref[1 + b]) < 1e-12, (ti, b, ours, ref[1 + b])
+                checked += ours > 0
+    assert checked >= 6  # not all zero
 
 
 def test_hand_worked_overlapping_instances():

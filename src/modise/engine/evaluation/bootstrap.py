@@ -7,7 +7,7 @@ the per-image sufficient statistics (:class:`.stats.SetStats`), never from re-ma
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,21 @@ def replicate_weights(patient_idx: np.ndarray, n_rep: int, seed: int) -> Iterato
     for _ in range(n_rep):
         counts = np.bincount(rng.integers(0, n_pat, n_pat), minlength=n_pat) if n_pat else np.zeros(0, np.int64)
         yield counts[patient_idx].astype(np.float64)
+
+
+def count_replicates(fns: Sequence[Callable[[np.ndarray], dict[str, np.ndarray]]], patient_idx: np.ndarray, n_rep: int,
+                     seed: int, chunk: int = 100) -> list[dict[str, np.ndarray]]:
+    """Per ``fn``, metric name -> (B,) values over the same ``n_rep`` resamples as :func:`replicates` (same
+    ``seed``), each ``fn`` taking a (b, N) matrix of weightings, ``chunk`` replicates at a time (metrics that
+    are sums of per-image counts: one matrix product for all replicates)."""
+    out: list[dict[str, list]] = [{} for _ in fns]
+    rows = list(replicate_weights(patient_idx, n_rep, seed))
+    for start in range(0, len(rows), chunk):
+        weights = np.stack(rows[start:start + chunk])
+        for fn, acc in zip(fns, out):
+            for key, v in fn(weights).items():
+                acc.setdefault(key, []).append(v)
+    return [{k: np.concatenate(v) for k, v in acc.items()} for acc in out]
 
 
 def _value(key: str, v: Any) -> float | np.ndarray:

@@ -11,14 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from .bootstrap import CI_LEVEL, patient_index, percentile_ci, replicates
+from .bootstrap import CI_LEVEL, count_replicates, patient_index, percentile_ci, replicates
 from .froc import ALL, FROC_FPS, FROC_GRID
 from .matching import image_order_key
-from .panoptic_quality import class_mean, pq_per_class
-from .stats import FPS_INDEX, SetStats, lesion_size_bins, pq_counts_by_size
+from .by_size import SizeStats, lesion_size_bins
+from .stats import FPS_INDEX, SetStats
 
 ATTRIBUTES = ("breast_density", "view", "laterality", "manufacturer", "modality")  # breakdown keys of panoptic.json images
 SCALARS = ("pq", "rq", "sq", "ap", "dice")
+BREAKDOWN_CI = ("pq", "rq", "sq", "dice")  # sums of per-image counts: all replicates in a few matrix products
 LABELS = {"pq": "PQ", "rq": "RQ", "sq": "SQ", "ap": "AP", "dice": "Dice", "cpm": "CPM"}  # as the paper writes them
 UNKNOWN = "unknown"
 
@@ -31,8 +32,10 @@ def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
 
 
-def evaluator_stats(ev: Any, t_index: int, source: str, spacing: Sequence[float | None] | None = None) -> SetStats:
-    """:class:`SetStats` of a :class:`~.evaluator.PanopticEvaluator`'s images at ``thresholds[t_index]``."""
+def evaluator_stats(ev: Any, t_index: int, source: str, spacing: Sequence[float | None] | None = None,
+                    by_size: bool = True) -> SetStats:
+    """:class:`SetStats` of a :class:`~.evaluator.PanopticEvaluator`'s images at ``thresholds[t_index]``
+    (``by_size``: with the PQ/Dice/AP statistics of each lesion size bin)."""
     results = sorted(ev.results, key=lambda r: image_order_key(r.image_id))
     lesion = np.array([c.isthing == 1 for c in ev.categories])
     if not lesion.any():
@@ -41,7 +44,8 @@ def evaluator_stats(ev: Any, t_index: int, source: str, spacing: Sequence[float 
     stats = SetStats(results, [c.name for c in ev.categories], t_index, source, ev.instance_classes, lesion,
                      None if bins is None else bins[0])
     stats.sizes = None if bins is None else bins[1]
-    stats.pq_by_size = None if bins is None else pq_counts_by_size(results, float(ev.thresholds[t_index]), bins[1], len(ev.categories))
+    if by_size and bins is not None and all(r.segments is not None for r in results):
+        stats.by_size = SizeStats(results, bins[1], float(ev.thresholds[t_index]), source == "instances", lesion)
     return stats
 
 
@@ -73,29 +77,31 @@ def _scalars(m: dict[str, Any], stats: SetStats) -> dict[str, Any]:
     return row
 
 
-def _pq_of_counts(counts: np.ndarray | None, b: int) -> dict[str, Any]:
-    """PQ/RQ/SQ (%) of size bin ``b`` from :func:`.stats.pq_counts_by_size`'s counts."""
-    if counts is None:
-        return {}
-    tp, fp, fn, iou = (counts[b, k][None] for k in range(4))
-    pq_c, rq_c, sq_c = pq_per_class(tp, fp, fn, iou)
-    occurs = (tp + fp + fn)[0] > 0
-    return {"segments": {"tp": int(tp.sum()), "fp": int(fp.sum()), "fn": int(fn.sum())},
-            **{k: _pct(float(class_mean(v, occurs)[0])) for k, v in (("pq", pq_c), ("rq", rq_c), ("sq", sq_c))}}
+def _segments(stats: SetStats, b: int) -> dict[str, int]:
+    """Size bin ``b``'s PQ segment counts at the selected threshold."""
+    tp, fp, fn, _ = stats.by_size.counts(b, np.ones(stats.n_images))
+    return {"tp": int(tp.sum()), "fp": int(fp.sum()), "fn": int(fn.sum())}
 
 
-def breakdowns(stats: SetStats, attributes: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
-    """``by``: PQ/RQ/SQ and FROC by lesion size; every metric by each image attribute present (point estimates)."""
+def breakdowns(stats: SetStats, attributes: Sequence[dict[str, Any]] | None,
+               boot: tuple[np.ndarray, int, int] | None = None) -> dict[str, Any]:
+    """``by``: every metric by lesion size (:mod:`.by_size`) and by each image attribute present. ``boot``:
+    (patient index (N,), replicates, seed) gives each row the 95 % intervals of the metrics that are sums
+    of per-image counts (PQ, RQ, SQ, Dice), over the resamples of the set's own intervals."""
     by: dict[str, Any] = {}
+    rows: list[tuple[dict[str, Any], Any]] = []  # each row and its count metrics under a (B, N) weighting
     if stats.has_froc and stats.size_bins is not None:
         sizes: dict[str, Any] = {"how": stats.sizes.how, "bins": {}}
         for b, name in enumerate(stats.sizes.names):
             m = stats.metrics(size_bin=b)
-            sizes["bins"][name] = {"lesions": int(sum(int((bins == b).sum()) for bins in stats.size_bins)),
-                                   **_pq_of_counts(stats.pq_by_size, b),
-                                   "cpm": {k: _num(m[f"cpm:{k}"]) for k in stats.froc_names},
-                                   "sensitivity": {k: None if m[f"froc:{k}"] is None else [float(v) for v in m[f"froc:{k}"][FPS_INDEX]]
-                                                   for k in stats.froc_names}}
+            row: dict[str, Any] = {"lesions": int(sum(int((bins == b).sum()) for bins in stats.size_bins))}
+            if stats.by_size is not None:
+                row["segments"] = _segments(stats, b)
+                rows.append((row, lambda weights, b=b: stats.by_size.count_metrics(b, weights)))
+            row.update(_scalars(m, stats))
+            row["sensitivity"] = {k: None if m[f"froc:{k}"] is None else [float(v) for v in m[f"froc:{k}"][FPS_INDEX]]
+                                  for k in stats.froc_names}
+            sizes["bins"][name] = row
         by["lesion_size"] = sizes
     if attributes:
         for key in ATTRIBUTES:
@@ -106,7 +112,11 @@ def breakdowns(stats: SetStats, attributes: Sequence[dict[str, Any]] | None) -> 
             for v in sorted(set(values)):
                 w = np.array([x == v for x in values], dtype=np.float64)
                 groups[v] = {"images": int(w.sum()), **_scalars(stats.metrics(w), stats)}
+                rows.append((groups[v], lambda weights, w=w: stats.count_metrics(weights * w)))
             by[key] = groups
+    if boot is not None and rows:
+        for (row, _), reps in zip(rows, count_replicates([fn for _, fn in rows], *boot)):
+            row["ci"] = {k: [_pct(x) for x in percentile_ci(reps[k])] for k in BREAKDOWN_CI}
     return by
 
 
@@ -122,13 +132,16 @@ def cad_metrics(ev: Any, t_index: int, source: str, bootstrap: int = 0, seed: in
     stats = evaluator_stats(ev, t_index, source, spacing)
     point = stats.metrics()
     out: dict[str, Any] = {}
-    reps = None
+    reps = boot = None
     if bootstrap and stats.n_images:
         pidx, n_pat, note = patient_index(ids, {i: r.get("patient_id") for i, r in zip(ids, recs)})
         reps = replicates([stats], pidx, bootstrap, seed)[0]
+        boot = (pidx, int(bootstrap), int(seed))
         out["ci"] = {k: [_pct(v) for v in percentile_ci(reps[k])] for k in SCALARS}
         out["bootstrap"] = {"replicates": int(bootstrap), "seed": int(seed), "level": CI_LEVEL, "patients": n_pat,
                             "images": stats.n_images, "method": "95 % percentile interval over patient-level resamples",
+                            "breakdowns": "rows have intervals of PQ, RQ, SQ and Dice (the same resamples); none of AP "
+                                          "or CPM, each of which would cost as much as all the set's replicates",
                             **({"note": note} if note else {})}
     else:
         out["bootstrap"] = {"replicates": 0, "seed": int(seed)}
@@ -137,7 +150,7 @@ def cad_metrics(ev: Any, t_index: int, source: str, bootstrap: int = 0, seed: in
         out["froc"] = froc_block(stats, point, reps)
         out["froc_protocol"] = {"hit": hit, **({"iou": hit_iou} if hit == "iou" else {}), "detections": source,
                                 "units": "sensitivity as a fraction of lesions; fps = mean false positives per image"}
-    out["by"] = breakdowns(stats, recs if any(recs) else None)
+    out["by"] = breakdowns(stats, recs if any(recs) else None, boot)
     return out
 
 

@@ -17,6 +17,11 @@ def _ci(ci: Any, digits: int = 1) -> str:
     return "" if not ci or ci[0] is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
+def _v(row: dict[str, Any], key: str) -> str:
+    """A breakdown row's value (%) with its CI when it has one."""
+    return _f(row.get(key)) + _ci((row.get("ci") or {}).get(key))
+
+
 def froc_csv(metrics: dict[str, Any]) -> str:
     """class, fps, sensitivity, ci_lo, ci_hi: each FROC curve on its log-spaced grid (1/8 .. 8 FP/image)."""
     buf = io.StringIO()
@@ -57,23 +62,26 @@ def cad_markdown(metrics: dict[str, Any]) -> str:
             sens = f["sensitivity"] or [None] * len(fps)
             out.append(f"| {name} | {f['lesions']} | " + " | ".join(_f(s, 3) for s in sens) + f" | {_f(f['cpm'], 3)} |{_ci(f.get('ci'), 3)} |\n")
     by = metrics.get("by") or {}
+    t = metrics["best"]["threshold"]
+    ci_note = " PQ, RQ, SQ and Dice with their 95 % CI (AP and CPM without)." if boot.get("replicates") else ""
     size = by.get("lesion_size")
     if size:
         names = list(next(iter(size["bins"].values()))["cpm"]) if size["bins"] else []
-        out.append(f"\n## By lesion size ({size['how']}; PQ family at t = {metrics['best']['threshold']:.2f}: a TP or FN in its "
-                   "GT segment's size, a FP in its own; FROC: TPs on lesions of that size, every FP)\n\n"
-                   "| size | lesions | RQ | SQ | PQ | " + " | ".join(f"CPM {n}" for n in names) + " |\n"
-                   + "|---" * (len(names) + 5) + "|\n")
+        out.append(f"\n## By lesion size ({size['how']}; at t = {t:.2f}: PQ family, a TP or FN in its GT segment's size, a FP "
+                   "in its own; AP, COCOeval with the bin as area range; Dice, the bin's lesion pixels; FROC, TPs on lesions "
+                   f"of that size, every FP).{ci_note}\n\n"
+                   "| size | lesions | RQ | SQ | PQ | AP | Dice | " + " | ".join(f"CPM {n}" for n in names) + " |\n"
+                   + "|---" * (len(names) + 7) + "|\n")
         for b, row in size["bins"].items():
-            out.append(f"| {b} | {row['lesions']} | {_f(row.get('rq'))} | {_f(row.get('sq'))} | {_f(row.get('pq'))} | "
-                       + " | ".join(_f(row["cpm"][n], 3) for n in names) + " |\n")
+            out.append(f"| {b} | {row['lesions']} | {_v(row, 'rq')} | {_v(row, 'sq')} | {_v(row, 'pq')} | {_v(row, 'ap')} | "
+                       f"{_v(row, 'dice')} | " + " | ".join(_f(row["cpm"][n], 3) for n in names) + " |\n")
     for key, groups in by.items():
         if key == "lesion_size":
             continue
-        out.append(f"\n## By {key.replace('_', ' ')} (at t = {metrics['best']['threshold']:.2f})\n\n"
+        out.append(f"\n## By {key.replace('_', ' ')} (at t = {t:.2f}).{ci_note}\n\n"
                    "| value | images | RQ | SQ | PQ | AP | Dice | CPM (all) |\n|---|---|---|---|---|---|---|---|\n")
         for v, row in groups.items():
             cpm = (row.get("cpm") or {}).get("all")
-            out.append(f"| {v} | {row['images']} | {_f(row['rq'])} | {_f(row['sq'])} | {_f(row['pq'])} | {_f(row['ap'])} | "
-                       f"{_f(row['dice'])} | {_f(cpm, 3)} |\n")
+            out.append(f"| {v} | {row['images']} | {_v(row, 'rq')} | {_v(row, 'sq')} | {_v(row, 'pq')} | {_v(row, 'ap')} | "
+                       f"{_v(row, 'dice')} | {_f(cpm, 3)} |\n")
     return "".join(out)

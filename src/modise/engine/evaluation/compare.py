@@ -123,7 +123,7 @@ def paired_comparison(
     for tag, m in (("A", m_a), ("B", m_b)):
         if "ap_source_note" in m:
             notes.append(f"{tag}: {m['ap_source_note']} (FROC too)")
-    stats = [evaluator_stats(ev_a, b_a, m_a["ap_source"]), evaluator_stats(ev_b, b_b, m_b["ap_source"])]
+    stats = [evaluator_stats(ev_a, b_a, m_a["ap_source"], by_size=False), evaluator_stats(ev_b, b_b, m_b["ap_source"], by_size=False)]
     records = {p.image_id: p.record or {} for p in pairs}
     ids = sorted(both, key=image_order_key)
     pidx, n_pat, note = patient_index(ids, {i: records.get(i, {}).get("patient_id") for i in ids})

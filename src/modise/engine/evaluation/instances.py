@@ -63,7 +63,8 @@ def match_instances(
     thresholds: np.ndarray,
     where: str,
     froc: tuple[float, str] | None = None,
-) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray], tuple | None]:
+    gt_area: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, np.ndarray], tuple | None, dict[int, Any]]:
     """COCOeval's ``evaluateImg`` for one image, every threshold at once.
 
     ``gt_index``: (H, W) int, 0 = background, j + 1 = the j-th GT segment in listing order
@@ -73,11 +74,13 @@ def match_instances(
     matched flags per class index), detections in COCO order: descending score, stable
     over listing order, at most 100 per class; with ``froc`` = (IoU threshold, hit rule), also
     the FROC matches of those detections against the lesions of the used classes in listing order
-    (scores, class indices, then :func:`.froc.froc_match`'s four arrays), else None.
+    (scores, class indices, then :func:`.froc.froc_match`'s four arrays), else None; last, per class
+    index, the :class:`.coco_ap.AreaPairs` of AP by lesion size (``gt_area`` (G,): the GT segments'
+    pixels in listing order, COCO's annotation ``area``; default: counted from ``gt_index``).
     """
     from pycocotools import mask as mask_utils
 
-    from .coco_ap import check_score, coco_greedy
+    from .coco_ap import AreaPairs, check_score, coco_greedy
 
     n_cls, shape = use_class.size, tuple(gt_index.shape)
     gt_cat = np.asarray(gt_cat, dtype=np.int64)
@@ -109,10 +112,16 @@ def match_instances(
     else:
         ious = np.zeros((len(d_rles), len(g_rles)))
     l_cat = gt_cat[lesions]
+    if gt_area is None:
+        gt_area = np.bincount(gt_index.ravel(), minlength=gt_cat.size + 1)[1:]
+    l_area = np.asarray(gt_area, dtype=np.int64)[lesions]
+    d_area = np.asarray(mask_utils.area(d_rles), dtype=np.int64).reshape(-1) if d_rles else np.zeros(0, np.int64)  # loadRes' area
+    pairs_out = {}
     for c in by_class:
         rows, cols = np.flatnonzero(d_cls == c), np.flatnonzero(l_cat == c)
         scores_out[c] = np.array([d_recs[r][0] for r in rows], dtype=np.float64)
         matched_out[c] = coco_greedy(ious[np.ix_(rows, cols)], coco_thr)
+        pairs_out[c] = AreaPairs.of(ious[np.ix_(rows, cols)], d_area[rows], l_area[cols])
     froc_out = None
     if froc is not None:
         from .froc import centroid_hits, centroid_pixels, froc_match
@@ -127,4 +136,4 @@ def match_instances(
             hit = ious >= t
         d_scores = np.array([s for s, _ in d_recs], dtype=np.float64)
         froc_out = (d_scores, d_cls, *froc_match(d_scores, d_cls, l_cat, hit, ious))
-    return n_gt, scores_out, matched_out, froc_out
+    return n_gt, scores_out, matched_out, froc_out, pairs_out

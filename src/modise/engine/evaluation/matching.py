@@ -23,7 +23,7 @@ import numpy as np
 
 from modise.errors import ModiseError
 
-from .coco_ap import check_score, coco_greedy
+from .coco_ap import AreaPairs, check_score, coco_greedy
 from .froc import DEFAULT_FROC_IOU, FrocImage
 
 MAX_DETS = 100  # COCO maxDets[-1]
@@ -54,6 +54,9 @@ class ImageResult:
     inst_matched: dict[int, np.ndarray] | None = None
     froc: FrocImage | None = None  # FROC matches (instances when given, else panoptic segments)
     segments: "SegmentPairs | None" = None  # PQ's pairs and segment sizes (breakdown by lesion size)
+    # AP by lesion size: per category index, the IoUs and areas COCOeval's area ranges need
+    det_pairs: dict[int, AreaPairs] = field(default_factory=dict)
+    inst_pairs: dict[int, AreaPairs] | None = None
 
 
 @dataclass
@@ -63,10 +66,11 @@ class SegmentPairs:
     ``pairs_hi`` (K, 2): (GT, predicted) segment positions of every same-class pair with IoU > 0 (for
     t >= 0.5 those above t are the matches); ``pairs_lo`` (L, 2): the summed-IoU assignment's pairs
     (for t < 0.5); ``iou_hi`` / ``iou_lo``: their float32 IoUs. Segment areas and class indices
-    in ascending-id positions."""
+    in ascending-id positions; ``inter_hi`` (K,): the pixels each ``pairs_hi`` pair shares (Dice by size)."""
 
     pairs_hi: np.ndarray
     iou_hi: np.ndarray
+    inter_hi: np.ndarray
     pairs_lo: np.ndarray
     iou_lo: np.ndarray
     g_area: np.ndarray
@@ -217,8 +221,10 @@ def match_image(
             p_list = pc[np.argsort(p_order[pc], kind="stable")]
             p_list = p_list[np.argsort(-p_score[p_list], kind="mergesort")][:MAX_DETS]
             res.det_scores[int(c)] = p_score[p_list]
-            res.det_matched[int(c)] = coco_greedy(iou64[np.ix_(g_list, p_list)].T, coco_thr)
-    res.segments = _segment_pairs(pairs_hi, pairs_lo, iou32, g_area, g_cat, p_area, p_cat)
+            det_iou = iou64[np.ix_(g_list, p_list)].T
+            res.det_matched[int(c)] = coco_greedy(det_iou, coco_thr)
+            res.det_pairs[int(c)] = AreaPairs.of(det_iou, p_area[p_list], g_area[g_list])
+    res.segments = _segment_pairs(pairs_hi, pairs_lo, iou32, inter, g_area, g_cat, p_area, p_cat)
     use = np.ones(n_cls, dtype=bool) if instance_classes is None else np.asarray(instance_classes, dtype=bool)
     listing = np.argsort(g_order, kind="stable")  # ascending-id positions in listing order
     lesions = listing[use[g_cat[listing]]]  # lesion GT (FROC), listing order
@@ -229,8 +235,8 @@ def match_image(
         rank = np.empty(ng, dtype=np.int64)
         rank[listing] = np.arange(ng)
         gt_index = np.concatenate([[0], rank + 1])[g_idx].reshape(gt_ids.shape)
-        res.inst_n_gt, res.inst_scores, res.inst_matched, froc_dets = match_instances(
-            gt_index, g_cat[listing], instances, cat_index, use, thresholds, where, froc)
+        res.inst_n_gt, res.inst_scores, res.inst_matched, froc_dets, res.inst_pairs = match_instances(
+            gt_index, g_cat[listing], instances, cat_index, use, thresholds, where, froc, g_area[listing])
     elif froc is not None:  # FROC on the panoptic segments of lesion classes
         froc_dets = _froc_panoptic(froc, lesions, g_cat, g_idx, p_idx, p_area, p_cat, p_score, p_order, iou64, use, gt_ids.shape)
     if froc is not None:
@@ -262,13 +268,14 @@ def _froc_panoptic(froc, lesions, g_cat, g_idx, p_idx, p_area, p_cat, p_score, p
     return (p_score[dets], p_cat[dets], *froc_match(p_score[dets], p_cat[dets], g_cat[lesions], hit, iou))
 
 
-def _segment_pairs(pairs_hi, pairs_lo, iou32, g_area, g_cat, p_area, p_cat) -> "SegmentPairs":
+def _segment_pairs(pairs_hi, pairs_lo, iou32, inter, g_area, g_cat, p_area, p_cat) -> "SegmentPairs":
     def cat(pairs):
         p = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
         return p, iou32[p[:, 0], p[:, 1]] if p.size else np.zeros(0, np.float32)
 
     (hi, iou_hi), (lo, iou_lo) = cat(pairs_hi), cat(pairs_lo)
-    return SegmentPairs(hi, iou_hi, lo, iou_lo, g_area.astype(np.int64), g_cat, p_area.astype(np.int64), p_cat)
+    inter_hi = inter[hi[:, 0], hi[:, 1]].astype(np.int64) if hi.size else np.zeros(0, np.int64)
+    return SegmentPairs(hi, iou_hi, inter_hi, lo, iou_lo, g_area.astype(np.int64), g_cat, p_area.astype(np.int64), p_cat)
 
 
 def _drop_empty(idx, area, sid, cat, order, score):

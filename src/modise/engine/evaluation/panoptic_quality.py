@@ -27,6 +27,20 @@ def class_mean(values: np.ndarray, occurs: np.ndarray) -> np.ndarray:
     return values[:, occurs].mean(axis=1)
 
 
+def count_means(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, iou_sum: np.ndarray, occurs: np.ndarray) -> dict[str, np.ndarray]:
+    """(B, C) counts of B weightings -> "pq", "rq", "sq" (B,): each row's mean over its occurring classes
+    (``occurs`` (B, C) bool; NaN where none occurs)."""
+    pq_c, rq_c, sq_c = pq_per_class(tp, fp, fn, iou_sum)
+    return {k: masked_mean(v, occurs) for k, v in (("pq", pq_c), ("rq", rq_c), ("sq", sq_c))}
+
+
+def masked_mean(values: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """(B, C) values -> (B,) mean of each row over its ``use`` (B, C) columns; NaN where there is none."""
+    n = use.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.where(use, values, 0.0).sum(axis=1) / np.maximum(n, 1), np.nan)
+
+
 def best_index(pq: np.ndarray) -> int:
     """Index of the best PQ; the smallest threshold on ties (thresholds ascending)."""
     if np.all(np.isnan(pq)):

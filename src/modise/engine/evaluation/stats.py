@@ -21,88 +21,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .coco_ap import REC_THRS, mean_ap
+from .by_size import SizeBins, SizeStats
+from .coco_ap import weighted_ap
 from .dice import dice_per_class
 from .froc import ALL, FROC_FPS, FROC_GRID, IGNORED, TP, froc_at, grouped_froc_curve, score_groups
 from .matching import ImageResult, image_order_key
-from .panoptic_quality import class_mean, pq_per_class
+from .panoptic_quality import count_means, masked_mean
 
-SIZE_BINS_MM = (10.0, 20.0)  # equivalent diameter: <= 10, 10-20, > 20 mm
-SIZE_NAMES_MM = ("<=10 mm", "10-20 mm", ">20 mm")
-SIZE_NAMES_TERCILE = ("small (area tercile 1)", "medium (area tercile 2)", "large (area tercile 3)")
 FPS_INDEX = np.searchsorted(FROC_GRID, FROC_FPS)  # FROC_FPS are points of FROC_GRID
-
-
-def _weighted_precision(matched: np.ndarray, w: np.ndarray, n_gt: float) -> np.ndarray:
-    """COCOeval's interpolated precision (101 recall points) of detections in score order,
-    ``matched`` (D,) bool, counted ``w`` (D,) times each; :func:`.coco_ap.class_precision` at w = 1."""
-    keep = w > 0
-    tps, w = matched[keep], w[keep]
-    nd = tps.size
-    if nd == 0:
-        return np.zeros(REC_THRS.size)
-    tp = np.cumsum(w * tps)
-    fp = np.cumsum(w * ~tps)
-    rc = tp / n_gt
-    pr = tp / (fp + tp + np.spacing(1))
-    pr = np.maximum.accumulate(pr[::-1])[::-1]  # COCOeval's right-to-left envelope
-    idx = np.searchsorted(rc, REC_THRS, side="left")
-    return np.where(idx < nd, pr[np.minimum(idx, nd - 1)], 0.0)
-
-
-class SizeBins:
-    """Segment size -> bin 0/1/2 (small / medium / large).
-
-    By equivalent diameter 2 sqrt(area / pi) x pixel spacing (mm): <= 10, 10-20, > 20 mm, when every
-    image with lesions has its spacing; otherwise by terciles of the set's lesion pixel areas."""
-
-    def __init__(self, results: Sequence[ImageResult], spacing: Sequence[float | None]) -> None:
-        areas = [np.zeros(0) if r.froc is None else r.froc.gt_area.astype(np.float64) for r in results]
-        self.spacing = list(spacing)
-        self.mm = all(s for a, s in zip(areas, spacing) if a.size)
-        if self.mm:
-            self.names, self.how = SIZE_NAMES_MM, "equivalent diameter 2*sqrt(area/pi) x pixel spacing"
-        else:
-            flat = np.concatenate(areas) if areas else np.zeros(0)
-            self.cuts = np.quantile(flat, [1 / 3, 2 / 3]) if flat.size else np.zeros(2)
-            self.names, self.how = SIZE_NAMES_TERCILE, "pixel-area terciles of the set's lesions (pixel spacing unknown)"
-
-    def __call__(self, areas: np.ndarray, image: int) -> np.ndarray:
-        """(K,) pixel areas of segments of image number ``image`` -> (K,) bins."""
-        areas = np.asarray(areas, dtype=np.float64)
-        if self.mm:
-            return np.digitize(2.0 * np.sqrt(areas / np.pi) * (self.spacing[image] or 1.0), SIZE_BINS_MM, right=True)
-        return np.digitize(areas, self.cuts, right=True)
-
-
-def lesion_size_bins(results: Sequence[ImageResult], spacing: Sequence[float | None]) -> tuple[list[np.ndarray], SizeBins]:
-    """Each image's FROC lesions (:class:`.froc.FrocImage` order) -> size bin, and the binning."""
-    sizes = SizeBins(results, spacing)
-    return [np.zeros(0, np.int64) if r.froc is None else sizes(r.froc.gt_area, i) for i, r in enumerate(results)], sizes
-
-
-def pq_counts_by_size(results: Sequence[ImageResult], threshold: float, sizes: SizeBins, n_cls: int) -> np.ndarray | None:
-    """(3 bins, 4, C) TP, FP, FN, IoU sum at ``threshold``: a TP and a FN count in the bin of their GT
-    segment's size, a FP in its predicted segment's; summed over bins they are the set's counts."""
-    if any(r.segments is None for r in results):
-        return None
-    out = np.zeros((3, 4, n_cls))
-    thr32 = np.float32(threshold)
-    for i, r in enumerate(results):
-        s = r.segments
-        pairs, iou = (s.pairs_hi, s.iou_hi) if threshold >= 0.5 else (s.pairs_lo, s.iou_lo)
-        keep = iou > thr32  # MONAI's float32 comparison, as the matching does
-        pairs, iou = pairs[keep], iou[keep].astype(np.float64)
-        gb, pb = sizes(s.g_area, i), sizes(s.p_area, i)
-        g_tp = np.zeros(s.g_area.size, bool)
-        p_tp = np.zeros(s.p_area.size, bool)
-        g_tp[pairs[:, 0]] = True
-        p_tp[pairs[:, 1]] = True
-        np.add.at(out, (gb[pairs[:, 0]], 0, s.g_cat[pairs[:, 0]]), 1)
-        np.add.at(out, (gb[pairs[:, 0]], 3, s.g_cat[pairs[:, 0]]), iou)
-        np.add.at(out, (pb[~p_tp], 1, s.p_cat[~p_tp]), 1)
-        np.add.at(out, (gb[~g_tp], 2, s.g_cat[~g_tp]), 1)
-    return out
 
 
 class SetStats:
@@ -153,7 +79,7 @@ class SetStats:
         self.froc_names = [self.categories[k] for k in np.flatnonzero(instance_classes)] + [ALL]
         self.size_bins = size_bins
         self.sizes: SizeBins | None = None  # set by the caller that binned the lesions (cad.evaluator_stats)
-        self.pq_by_size: np.ndarray | None = None  # (3, 4, C) pq_counts_by_size, likewise
+        self.by_size: SizeStats | None = None  # PQ/Dice/AP per size bin, likewise
         self._froc: dict[str, tuple] = {}
         if self.has_froc:
             for k in [*np.flatnonzero(instance_classes), None]:
@@ -176,6 +102,11 @@ class SetStats:
                 self._froc[name] = (group, u.size, np.concatenate(tp), np.concatenate(img).astype(np.int64),
                                     np.concatenate(tbin).astype(np.int64), n_t)
 
+    @property
+    def pq_by_size(self) -> np.ndarray | None:
+        """(bins, 4, C) TP, FP, FN, IoU sum per size bin over the set (summed over bins: the set's counts)."""
+        return None if self.by_size is None else self.by_size.pq.sum(axis=0)
+
     def lesions(self, name: str) -> int:
         """GT lesions of ``name`` (a lesion class or "all") over the set."""
         return int(self._froc[name][-1][:, 0].sum())
@@ -195,32 +126,28 @@ class SetStats:
             dw = np.where(is_tp & (tbin != size_bin), 0.0, dw)
         return grouped_froc_curve(group, n_groups, is_tp, targets, float(w.sum()), dw)
 
+    def count_metrics(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """"pq", "rq", "sq", "dice" (B,) (fractions, NaN when undefined) under B image weightings
+        ``weights`` (B, N) at once: the metrics that are sums of per-image counts."""
+        tp = weights @ self.tp
+        out = count_means(tp, weights @ self.n_pred - tp, weights @ self.n_gt - tp, weights @ self.iou_sum,
+                          weights @ (self.n_gt + self.n_pred) > 0)
+        dice_c = dice_per_class(weights @ self.inter, weights @ self.pred_area, weights @ self.gt_area)
+        out["dice"] = masked_mean(dice_c, self.dice_classes[None] & ~np.isnan(dice_c))
+        return out
+
     def metrics(self, w: np.ndarray | None = None, size_bin: int | None = None) -> dict[str, float | np.ndarray | None]:
         """The set's metrics under image weights ``w`` (N,) (default 1): fractions "pq", "rq", "sq",
         "ap", "dice" (NaN / None when undefined) and, with FROC, "froc:<name>" (len(FROC_GRID),)
-        sensitivities and "cpm:<name>" for each lesion class and "all". ``size_bin``: FROC only."""
+        sensitivities and "cpm:<name>" for each lesion class and "all". ``size_bin``: of the lesions of
+        that size (:mod:`.by_size`; FROC: TPs on them, every FP)."""
         w = np.ones(self.n_images) if w is None else np.asarray(w, dtype=np.float64)
         out: dict[str, float | np.ndarray | None] = {}
-        if size_bin is None:
-            tp = w @ self.tp
-            fp = w @ (self.n_pred - self.tp)
-            fn = w @ (self.n_gt - self.tp)
-            pq_c, rq_c, sq_c = pq_per_class(tp[None], fp[None], fn[None], (w @ self.iou_sum)[None])
-            occurs = (w @ (self.n_gt + self.n_pred)) > 0
-            for key, v in (("pq", pq_c), ("rq", rq_c), ("sq", sq_c)):
-                out[key] = float(class_mean(v, occurs)[0])
-            n_gt = w @ self.ap_n_gt
-            per_class = []
-            for k, dets in enumerate(self.ap_dets):
-                if dets is None or n_gt[k] == 0:
-                    per_class.append(None)
-                    continue
-                matched, img = dets
-                per_class.append(_weighted_precision(matched, w[img], float(n_gt[k])))
-            out["ap"] = mean_ap(per_class)
-            dice_c = dice_per_class(w @ self.inter, w @ self.pred_area, w @ self.gt_area)
-            use = self.dice_classes & ~np.isnan(dice_c)
-            out["dice"] = float(dice_c[use].mean()) if use.any() else float("nan")
+        if size_bin is not None and self.by_size is not None:
+            out.update(self.by_size.metrics(size_bin, w))
+        elif size_bin is None:
+            out.update({k: float(v[0]) for k, v in self.count_metrics(w[None]).items()})
+            out["ap"] = weighted_ap(self.ap_dets, w, w @ self.ap_n_gt)
         if self.has_froc:
             for name in self.froc_names:
                 curve = self.froc_curve(name, w, size_bin)
