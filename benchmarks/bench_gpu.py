@@ -47,7 +47,8 @@ def _rows(preset: str, size: str, device: str, image_size: int, train_batch: int
         dict(what=f"train, batch {train_batch}, {n}²", measured=f"{train['images_per_second']:.1f} img/s{mem}",
              goal="≥ 25 img/s at batch 8", verdict=verdict(train["images_per_second"] >= 25)),
         dict(what=f"inference {n}² fp32", measured=f"{fp32['seconds_per_image']:.3f} s/img = "
-             f"{fp32['overhead_ratio']:.2f}× the frozen forward ({fp32['diffusion_seconds_per_image']:.3f} s)",
+             f"{fp32['overhead_ratio']:.2f}× the frozen forward ({fp32['diffusion_seconds_per_image']:.3f} s; "
+             f"{fp32['ratio_to_encode_unet']:.2f}× VAE encode + UNet alone)",
              goal="≤ 1.25× that forward", verdict=verdict(fp32["overhead_ratio"] <= 1.25)),
         dict(what=f"inference {n}² bf16", measured=f"{bf16['seconds_per_image']:.3f} s/img = {speedup:.2f}× faster than fp32",
              goal="bf16 ≥ 1.6× faster than fp32", verdict=verdict(speedup >= 1.6)),

@@ -1,6 +1,7 @@
 """Benchmark: one preset (default full-size M-ODISE, random weights) per stage, on CPU or a GPU.
 
-Goals (issue 4, CPU fp32 at 512x512): end to end <= 1.5x the frozen VAE-encode + UNet forward, peak
+Goals (issue 4, CPU fp32 at 512x512): end to end <= 1.5x the frozen forward (``overhead_ratio``: VAE
+encode + UNet + VAE decoder taps since issue 29; ``ratio_to_encode_unet`` is the earlier reference), peak
 RSS <= 8 GB. Run: ``python benchmarks/bench_model.py [--preset m-odise] [--size full] [--device cpu]
 [--precision fp32] [--image-size 512] [--batch-size 1] [--train]`` (or ``modise benchmark ... --json``).
 A full-size model needs ~6 GB of RAM.

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from modise.cli import app
 
-STAGES = {"captioner", "vae_encode", "unet", "decoder_taps", "projection", "mask_generator", "class_head"}
+STAGES = {"captioner", "vae_encode", "unet", "decoder_taps", "projection", "mask_generator", "class_head", "clip_ensemble"}
 
 
 def _run(*args: str) -> dict:
@@ -28,9 +28,14 @@ def test_inference_stages_add_up_to_the_whole_and_show_their_spread():
     assert parts == pytest.approx(total, rel=0.01, abs=5e-5)  # stages of one run: no part beats the whole
     assert all(v["seconds_per_image"] <= total + 1e-5 for k, v in st.items())
     assert all(v["min"] <= v["seconds_per_image"] <= v["max"] for v in st.values())
-    frozen = st["vae_encode"]["seconds_per_image"] + st["unet"]["seconds_per_image"]
-    assert res["diffusion_seconds_per_image"] == pytest.approx(frozen, abs=2e-5)
+    # the reference: every frozen diffusion pass (the partial VAE decode too); VAE encode + UNet alone beside it
+    encode_unet = st["vae_encode"]["seconds_per_image"] + st["unet"]["seconds_per_image"]
+    frozen = encode_unet + st["decoder_taps"]["seconds_per_image"]
+    assert res["diffusion_seconds_per_image"] == pytest.approx(frozen, abs=3e-5)
     assert res["overhead_ratio"] == pytest.approx(total / frozen, rel=0.01)
+    assert res["encode_unet_seconds_per_image"] == pytest.approx(encode_unet, abs=2e-5)
+    assert res["ratio_to_encode_unet"] == pytest.approx(total / encode_unet, rel=0.01)
+    assert res["ratio_to_encode_unet"] > res["overhead_ratio"]
     assert 1 <= res["repeats"] <= 3 and res["peak_rss_mb"] > 0 and res["peak_cuda_mb"] is None
     assert (res["batch_size"], res["precision"], res["mode"]) == (2, "fp32", "inference")
     from modise.model.cli import benchmark_rows
@@ -43,7 +48,7 @@ def test_inference_stages_add_up_to_the_whole_and_show_their_spread():
 def test_training_step_reports_images_per_second_in_bf16():
     res = _run("--preset", "m2f-sd", "--batch-size", "2", "--train", "--precision", "bf16")
     assert res["mode"] == "train" and res["images_per_second"] > 0
-    assert "backward_and_step" in res["stages"] and "postprocess" not in res["stages"]
+    assert "backward_and_step" in res["stages"] and not {"postprocess", "clip_ensemble"} & set(res["stages"])
 
 
 def test_bad_device_and_precision_are_one_sentence():

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         repeats: int = typer.Option(10, "--repeats", min=1, help="At most this many timed runs (stops when 3 agree within 10%)."),
         as_json: bool = typer.Option(False, "--json", help="Print the timings as JSON on stdout."),
     ) -> None:
-        """Seconds per image per stage vs. the frozen VAE-encode+UNet forward, and peak memory (RSS, CUDA)."""
+        """Seconds per image per stage vs. the frozen diffusion forward (VAE encode + UNet + VAE decoder taps), and peak memory (RSS, CUDA)."""
         from rich.progress import Progress
 
         from modise.checks import check_device, check_side
@@ -91,8 +91,11 @@ def _print_benchmark(r: dict) -> None:
     for name, seconds, share, spread in benchmark_rows(r):
         t.add_row(name, seconds, share, spread)
     con.print(t)
-    con.print(f"ratio to the frozen forward (VAE encode + UNet, {r['diffusion_seconds_per_image']:.4f} s): "
+    frozen = "frozen Swin" if "backbone" in r["stages"] else "VAE encode + UNet + VAE decoder taps"
+    con.print(f"ratio to the frozen forward ({frozen}, {r['diffusion_seconds_per_image']:.4f} s): "
               f"{r['overhead_ratio']:.2f}x")
+    if r["encode_unet_seconds_per_image"] != r["diffusion_seconds_per_image"]:
+        con.print(f"ratio to VAE encode + UNet alone ({r['encode_unet_seconds_per_image']:.4f} s): {r['ratio_to_encode_unet']:.2f}x")
     if "images_per_second" in r:
         con.print(f"training: {r['images_per_second']:.2f} img/s")
     mem = f"peak RSS {r['peak_rss_mb']:.0f} MB"
@@ -101,7 +104,7 @@ def _print_benchmark(r: dict) -> None:
     con.print(mem)
 
 
-AFTER_FORWARD = ("postprocess", "backward_and_step")
+AFTER_FORWARD = ("clip_ensemble", "postprocess", "backward_and_step")
 
 
 def benchmark_rows(r: dict) -> list[tuple[str, str, str, str]]:
