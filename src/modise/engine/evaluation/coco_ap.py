@@ -104,28 +104,18 @@ def check_score(item: dict, who: str) -> float:
 
 
 def coco_greedy(ious: np.ndarray, thr: np.ndarray) -> np.ndarray:
-    """COCO's greedy matching for all thresholds. ``ious``: (D, G) float64, dets by score.
+    """COCO's greedy matching for all thresholds (area 'all': :func:`coco_greedy_ranges` with one threshold
+    per row and no GT ignored). ``ious``: (D, G) float64, dets by score.
 
     Returns (T, D) bool: detection d is a true positive at threshold t.
     """
-    n_det, n_gt = ious.shape
-    matched = np.zeros((thr.size, n_det), dtype=bool)
-    if n_gt == 0:
-        return matched
-    taken = np.zeros((thr.size, n_gt), dtype=bool)
-    rows = np.arange(thr.size)
-    for d in range(n_det):
-        cand = np.where(taken, -np.inf, ious[d][None, :])
-        best = n_gt - 1 - np.argmax(cand[:, ::-1], axis=1)  # last index among equal maxima
-        ok = cand[rows, best] >= thr
-        matched[ok, d] = True
-        taken[rows[ok], best[ok]] = True
-    return matched
+    return coco_greedy_ranges(ious, thr, None)[0]
 
 
-def coco_greedy_ranges(ious: np.ndarray, thr: float, gt_ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def coco_greedy_ranges(ious: np.ndarray, thr: float | np.ndarray, gt_ignore: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """COCOeval's ``evaluateImg`` matching under area ranges (pycocotools 2.0.11 cocoeval.py:235-299), at
-    one threshold ``thr`` (already min(t, 1 - 1e-10), :276) for R ranges at once.
+    threshold ``thr`` (already min(t, 1 - 1e-10), :276; a scalar, or (R,) one per row) for R rows at once
+    (``gt_ignore`` None: no GT ignored, one row per threshold).
 
     ``ious``: (D, G) float64, detections in COCO order, GT in listing order; ``gt_ignore``: (R, G) bool,
     GT outside range r (:251). COCOeval sorts the GT with ignored ones last (stable, :257) and gives each
@@ -136,22 +126,25 @@ def coco_greedy_ranges(ious: np.ndarray, thr: float, gt_ignore: np.ndarray) -> t
     GT (R, D)); the caller ignores those (:294) and the unmatched detections outside the range (:298-299).
     """
     n_det, n_gt = ious.shape
-    n_rng = gt_ignore.shape[0]
+    thr = np.asarray(thr, dtype=np.float64).reshape(-1, 1)  # (R or 1, 1)
+    n_rng = gt_ignore.shape[0] if gt_ignore is not None else thr.shape[0]
     matched = np.zeros((n_rng, n_det), dtype=bool)
     on_ignored = np.zeros((n_rng, n_det), dtype=bool)
     if n_gt == 0:
         return matched, on_ignored
     taken = np.zeros((n_rng, n_gt), dtype=bool)
     rows = np.arange(n_rng)
-    for d in np.flatnonzero((ious >= thr).any(axis=1)):  # a detection with no IoU >= thr matches nothing
-        ok = (ious[d][None, :] >= thr) & ~taken  # (R, G) candidates
-        pref = ok & ~gt_ignore
-        use = np.where(pref.any(axis=1, keepdims=True), pref, ok)
+    for d in np.flatnonzero((ious >= thr.min()).any(axis=1)):  # a detection with no IoU >= thr matches nothing
+        use = (ious[d][None, :] >= thr) & ~taken  # (R, G) candidates
+        if gt_ignore is not None:  # a non-ignored GT first, an ignored one only when none qualifies
+            pref = use & ~gt_ignore
+            use = np.where(pref.any(axis=1, keepdims=True), pref, use)
         cand = np.where(use, ious[d][None, :], -np.inf)
         best = n_gt - 1 - np.argmax(cand[:, ::-1], axis=1)  # last among equal maxima
         hit = use[rows, best]
         matched[hit, d] = True
-        on_ignored[hit, d] = gt_ignore[rows[hit], best[hit]]
+        if gt_ignore is not None:
+            on_ignored[hit, d] = gt_ignore[rows[hit], best[hit]]
         taken[rows[hit], best[hit]] = True
     return matched, on_ignored
 

@@ -113,5 +113,6 @@ def default_workers(on_gpu: bool, devices: int | str = "auto") -> int:
 
     if not on_gpu:
         return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     n_dev = devices if isinstance(devices, int) and devices > 0 else max(1, torch.cuda.device_count())
-    return max(1, min(8, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) // n_dev - 1))
+    return max(1, min(8, cores // n_dev - 1))  # one core per device left for its training process

@@ -47,13 +47,6 @@ def resize_image(image: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
 
 
-def resize_sample(sample: dict[str, Any], h: int, w: int) -> dict[str, Any]:
-    """The image (:func:`resize_image`) and the id map (PIL nearest: a gather, no copy per segment) to h x w."""
-    ids = sample["ids"]
-    ids = ids.index_select(0, nearest_source_index(ids.shape[0], h)).index_select(1, nearest_source_index(ids.shape[1], w))
-    return {**sample, "image": resize_image(sample["image"], h, w), "ids": ids}
-
-
 @dataclass
 class LSJ:
     """Flip + scale jitter + fixed crop to ``size`` x ``size`` (``size`` a multiple of 32).
