@@ -58,3 +58,13 @@ def test_vit_tokens_are_what_the_towers_feed_their_blocks():
         tokens = compat.timm_vit_tokens(trunk, x)
         assert tokens.shape == (1, 1 + 196, trunk.embed_dim)
         assert torch.allclose(trunk.norm(trunk.blocks(tokens)), trunk.forward_features(x), atol=1e-5)
+
+
+def test_deformable_attention_samples_through_the_module_level_function():
+    # use_gather_deformable_sampling replaces this global; the layer must look it up at call time.
+    m = compat.mask2former_modules()
+    fn = getattr(m.multi_scale_deformable_attention, "library_fn", m.multi_scale_deformable_attention)
+    assert list(inspect.signature(fn).parameters) == ["value", "value_spatial_shapes", "sampling_locations",
+                                                      "attention_weights"]
+    attention, _ = compat.mask2former_init_targets()
+    assert "multi_scale_deformable_attention(" in inspect.getsource(attention.forward)

@@ -3,13 +3,16 @@ when a library release moves any of it.
 
 - transformers (pinned ``>=5,<6`` in pyproject): Mask2Former's building blocks are not exported from
   ``transformers``; MODISE uses its pixel decoder, masked-attention transformer decoder and loss
-  standalone (``model/mask_generator.py``, ``model/criterion.py``).
+  standalone (``model/mask_generator.py``, ``model/criterion.py``), and its pixel decoder's deformable
+  attention samples through the module-level ``multi_scale_deformable_attention``, which
+  :func:`route_deformable_sampling` wraps (CPU inference: ``model/deformable_sampling.py``).
 - open_clip / timm: a ViT's token embedding before its blocks (``model/clip_ensemble.py`` runs the
   blocks itself with an attention mask, as ODISE's mask-pooled CLIP does).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -46,6 +49,29 @@ def mask2former_init_targets() -> tuple[type, type]:
     ``init_mask_generator`` initialises as Deformable DETR / Mask2Former do."""
     m = mask2former_modules()
     return m.Mask2FormerPixelDecoderEncoderMultiscaleDeformableAttention, m.Mask2FormerMaskedAttentionDecoderLayer
+
+
+def route_deformable_sampling(cpu_inference_fn: Callable[..., torch.Tensor]) -> None:
+    """Send Mask2Former's deformable-attention sampling (``multi_scale_deformable_attention(value,
+    value_spatial_shapes, sampling_locations, attention_weights)``) to ``cpu_inference_fn`` on the CPU when
+    no autograd is recording; everything else keeps transformers' own function. Installed once (later
+    calls replace only the function); ``library_fn`` on the installed wrapper is transformers' function."""
+    m = mask2former_modules()
+    installed = m.multi_scale_deformable_attention
+    if getattr(installed, "cpu_inference_fn", None) is not None:
+        installed.cpu_inference_fn = cpu_inference_fn
+        return
+
+    def dispatch(value, value_spatial_shapes, sampling_locations, attention_weights):
+        tracked = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (value, sampling_locations, attention_weights))
+        if value.device.type == "cpu" and not tracked:
+            return dispatch.cpu_inference_fn(value, value_spatial_shapes, sampling_locations, attention_weights)
+        return installed(value, value_spatial_shapes, sampling_locations, attention_weights)
+
+    dispatch.cpu_inference_fn = cpu_inference_fn  # type: ignore[attr-defined]
+    dispatch.library_fn = installed  # type: ignore[attr-defined]
+    m.multi_scale_deformable_attention = dispatch
 
 
 # ---------------------------------------------------------------- open_clip / timm ViT tokens

@@ -76,12 +76,14 @@ class MaskGenerator(nn.Module):
     def __init__(self, feature_channels: list[int], hidden_dim: int = 256, num_queries: int = 100, dec_layers: int = 9,
                  enc_layers: int = 6, nheads: int = 8, dim_feedforward: int = 2048, enc_feedforward: int = 1024) -> None:
         super().__init__()
-        from modise.compat import mask2former_pixel_decoder, mask2former_transformer_decoder
+        from modise.compat import mask2former_pixel_decoder, mask2former_transformer_decoder, route_deformable_sampling
+        from modise.model.deformable_sampling import sample_deformable
 
         cfg = mask2former_config(hidden_dim, num_queries, dec_layers, enc_layers, nheads, dim_feedforward, enc_feedforward)
         self.pixel_decoder = mask2former_pixel_decoder(cfg, feature_channels)
         self.transformer = mask2former_transformer_decoder(cfg, in_features=hidden_dim)
         init_mask_generator(self.pixel_decoder, self.transformer)
+        route_deformable_sampling(sample_deformable)  # CPU inference: one gather (model/deformable_sampling.py)
 
     def load_from_mask2former(self, model: nn.Module) -> None:
         """Copy a ``transformers`` Mask2Former's pixel decoder and transformer decoder (COCO-pretrained
