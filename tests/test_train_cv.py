@@ -24,6 +24,16 @@ def test_cv_two_folds_writes_table_and_resumes(tmp_path):
         assert m["train"]["fold"] == k and "pq" in m
     assert (out / "report").is_dir() and any((out / "report").iterdir())
     assert report
+    # each fold predicted its own held-out images; the report pools them (out-of-fold) with patient CIs
+    from modise.data.dataset import load_folds
+
+    folds = load_folds(tmp_path / "data")
+    for k in range(2):
+        preds = json.loads((out / f"fold{k}" / "predictions" / "panoptic.json").read_text())
+        assert sorted(a["image_id"] for a in preds["annotations"]) == sorted(folds[k])
+    pooled = report["pooled"]["pooled"]["m-odise"]
+    assert pooled["images"] == 8 and pooled["pq"]["ci"] is not None
+    assert "out-of-fold" in (out / "report" / "report.md").read_text().lower()
     # a second call keeps finished folds (no retraining: metrics untouched)
     before = (out / "fold0" / "metrics.json").stat().st_mtime_ns
     cross_validate(cfg, out, folds=2, progress=False)

@@ -88,7 +88,7 @@ def reproduce(
     from modise.engine.evaluation.report import write_report
     from modise.engine.training.checks import check_train_config
     from modise.engine.training.config import HARDWARE
-    from modise.engine.training.cv import train_folds
+    from modise.engine.training.cv import held_out_predictions, train_folds
     from modise.model.presets import preset_names
     from modise.runs import is_global_zero
 
@@ -119,30 +119,13 @@ def reproduce(
             continue
         fold_runs = train_folds(base.model_copy(update={"preset": p}), out / d, folds, overwrite=overwrite, progress=progress)
         if is_global_zero():
-            _held_out_predictions(fold_runs, data, base.accelerator, progress)
+            held_out_predictions(fold_runs, data, base.accelerator, progress)
     if not is_global_zero():
         return {}
     runs = [out / d for d in dirs]
     result = write_report(runs, out / TABLE_DIR, overwrite=True, clip_ensemble=True, bootstrap=bootstrap, seed=seed)
     result["without_clip_ensemble"] = write_report(runs, out / TABLE_NO_ENSEMBLE_DIR, overwrite=True, clip_ensemble=False)
     return result
-
-
-def _held_out_predictions(fold_runs: Sequence[Path], data: str | Path, accelerator: str, progress: bool) -> None:
-    """Each fold run's held-out images predicted into ``<run>/predictions/`` (kept when already there)."""
-    from modise.engine.prediction.predict import predict_files
-    from modise.runs import load_run_config
-
-    device = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}.get(accelerator)
-    for run in fold_runs:
-        dest = run / "predictions"
-        if (dest / "panoptic.json").is_file():
-            continue
-        fold = load_run_config(run).get("fold")
-        if fold is None or int(fold) < 0:
-            continue
-        predict_files(run, [], dest, data=data, fold=int(fold), overlays=False, heatmaps=False, device=device,
-                      progress=progress, resume=dest.exists())  # an interrupted one continues
 
 
 def _nnunet_row(data: str | Path, out: Path, folds: int, accelerator: str, trainer: str, overwrite: bool, progress: bool) -> None:

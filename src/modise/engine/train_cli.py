@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
         overwrite: Overwrite = False,
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     ) -> None:
-        """5-fold cross-validation (finished folds are kept unless --overwrite, an interrupted one resumes), then the variant's table."""
+        """5-fold cross-validation (finished folds are kept unless --overwrite, an interrupted one resumes), then the variant's table: mean ± std over folds and the pooled out-of-fold estimate with patient-level CIs."""
         from modise.engine.training.cv import cross_validate
 
         cfg = train_config(

@@ -1,4 +1,6 @@
-"""``modise cv``: every fold of ``folds.json`` as its own run, then the variant's Table-1 row."""
+"""``modise cv``: every fold of ``folds.json`` as its own run, then the variant's Table-1 row and, from
+each fold's held-out predictions (``fold<k>/predictions/``), the pooled out-of-fold estimate with
+patient-level bootstrap CIs (:mod:`modise.engine.evaluation.pooled`)."""
 
 from __future__ import annotations
 
@@ -57,13 +59,36 @@ def train_folds(
     return runs
 
 
+def held_out_predictions(fold_runs: list[Path], data: str | Path, accelerator: str, progress: bool) -> None:
+    """Each fold run's held-out images predicted into ``<run>/predictions/`` (kept when already there; an
+    interrupted one continues): what the pooled estimate and the paired tests score."""
+    from modise.engine.prediction.predict import predict_files
+    from modise.runs import load_run_config
+
+    device = {"cpu": "cpu", "gpu": "cuda", "cuda": "cuda"}.get(accelerator)
+    for run in fold_runs:
+        dest = run / "predictions"
+        if (dest / "panoptic.json").is_file():
+            continue
+        fold = load_run_config(run).get("fold")
+        if fold is None or int(fold) < 0:
+            continue
+        predict_files(run, [], dest, data=data, fold=int(fold), overlays=False, heatmaps=False, device=device,
+                      progress=progress, resume=dest.exists())
+
+
 def cross_validate(
-    cfg: TrainConfig, out: str | Path, folds: int = 5, *, overwrite: bool = False, progress: bool = True
+    cfg: TrainConfig, out: str | Path, folds: int = 5, *, overwrite: bool = False, progress: bool = True,
+    bootstrap: int = 1000, seed: int = 0,
 ) -> dict[str, Any]:
-    """:func:`train_folds` into ``out``, then ``write_report`` into ``out/report``."""
+    """:func:`train_folds` into ``out``, then ``write_report`` into ``out/report``: mean ± std over folds and,
+    with ``bootstrap`` > 0, each fold's held-out predictions pooled with ``bootstrap`` patient-level
+    replicates (``seed``); ``bootstrap=0`` predicts nothing more."""
     from modise.engine.evaluation import write_report
 
     runs = train_folds(cfg, out, folds, overwrite=overwrite, progress=progress)
     if not is_global_zero():
         return {}
-    return write_report(runs, Path(out) / "report", overwrite=True)
+    if bootstrap:
+        held_out_predictions(runs, cfg.data, cfg.accelerator, progress)
+    return write_report(runs, Path(out) / "report", overwrite=True, bootstrap=bootstrap, seed=seed)
