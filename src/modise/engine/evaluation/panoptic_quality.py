@@ -22,9 +22,7 @@ def pq_per_class(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, iou_sum: np.nda
 
 def class_mean(values: np.ndarray, occurs: np.ndarray) -> np.ndarray:
     """(T, C) per-class values -> (T,) mean over occurring classes (NaN if none occurs)."""
-    if not occurs.any():
-        return np.full(values.shape[0], np.nan)
-    return values[:, occurs].mean(axis=1)
+    return masked_mean(values, np.broadcast_to(occurs, values.shape))
 
 
 def count_means(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, iou_sum: np.ndarray, occurs: np.ndarray) -> dict[str, np.ndarray]:
