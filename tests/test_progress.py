@@ -71,12 +71,17 @@ def test_mame_train_ctrl_c_exits_130_with_a_sentence_and_a_quiet_log(tmp_path, s
              "64", "--data", "d", "--out", "run", "--max-steps", "100000", "--checkpoint-every", "1", "--val-every", "0"],
             cwd=tmp_path, env=_env(), stdout=f, stderr=f,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # see test_runs
-        ckpt, end = tmp_path / "run" / "checkpoints" / "last.ckpt", time.time() + 240
-        while not ckpt.is_file() and proc.poll() is None and time.time() < end:
-            time.sleep(0.2)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=120)
+        try:
+            ckpt, end = tmp_path / "run" / "checkpoints" / "last.ckpt", time.time() + 240
+            while not ckpt.is_file() and proc.poll() is None and time.time() < end:
+                time.sleep(0.2)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=120)
+        finally:  # a child that outlives the test would slow every test after it (100000 steps)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     text = log.read_text()
     assert code == 130, text
     assert "Training interrupted (checkpoint at step" in text and "--resume (--out run)" in text, text
